@@ -1,0 +1,866 @@
+//! The deadline engine: record state, timers and alert rules (SPEC §2–§4).
+//!
+//! One [`Engine`] holds every record of a stream. It is driven by two calls, both
+//! with time injected by the caller (replay: event time; daemon: wall clock):
+//! * [`Engine::apply`] — one validated event; returns whether it was applied,
+//!   ignored or rejected. A rejected event changes nothing, not even the clock.
+//!   Before an accepted event is applied, every timer due at or before its `at`
+//!   fires (SPEC §6);
+//! * [`Engine::advance`] — fire every timer due at or before an instant.
+//!
+//! Alert transitions are appended to [`Engine::transitions`]; callers drain it after
+//! each call (a transition names its record by slot, valid until the next call).
+//!
+//! Each record has one timer in the [`wheel`], at the earliest of its pending
+//! instants (`hanging`, `due_soon`, `overdue`, or, once closed, the end of its
+//! retention). Firing handles every kind due at that instant in the SPEC's kind
+//! order, then re-arms the record at its next instant; batches of one second are
+//! sorted by (time, record id) so the output order is exactly the SPEC's.
+//!
+//! The rules, as implemented (SPEC §4; decisions the SPEC leaves open are marked):
+//! * every firing alert belongs to the current holder: a `forwarded` to another
+//!   unit resolves them all and re-fires `unrouted` (unknown unit), `due_soon` and
+//!   `overdue` (if they were firing) for the new holder at the same instant;
+//! * thresholds are resolved (unit override, then sector override, then default)
+//!   when a timer is set: `hanging` on every event that restarts it, `due_soon`
+//!   when the due time is set (`received`, `snapshot`, `resumed`, `extended`);
+//! * a timer whose instant is at or before the event that sets it fires with that
+//!   event's `at`, right after it;
+//! * decision: `paused` on a paused record and `resumed` on a running one change no
+//!   due time; like any event they resolve `hanging`, and the latter restarts it;
+//! * decision: a `snapshot` of an open record replaces holder, due time, receipt and
+//!   pause state (resolving and re-firing alerts as a `forwarded` / `extended`
+//!   would), but keeps the report attribution (receiving unit, sector) of the
+//!   event that opened it, so a record is never counted twice.
+
+pub mod calendar;
+pub mod directory;
+pub mod store;
+pub mod wheel;
+
+use crate::config::{Config, Rules, SupplementPolicy, ThresholdOverride, Thresholds};
+use crate::event::{Channel, Event, EventType, IgnoreReason, PauseReason, RejectReason, Rejection};
+use crate::report::{Counts, Report};
+use crate::time::{Instant, SECOND};
+use calendar::Calendar;
+use directory::{Directory, Level};
+use std::fmt;
+use store::{flag, Life, Record, Store};
+use wheel::Wheel;
+
+/// The kinds of alert, in the SPEC's tie-break order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum AlertKind {
+    /// The record names a unit missing from the directory.
+    Unrouted = 0,
+    /// No action recorded for `hanging_after` working hours.
+    Hanging = 1,
+    /// The due time is near.
+    DueSoon = 2,
+    /// The due time has passed.
+    Overdue = 3,
+}
+
+impl AlertKind {
+    /// All kinds, in order.
+    pub const ALL: [AlertKind; 4] = [
+        AlertKind::Unrouted,
+        AlertKind::Hanging,
+        AlertKind::DueSoon,
+        AlertKind::Overdue,
+    ];
+    /// The wire spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertKind::Unrouted => "unrouted",
+            AlertKind::Hanging => "hanging",
+            AlertKind::DueSoon => "due_soon",
+            AlertKind::Overdue => "overdue",
+        }
+    }
+    #[inline]
+    fn bit(self) -> u16 {
+        1 << (flag::FIRING_SHIFT + self as u16)
+    }
+}
+
+impl fmt::Display for AlertKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One alert transition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transition {
+    /// Fire time (firing) or time of what resolved it (resolved).
+    pub at: Instant,
+    /// The record's slot ([`Engine::record_id`]).
+    pub slot: u32,
+    /// Which alert.
+    pub kind: AlertKind,
+    /// Firing (true) or resolved (false).
+    pub firing: bool,
+    /// The unit the alert belongs to ([`Engine::unit_code`]).
+    pub unit: u32,
+}
+
+/// What became of an event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Applied to the record.
+    Applied,
+    /// Valid but ignored (counted, not dead-lettered).
+    Ignored(IgnoreReason),
+    /// Rejected: dead-letter it.
+    Rejected(Rejection),
+}
+
+/// Counters the engine keeps (exported as metrics by the daemon).
+#[derive(Debug, Clone, Default)]
+pub struct Stats {
+    /// Applied or ignored events by type.
+    pub events: [u64; 11],
+    /// Rejections by reason (engine-level ones; the decoder's are counted by the caller).
+    pub rejected: [u64; 10],
+    /// Ignored events by reason.
+    pub ignored: [u64; 2],
+    /// Alerts fired by kind.
+    pub alerts: [u64; 4],
+    /// Timer fires handled.
+    pub fires: u64,
+}
+
+/// The engine.
+pub struct Engine {
+    cal: Calendar,
+    dir: Directory,
+    rules: Rules,
+    unit_over: Vec<Option<ThresholdOverride>>,
+    sector_over: Vec<Option<ThresholdOverride>>,
+    unknown_sector: u32,
+    store: Store,
+    wheel: Wheel,
+    clock: Instant,
+    batch: Vec<(Instant, u32)>,
+    open: usize,
+    /// Alert transitions since the last drain.
+    pub transitions: Vec<Transition>,
+    /// Counters.
+    pub stats: Stats,
+    by_unit: Vec<Counts>,
+    by_sector: Vec<Counts>,
+}
+
+#[inline]
+fn event_hash(id: &str) -> u64 {
+    xxhash_rust::xxh3::xxh3_64_with_seed(id.as_bytes(), 0x6576_656e_7469_6473).max(1)
+}
+
+impl Engine {
+    /// An engine over a validated configuration.
+    pub fn new(cfg: &Config) -> Engine {
+        let mut dir = cfg.directory.clone();
+        let unknown_sector = dir.sectors.intern("unknown");
+        let mut e = Engine {
+            cal: cfg.calendar.clone(),
+            rules: cfg.rules.clone(),
+            unit_over: Vec::new(),
+            sector_over: Vec::new(),
+            unknown_sector,
+            store: Store::default(),
+            wheel: Wheel::default(),
+            clock: i64::MIN,
+            batch: Vec::new(),
+            open: 0,
+            transitions: Vec::new(),
+            stats: Stats::default(),
+            by_unit: Vec::new(),
+            by_sector: Vec::new(),
+            dir,
+        };
+        for (code, o) in &cfg.rules.by_unit {
+            if let Some(u) = e.dir.unit_id(code) {
+                set_over(&mut e.unit_over, u, *o);
+            }
+        }
+        for (code, o) in &cfg.rules.by_sector {
+            let s = e.dir.sectors.intern(code);
+            set_over(&mut e.sector_over, s, *o);
+        }
+        e
+    }
+
+    /// The simulated (or wall) clock: the largest instant seen.
+    pub fn clock(&self) -> Instant {
+        self.clock
+    }
+
+    /// Number of open records.
+    pub fn open_records(&self) -> usize {
+        self.open
+    }
+
+    /// Records held, open or closed (retained).
+    pub fn held_records(&self) -> usize {
+        self.store.len()
+    }
+
+    /// Armed timers.
+    pub fn armed_timers(&self) -> usize {
+        self.wheel.len()
+    }
+
+    /// The calendar.
+    pub fn calendar(&self) -> &Calendar {
+        &self.cal
+    }
+
+    /// The directory (with unknown unit codes seen so far).
+    pub fn directory(&self) -> &Directory {
+        &self.dir
+    }
+
+    /// Id of the record in `slot`.
+    pub fn record_id(&self, slot: u32) -> &str {
+        self.store.id(slot)
+    }
+
+    /// Code of unit id `u`.
+    pub fn unit_code(&self, u: u32) -> &str {
+        self.dir.unit_names.name(u)
+    }
+
+    /// The record state in `slot`.
+    pub fn record(&self, slot: u32) -> &Record {
+        self.store.get(slot)
+    }
+
+    /// Slot of a held record.
+    pub fn find(&self, record_id: &str) -> Option<u32> {
+        self.store.find(record_id)
+    }
+
+    fn thresholds(&self, unit: u32, sector: u32) -> Thresholds {
+        let mut t = self.rules.defaults;
+        for o in [
+            self.sector_over.get(sector as usize),
+            self.unit_over.get(unit as usize),
+        ]
+        .into_iter()
+        .flatten()
+        .flatten()
+        {
+            if let Some(v) = o.hanging_after {
+                t.hanging_after = v;
+            }
+            if let Some(v) = o.due_soon_before {
+                t.due_soon_before = v;
+            }
+            if let Some(v) = o.escalate_after {
+                t.escalate_after = v;
+            }
+        }
+        t
+    }
+
+    fn unit_of(&mut self, code: &str) -> u32 {
+        let u = self.dir.unit_names.intern(code);
+        if self.by_unit.len() <= u as usize {
+            self.by_unit.resize(u as usize + 1, Counts::default());
+        }
+        u
+    }
+
+    fn sector_of(&mut self, code: &str) -> u32 {
+        let s = self.dir.sectors.intern(code);
+        if self.by_sector.len() <= s as usize {
+            self.by_sector.resize(s as usize + 1, Counts::default());
+        }
+        s
+    }
+
+    /// Applies one validated event (SPEC §2, §4, §6).
+    pub fn apply(&mut self, ev: &Event<'_>) -> Outcome {
+        self.store.recycle();
+        let evh = event_hash(&ev.event_id);
+        let found = self.store.find(&ev.record_id).filter(|&s| {
+            let r = self.store.get(s);
+            // a closed record past its retention is forgotten, even before its purge fires
+            !(r.life() == Life::Closed && r.node.at <= ev.at)
+        });
+        enum Plan {
+            New,
+            Open(u32),
+            Ignore(IgnoreReason),
+        }
+        let plan = match found {
+            Some(s) => {
+                let r = self.store.get(s);
+                if r.has_event(evh) {
+                    Plan::Ignore(IgnoreReason::DuplicateEvent)
+                } else if r.life() == Life::Closed {
+                    Plan::Ignore(IgnoreReason::ClosedRecord)
+                } else {
+                    match ev.kind {
+                        EventType::Received => {
+                            return self
+                                .reject(RejectReason::DuplicateRecord, "record already open")
+                        }
+                        EventType::Extended if ev.due_at.is_some_and(|d| d < r.received_at) => {
+                            return self.reject(RejectReason::DueBeforeReceived, "due_at")
+                        }
+                        EventType::Snapshot if ev.due_at.is_none() && !self.known_procedure(ev) => {
+                            return self.reject(RejectReason::UnknownProcedure, "procedure")
+                        }
+                        _ => Plan::Open(s),
+                    }
+                }
+            }
+            None => match ev.kind {
+                EventType::Received | EventType::Snapshot => {
+                    if ev.due_at.is_none() && !self.known_procedure(ev) {
+                        return self.reject(RejectReason::UnknownProcedure, "procedure");
+                    }
+                    Plan::New
+                }
+                _ => {
+                    return self.reject(RejectReason::UnknownRecord, "no open record with this id")
+                }
+            },
+        };
+        self.advance(ev.at);
+        self.stats.events[ev.kind.index()] += 1;
+        match plan {
+            Plan::Ignore(r) => {
+                self.stats.ignored[r.index()] += 1;
+                return Outcome::Ignored(r);
+            }
+            Plan::New => self.open_record(ev, evh),
+            Plan::Open(s) => self.apply_open(s, ev, evh),
+        }
+        Outcome::Applied
+    }
+
+    fn known_procedure(&self, ev: &Event<'_>) -> bool {
+        ev.procedure
+            .as_ref()
+            .is_some_and(|p| self.dir.procedure_ids.contains_key(p.as_ref()))
+    }
+
+    fn reject(&mut self, reason: RejectReason, detail: &'static str) -> Outcome {
+        self.stats.rejected[reason.index()] += 1;
+        Outcome::Rejected(Rejection::new(reason, detail))
+    }
+
+    fn emit(&mut self, at: Instant, slot: u32, kind: AlertKind, firing: bool) {
+        let r = self.store.get_mut(slot);
+        r.set(kind.bit(), firing);
+        let unit = r.holder;
+        if firing {
+            self.stats.alerts[kind as usize] += 1;
+        }
+        self.transitions.push(Transition {
+            at,
+            slot,
+            kind,
+            firing,
+            unit,
+        });
+    }
+
+    #[inline]
+    fn firing(&self, slot: u32, kind: AlertKind) -> bool {
+        self.store.get(slot).flags() & kind.bit() != 0
+    }
+
+    /// Resolves every firing alert of the record, in kind order.
+    fn resolve_all(&mut self, slot: u32, at: Instant) {
+        for k in AlertKind::ALL {
+            if self.firing(slot, k) {
+                self.emit(at, slot, k, false);
+            }
+        }
+    }
+
+    fn open_record(&mut self, ev: &Event<'_>, evh: u64) {
+        let unit = self.unit_of(ev.unit.as_deref().unwrap_or_default());
+        let proc = ev
+            .procedure
+            .as_ref()
+            .and_then(|p| self.dir.procedure_ids.get(p.as_ref()).copied());
+        let sector = match (&ev.sector, proc) {
+            (Some(s), _) => self.sector_of(s),
+            (None, Some(p)) => {
+                let s = self.dir.procedures[p as usize].sector;
+                if self.by_sector.len() <= s as usize {
+                    self.by_sector.resize(s as usize + 1, Counts::default());
+                }
+                s
+            }
+            (None, None) => {
+                let s = self.unknown_sector;
+                if self.by_sector.len() <= s as usize {
+                    self.by_sector.resize(s as usize + 1, Counts::default());
+                }
+                s
+            }
+        };
+        let mut rec = Record::default();
+        rec.holder = unit;
+        rec.recv_unit = unit;
+        rec.procedure = proc.unwrap_or(u32::MAX);
+        rec.set_sector(sector);
+        rec.set_life(Life::Open);
+        rec.set_field(
+            flag::CHANNEL,
+            flag::CHANNEL_SHIFT,
+            ev.channel.index() as u16,
+        );
+        rec.add_event(evh);
+        set_due_source(&self.cal, &self.dir, &mut rec, ev);
+        let slot = self.store.insert(&ev.record_id, rec);
+        self.open += 1;
+        self.by_unit[unit as usize].received += 1;
+        self.by_sector[sector as usize].received += 1;
+        if ev.kind == EventType::Snapshot && ev.paused {
+            self.pause(slot, ev.at, ev.reason.unwrap_or(PauseReason::Supplement));
+            return;
+        }
+        if !self.dir.is_known(unit) {
+            self.emit(ev.at, slot, AlertKind::Unrouted, true);
+        }
+        let hang_from = if ev.kind == EventType::Snapshot {
+            ev.holder_since.unwrap_or(ev.at)
+        } else {
+            ev.at
+        };
+        self.arm_hanging(slot, hang_from);
+        self.arm_due_soon(slot, ev.at);
+        self.reschedule(slot, ev.at);
+    }
+
+    fn arm_hanging(&mut self, slot: u32, from: Instant) {
+        let r = self.store.get(slot);
+        let th = self.thresholds(r.holder, r.sector());
+        let at = self.cal.forward(from, th.hanging_after);
+        self.store.get_mut(slot).hang_at = at;
+    }
+
+    /// Arms `due_soon` for a due time set by an event at `set_at`: only if its
+    /// instant is later than that event (SPEC §4).
+    fn arm_due_soon(&mut self, slot: u32, set_at: Instant) {
+        let r = self.store.get(slot);
+        let th = self.thresholds(r.holder, r.sector());
+        let ds = self.cal.backward(r.due, th.due_soon_before);
+        self.store.get_mut(slot).due_soon_at = if ds > set_at { ds } else { i64::MAX };
+    }
+
+    /// Puts the record's timer at its earliest pending instant (not before `now`).
+    fn reschedule(&mut self, slot: u32, now: Instant) {
+        let r = self.store.get(slot);
+        let next = match r.life() {
+            Life::Open if r.running() => {
+                let mut n = r.hang_at;
+                let f = r.flags();
+                if f & AlertKind::DueSoon.bit() == 0 {
+                    n = n.min(r.due_soon_at);
+                }
+                if f & AlertKind::Overdue.bit() == 0 {
+                    n = n.min(r.due);
+                }
+                n
+            }
+            Life::Closed => r.node.at,
+            _ => i64::MAX,
+        };
+        if next == i64::MAX {
+            self.wheel.cancel(&mut self.store, slot);
+        } else {
+            self.wheel.arm(&mut self.store, slot, next.max(now));
+        }
+    }
+
+    fn pause(&mut self, slot: u32, at: Instant, reason: PauseReason) {
+        self.resolve_all(slot, at);
+        let r = self.store.get_mut(slot);
+        r.set(flag::PAUSED, true);
+        r.set_field(flag::REASON, flag::REASON_SHIFT, reason.index() as u16);
+        r.hang_at = i64::MAX;
+        r.due_soon_at = at; // the pause start, while paused
+        self.wheel.cancel(&mut self.store, slot);
+    }
+
+    fn apply_open(&mut self, slot: u32, ev: &Event<'_>, evh: u64) {
+        let at = ev.at;
+        self.store.get_mut(slot).add_event(evh);
+        // Any event of the record resolves `hanging`.
+        if self.firing(slot, AlertKind::Hanging) {
+            self.emit(at, slot, AlertKind::Hanging, false);
+        }
+        let running = self.store.get(slot).running();
+        if running {
+            self.store.get_mut(slot).hang_at = i64::MAX;
+        }
+        match ev.kind {
+            EventType::Advanced => {
+                if running {
+                    self.arm_hanging(slot, at);
+                }
+            }
+            EventType::Forwarded => {
+                let to = self.unit_of(ev.unit.as_deref().unwrap_or_default());
+                if running {
+                    self.rehome(slot, to, at);
+                    self.arm_hanging(slot, at);
+                } else {
+                    self.store.get_mut(slot).holder = to;
+                }
+            }
+            EventType::Paused => {
+                if running {
+                    self.pause(slot, at, ev.reason.unwrap_or(PauseReason::Supplement));
+                }
+            }
+            EventType::Resumed => {
+                if running {
+                    self.arm_hanging(slot, at);
+                } else {
+                    self.resume(slot, at);
+                }
+            }
+            EventType::Extended => {
+                let due = ev.due_at.unwrap_or(self.store.get(slot).due);
+                self.store.get_mut(slot).due = due;
+                if running {
+                    self.settle_due(slot, at);
+                    self.arm_hanging(slot, at);
+                }
+            }
+            EventType::Resolved
+            | EventType::Returned
+            | EventType::Rejected
+            | EventType::Withdrawn => {
+                self.close(slot, ev.kind, at);
+                return;
+            }
+            EventType::Snapshot => self.resnapshot(slot, ev),
+            EventType::Received => {} // rejected before (duplicate_record)
+        }
+        self.reschedule(slot, at);
+    }
+
+    /// After the due time changed on a running record: resolve what the move ends,
+    /// arm `due_soon` for the new due time (SPEC §4, `extended`).
+    fn settle_due(&mut self, slot: u32, at: Instant) {
+        let due = self.store.get(slot).due;
+        if self.firing(slot, AlertKind::Overdue) && due > at {
+            self.emit(at, slot, AlertKind::Overdue, false);
+        }
+        if self.firing(slot, AlertKind::DueSoon) {
+            let r = self.store.get(slot);
+            let th = self.thresholds(r.holder, r.sector());
+            let ds = self.cal.backward(due, th.due_soon_before);
+            if ds > at {
+                self.emit(at, slot, AlertKind::DueSoon, false);
+                self.store.get_mut(slot).due_soon_at = ds;
+            }
+        } else if self.firing(slot, AlertKind::Overdue) {
+            self.store.get_mut(slot).due_soon_at = i64::MAX;
+        } else {
+            self.arm_due_soon(slot, at);
+        }
+    }
+
+    /// Moves a running record to unit `to` (SPEC §4, `forwarded`).
+    fn rehome(&mut self, slot: u32, to: u32, at: Instant) {
+        let from = self.store.get(slot).holder;
+        if from == to {
+            if !self.dir.is_known(to) && !self.firing(slot, AlertKind::Unrouted) {
+                self.emit(at, slot, AlertKind::Unrouted, true);
+            }
+            return;
+        }
+        let was_ds = self.firing(slot, AlertKind::DueSoon);
+        let was_od = self.firing(slot, AlertKind::Overdue);
+        self.resolve_all(slot, at);
+        self.store.get_mut(slot).holder = to;
+        if !self.dir.is_known(to) {
+            self.emit(at, slot, AlertKind::Unrouted, true);
+        }
+        if was_ds {
+            self.emit(at, slot, AlertKind::DueSoon, true);
+        }
+        if was_od {
+            self.emit(at, slot, AlertKind::Overdue, true);
+        }
+    }
+
+    fn resume(&mut self, slot: u32, at: Instant) {
+        let policy = self.rules.supplement_policy;
+        let r = self.store.get(slot);
+        let reason = PauseReason::ALL[r.field(flag::REASON, flag::REASON_SHIFT) as usize % 3];
+        let pause_start = r.due_soon_at;
+        let (due, orig) =
+            if reason == PauseReason::Supplement && policy == SupplementPolicy::Restart {
+                let d = if r.flags() & flag::FROM_DUE_AT != 0 {
+                    self.cal.forward(at, r.base_secs as i64 * SECOND)
+                } else {
+                    match self.dir.procedures.get(r.procedure as usize) {
+                        Some(p) => self.cal.due(at, p.duration),
+                        None => r.due,
+                    }
+                };
+                (d, d)
+            } else {
+                let elapsed = self.cal.working_between(pause_start, at);
+                (
+                    self.cal.forward(r.due, elapsed),
+                    self.cal.forward(r.orig_due, elapsed),
+                )
+            };
+        let r = self.store.get_mut(slot);
+        r.due = due;
+        r.orig_due = orig;
+        r.set(flag::PAUSED, false);
+        r.due_soon_at = i64::MAX;
+        let holder = r.holder;
+        if !self.dir.is_known(holder) {
+            self.emit(at, slot, AlertKind::Unrouted, true);
+        }
+        self.arm_due_soon(slot, at);
+        self.arm_hanging(slot, at);
+    }
+
+    fn resnapshot(&mut self, slot: u32, ev: &Event<'_>) {
+        let at = ev.at;
+        let to = self.unit_of(ev.unit.as_deref().unwrap_or_default());
+        let was_running = self.store.get(slot).running();
+        let proc = ev
+            .procedure
+            .as_ref()
+            .and_then(|p| self.dir.procedure_ids.get(p.as_ref()).copied());
+        let rec = self.store.get_mut(slot);
+        if let Some(p) = proc {
+            rec.procedure = p;
+        }
+        set_due_source(&self.cal, &self.dir, rec, ev);
+        if ev.paused {
+            if was_running {
+                self.pause(slot, at, ev.reason.unwrap_or(PauseReason::Supplement));
+            }
+            self.store.get_mut(slot).holder = to;
+            return;
+        }
+        if !was_running {
+            let r = self.store.get_mut(slot);
+            r.set(flag::PAUSED, false);
+            r.due_soon_at = i64::MAX;
+            r.holder = to;
+            if !self.dir.is_known(to) {
+                self.emit(at, slot, AlertKind::Unrouted, true);
+            }
+            self.arm_due_soon(slot, at);
+        } else {
+            self.settle_due(slot, at);
+            self.rehome(slot, to, at);
+        }
+        self.arm_hanging(slot, ev.holder_since.unwrap_or(at));
+    }
+
+    fn close(&mut self, slot: u32, kind: EventType, at: Instant) {
+        self.resolve_all(slot, at);
+        let retention = self.rules.closed_retention;
+        let r = self.store.get_mut(slot);
+        r.set_life(Life::Closed);
+        r.hang_at = i64::MAX;
+        r.due_soon_at = i64::MAX;
+        let (unit, sector, orig_due) = (r.recv_unit as usize, r.sector() as usize, r.orig_due);
+        let field = match kind {
+            EventType::Rejected => Field::Rejected,
+            EventType::Withdrawn => Field::Withdrawn,
+            _ => match self.cal.local_day(at).cmp(&self.cal.local_day(orig_due)) {
+                std::cmp::Ordering::Less => Field::Early,
+                std::cmp::Ordering::Equal => Field::OnTime,
+                std::cmp::Ordering::Greater => Field::Late,
+            },
+        };
+        for c in [&mut self.by_unit[unit], &mut self.by_sector[sector]] {
+            match field {
+                Field::Rejected => c.rejected += 1,
+                Field::Withdrawn => c.withdrawn += 1,
+                Field::Early => c.early += 1,
+                Field::OnTime => c.on_time += 1,
+                _ => c.late += 1,
+            }
+        }
+        self.open -= 1;
+        // The timer now marks the end of the retention: the record is purged then.
+        let purge_at = at.saturating_add(retention);
+        self.wheel.arm(&mut self.store, slot, purge_at);
+    }
+
+    /// Fires every timer due at or before `now` (and moves the clock to `now` if later).
+    pub fn advance(&mut self, now: Instant) {
+        if now > self.clock {
+            self.clock = now;
+        }
+        let now = self.clock;
+        let mut batch = std::mem::take(&mut self.batch);
+        loop {
+            batch.clear();
+            let Some(tick) = self.wheel.take_due_tick(&mut self.store, now, &mut batch) else {
+                break;
+            };
+            // Pop from the end: sort descending by (time, record id).
+            let st = &self.store;
+            batch.sort_unstable_by(|a, b| b.0.cmp(&a.0).then_with(|| st.id(b.1).cmp(st.id(a.1))));
+            while let Some((t, slot)) = batch.pop() {
+                self.fire(slot, t);
+                // A re-arm within this same second must keep the global order.
+                if Wheel::is_armed(&mut self.store, slot) {
+                    let next = self.store.get(slot).node.at;
+                    if next <= now && next.div_euclid(SECOND) as u64 == tick {
+                        self.wheel.cancel(&mut self.store, slot);
+                        let st = &self.store;
+                        let id = st.id(slot);
+                        let pos = batch.partition_point(|&(bt, bs)| (bt, st.id(bs)) > (next, id));
+                        batch.insert(pos, (next, slot));
+                    }
+                }
+            }
+        }
+        self.batch = batch;
+    }
+
+    /// Handles the record's timer at `t`: every kind due at `t`, in kind order.
+    fn fire(&mut self, slot: u32, t: Instant) {
+        self.stats.fires += 1;
+        let r = self.store.get(slot);
+        match r.life() {
+            Life::Closed => {
+                self.store.remove(slot);
+                return;
+            }
+            Life::Free => return,
+            Life::Open => {}
+        }
+        if !r.running() {
+            return;
+        }
+        if r.hang_at <= t {
+            self.store.get_mut(slot).hang_at = i64::MAX;
+            self.emit(t, slot, AlertKind::Hanging, true);
+        }
+        let r = self.store.get(slot);
+        if r.flags() & AlertKind::DueSoon.bit() == 0 && r.due_soon_at <= t {
+            self.store.get_mut(slot).due_soon_at = i64::MAX;
+            self.emit(t, slot, AlertKind::DueSoon, true);
+        }
+        let r = self.store.get(slot);
+        if r.flags() & AlertKind::Overdue.bit() == 0 && r.due <= t {
+            self.store.get_mut(slot).due_soon_at = i64::MAX;
+            self.emit(t, slot, AlertKind::Overdue, true);
+            if self.firing(slot, AlertKind::DueSoon) {
+                self.emit(t, slot, AlertKind::DueSoon, false);
+            }
+        }
+        self.reschedule(slot, t);
+    }
+
+    /// Counts as of `as_of` (SPEC §6 `--report`): closed records from the running
+    /// totals, open ones classified now.
+    pub fn report(&self, as_of: Instant) -> Report {
+        let mut by_unit = self.by_unit.clone();
+        let mut by_sector = self.by_sector.clone();
+        for slot in self.store.slots() {
+            let r = self.store.get(slot);
+            if r.life() != Life::Open {
+                continue;
+            }
+            let cat = if r.flags() & flag::PAUSED != 0 {
+                Field::Paused
+            } else if as_of > r.orig_due {
+                Field::InProgressOverdue
+            } else {
+                Field::InProgressWithin
+            };
+            for c in [
+                &mut by_unit[r.recv_unit as usize],
+                &mut by_sector[r.sector() as usize],
+            ] {
+                match cat {
+                    Field::Paused => c.paused += 1,
+                    Field::InProgressOverdue => c.in_progress_overdue += 1,
+                    _ => c.in_progress_within += 1,
+                }
+            }
+        }
+        let mut rep = Report::new(as_of);
+        for (u, c) in by_unit.iter().enumerate() {
+            if c.is_empty() {
+                continue;
+            }
+            let level = self.dir.level(u as u32);
+            rep.add(self.dir.unit_names.name(u as u32), level, c);
+        }
+        for (s, c) in by_sector.iter().enumerate() {
+            if !c.is_empty() {
+                rep.by_sector
+                    .insert(self.dir.sectors.name(s as u32).to_string(), *c);
+            }
+        }
+        rep
+    }
+
+    /// Level of unit id `u`.
+    pub fn level(&self, u: u32) -> Level {
+        self.dir.level(u)
+    }
+
+    /// The channel a record was submitted through.
+    pub fn channel(&self, slot: u32) -> Channel {
+        Channel::ALL[self
+            .store
+            .get(slot)
+            .field(flag::CHANNEL, flag::CHANNEL_SHIFT) as usize
+            % 3]
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Field {
+    Early,
+    OnTime,
+    Late,
+    Rejected,
+    Withdrawn,
+    Paused,
+    InProgressOverdue,
+    InProgressWithin,
+}
+
+/// Sets receipt, due time and restart base from a `received` / `snapshot`.
+fn set_due_source(cal: &Calendar, dir: &Directory, rec: &mut Record, ev: &Event<'_>) {
+    let receipt = match ev.kind {
+        EventType::Snapshot => ev.received_at.unwrap_or(ev.at),
+        _ => ev.at,
+    };
+    rec.received_at = receipt;
+    if let Some(d) = ev.due_at {
+        rec.due = d;
+        rec.base_secs = (cal.working_between(receipt, d) / SECOND).clamp(0, u32::MAX as i64) as u32;
+        rec.set(flag::FROM_DUE_AT, true);
+    } else if let Some(p) = dir.procedures.get(rec.procedure as usize) {
+        rec.due = cal.due(receipt, p.duration);
+        rec.set(flag::FROM_DUE_AT, false);
+    }
+    rec.orig_due = rec.due;
+}
+
+fn set_over(v: &mut Vec<Option<ThresholdOverride>>, i: u32, o: ThresholdOverride) {
+    if v.len() <= i as usize {
+        v.resize(i as usize + 1, None);
+    }
+    v[i as usize] = Some(o);
+}

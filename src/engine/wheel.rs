@@ -1,0 +1,324 @@
+//! A hierarchical timing wheel over record slots: one timer per open record.
+//!
+//! Why a wheel: every event of a record resets its hanging timer, so "cancel and
+//! re-arm" is the hottest timer operation. Here both are O(1): a timer is a node of
+//! an intrusive doubly linked list (the links live inside the record, so a timer
+//! costs no allocation and 18 bytes), and a list hangs off one of 64 slots of one
+//! of [`LEVELS`] levels, level `k` slots being `64^k` seconds wide (the scheme of
+//! tokio's and Linux's wheels). Time advances by cascading a higher-level slot into
+//! lower levels when its turn comes; a level-0 slot holds the timers of one second.
+//!
+//! The engine needs exact order (fire time, then record id, then kind), finer than
+//! a second: [`Wheel::take_due_tick`] hands out a whole second's timers and the
+//! engine sorts that batch.
+//!
+//! Ticks are whole seconds since the Unix epoch; 7 levels cover 2^42 seconds, far
+//! beyond the calendar tables, so the top level never wraps.
+
+use crate::time::{Instant, SECOND};
+
+/// Number of levels.
+pub const LEVELS: usize = 7;
+const SLOTS: usize = 64;
+/// The "no node" link.
+pub const NIL: u32 = u32::MAX;
+/// Location of a node that is in no list.
+pub const NOWHERE: u16 = u16::MAX;
+
+/// The intrusive part of a timer, stored inside each record.
+#[derive(Debug, Clone, Copy)]
+pub struct Node {
+    /// Fire instant.
+    pub at: Instant,
+    /// Next node in the slot's list.
+    pub next: u32,
+    /// Previous node in the slot's list.
+    pub prev: u32,
+    /// `level * 64 + slot`, or [`NOWHERE`].
+    pub loc: u16,
+    /// Free bits for the owner (fills what would be padding).
+    pub aux16: u16,
+    /// Free bits for the owner (fills what would be padding).
+    pub aux32: u32,
+}
+
+impl Default for Node {
+    fn default() -> Self {
+        Node {
+            at: 0,
+            next: NIL,
+            prev: NIL,
+            loc: NOWHERE,
+            aux16: 0,
+            aux32: 0,
+        }
+    }
+}
+
+/// Where the wheel finds the node of slot `i`.
+pub trait Nodes {
+    /// The node of slot `i`.
+    fn node(&mut self, i: u32) -> &mut Node;
+}
+
+/// The wheel's own state: list heads and occupancy bitmaps.
+#[derive(Debug)]
+pub struct Wheel {
+    heads: Vec<u32>,
+    occupied: [u64; LEVELS],
+    /// Every tick before this one has been handed out.
+    elapsed: u64,
+    len: usize,
+}
+
+impl Default for Wheel {
+    fn default() -> Self {
+        Wheel {
+            heads: vec![NIL; LEVELS * SLOTS],
+            occupied: [0; LEVELS],
+            elapsed: 0,
+            len: 0,
+        }
+    }
+}
+
+#[inline]
+fn tick_of(at: Instant) -> u64 {
+    at.div_euclid(SECOND).clamp(0, (1i64 << 42) - 1) as u64
+}
+
+#[inline]
+fn level_for(elapsed: u64, when: u64) -> usize {
+    let masked = (elapsed ^ when) | (SLOTS as u64 - 1);
+    let significant = 63 - masked.leading_zeros() as usize;
+    (significant / 6).min(LEVELS - 1)
+}
+
+impl Wheel {
+    /// Number of armed timers.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether no timer is armed.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Arms (or re-arms) the timer of slot `i` at `at`.
+    pub fn arm<N: Nodes>(&mut self, nodes: &mut N, i: u32, at: Instant) {
+        self.cancel(nodes, i);
+        nodes.node(i).at = at;
+        self.link(nodes, i);
+    }
+
+    fn link<N: Nodes>(&mut self, nodes: &mut N, i: u32) {
+        let at = nodes.node(i).at;
+        // A timer in the past goes to the current tick: it is handed out next.
+        let when = tick_of(at).max(self.elapsed);
+        let level = level_for(self.elapsed, when);
+        let slot = ((when >> (level * 6)) & 63) as usize;
+        let loc = level * SLOTS + slot;
+        let head = self.heads[loc];
+        {
+            let n = nodes.node(i);
+            n.loc = loc as u16;
+            n.prev = NIL;
+            n.next = head;
+        }
+        if head != NIL {
+            nodes.node(head).prev = i;
+        }
+        self.heads[loc] = i;
+        self.occupied[level] |= 1 << slot;
+        self.len += 1;
+    }
+
+    /// Disarms the timer of slot `i` if it is armed.
+    pub fn cancel<N: Nodes>(&mut self, nodes: &mut N, i: u32) {
+        let (loc, prev, next) = {
+            let n = nodes.node(i);
+            if n.loc == NOWHERE {
+                return;
+            }
+            let r = (n.loc as usize, n.prev, n.next);
+            n.loc = NOWHERE;
+            n.prev = NIL;
+            n.next = NIL;
+            r
+        };
+        if prev != NIL {
+            nodes.node(prev).next = next;
+        } else {
+            self.heads[loc] = next;
+            if next == NIL {
+                self.occupied[loc / SLOTS] &= !(1 << (loc % SLOTS));
+            }
+        }
+        if next != NIL {
+            nodes.node(next).prev = prev;
+        }
+        self.len -= 1;
+    }
+
+    /// Whether slot `i`'s timer is armed.
+    pub fn is_armed<N: Nodes>(nodes: &mut N, i: u32) -> bool {
+        nodes.node(i).loc != NOWHERE
+    }
+
+    /// The earliest non-empty slot: (level, slot, its first tick).
+    fn next_expiration(&self) -> Option<(usize, usize, u64)> {
+        for level in 0..LEVELS {
+            let occ = self.occupied[level];
+            if occ == 0 {
+                continue;
+            }
+            let shift = level * 6;
+            let now_slot = ((self.elapsed >> shift) & 63) as u32;
+            let rotated = occ.rotate_right(now_slot);
+            let slot = ((rotated.trailing_zeros() + now_slot) % 64) as usize;
+            let level_range = 1u64 << (shift + 6);
+            let slot_range = 1u64 << shift;
+            let level_start = self.elapsed & !(level_range - 1);
+            // Placement keeps every timer at or after `elapsed`, and slots are
+            // cascaded before `elapsed` passes them, so this never lies in the past.
+            let deadline = level_start + slot as u64 * slot_range;
+            debug_assert!(deadline >= self.elapsed || level == 0);
+            return Some((level, slot, deadline.max(self.elapsed)));
+        }
+        None
+    }
+
+    /// Hands out, into `out`, every timer of the earliest second that is at or
+    /// before `now`'s second, unlinking them; returns that second, or `None` if no
+    /// timer is due. Timers of that second that are later than `now` itself stay
+    /// armed. Nodes handed out are unlinked (their `at` is kept).
+    pub fn take_due_tick<N: Nodes>(
+        &mut self,
+        nodes: &mut N,
+        now: Instant,
+        out: &mut Vec<(Instant, u32)>,
+    ) -> Option<u64> {
+        let now_tick = tick_of(now);
+        if self.len == 0 && now_tick > self.elapsed {
+            // Nothing is placed relative to `elapsed`: jump, so that new timers
+            // start near level 0 instead of cascading down from the top.
+            self.elapsed = now_tick;
+        }
+        loop {
+            let (level, slot, deadline) = self.next_expiration()?;
+            if deadline > now_tick {
+                return None;
+            }
+            let loc = level * SLOTS + slot;
+            if level > 0 {
+                // Cascade: move the slot's timers to lower levels.
+                self.elapsed = self.elapsed.max(deadline);
+                let mut i = self.heads[loc];
+                self.heads[loc] = NIL;
+                self.occupied[level] &= !(1 << slot);
+                while i != NIL {
+                    let next = nodes.node(i).next;
+                    self.len -= 1;
+                    self.link(nodes, i);
+                    i = next;
+                }
+                continue;
+            }
+            self.elapsed = deadline;
+            let mut i = self.heads[loc];
+            self.heads[loc] = NIL;
+            self.occupied[0] &= !(1 << slot);
+            let mut kept = Vec::new();
+            while i != NIL {
+                let n = nodes.node(i);
+                let next = n.next;
+                n.loc = NOWHERE;
+                n.next = NIL;
+                n.prev = NIL;
+                self.len -= 1;
+                if n.at <= now {
+                    out.push((n.at, i));
+                } else {
+                    kept.push(i);
+                }
+                i = next;
+            }
+            let nothing = out.is_empty() && !kept.is_empty();
+            for k in kept {
+                self.link(nodes, k);
+            }
+            if nothing {
+                // Only timers later than `now` in `now`'s own second: none is due.
+                return None;
+            }
+            if deadline < now_tick {
+                // This second is over: later arms for it go to the next one.
+                self.elapsed = deadline + 1;
+            }
+            return Some(deadline);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    struct V(Vec<Node>);
+    impl Nodes for V {
+        fn node(&mut self, i: u32) -> &mut Node {
+            &mut self.0[i as usize]
+        }
+    }
+
+    /// Drains everything up to `now`, returning (at, slot) in handed-out order.
+    fn drain(w: &mut Wheel, v: &mut V, now: Instant) -> Vec<(Instant, u32)> {
+        let mut all = Vec::new();
+        loop {
+            let mut batch = Vec::new();
+            if w.take_due_tick(v, now, &mut batch).is_none() {
+                break;
+            }
+            batch.sort();
+            all.extend(batch);
+        }
+        all
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+        /// Against a model: arms, cancels and partial advances hand out exactly the
+        /// armed timers at or before each `now`, in time order, once.
+        #[test]
+        fn matches_model(ops in proptest::collection::vec((0u32..50, 0i64..5_000_000_000_000i64, 0u8..4), 1..300)) {
+            let base = 1_700_000_000_000_000i64;
+            let mut v = V(vec![Node::default(); 50]);
+            let mut w = Wheel::default();
+            let mut model: std::collections::BTreeMap<u32, Instant> = Default::default();
+            let mut now = base;
+            for (i, d, op) in ops {
+                match op {
+                    0 | 1 => { let at = now + d / (1 + op as i64 * 1000) - 1_000_000_000; w.arm(&mut v, i, at); model.insert(i, at); }
+                    2 => { w.cancel(&mut v, i); model.remove(&i); }
+                    _ => {
+                        now += d / 1000;
+                        let got = drain(&mut w, &mut v, now);
+                        let mut want: Vec<(Instant, u32)> = model.iter().filter(|(_, &a)| a <= now).map(|(&k, &a)| (a, k)).collect();
+                        want.sort();
+                        model.retain(|_, a| *a > now);
+                        let mut got_sorted = got.clone();
+                        got_sorted.sort();
+                        prop_assert_eq!(&got_sorted, &want);
+                        // batches come in non-decreasing second order
+                        for pair in got.windows(2) {
+                            prop_assert!(pair[0].0.div_euclid(SECOND) <= pair[1].0.div_euclid(SECOND) || pair[0].0.div_euclid(SECOND) < now.div_euclid(SECOND));
+                        }
+                        prop_assert_eq!(w.len(), model.len());
+                    }
+                }
+            }
+        }
+    }
+}

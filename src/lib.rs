@@ -1,0 +1,16 @@
+//! overdued: keeps administrative-procedure records from going late.
+//!
+//! The crate follows the data: [`source`] (replay files; Kafka later) →
+//! [`event`] (decode, validate) → [`engine`] (record state, calendar, timers,
+//! rules) → alert transitions, with [`report`] (Home Affairs counts) on the side.
+//! [`sim`] generates province-like event streams for the demo and benchmarks.
+//! The product contract is `SPEC.md`; decisions where it is silent are documented
+//! in the module that makes them and collected in the README.
+
+pub mod config;
+pub mod engine;
+pub mod event;
+pub mod replay;
+pub mod report;
+pub mod source;
+pub mod time;
