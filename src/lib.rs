@@ -8,9 +8,11 @@
 //! in the module that makes them and collected in the README.
 
 pub mod config;
+pub mod demo;
 pub mod engine;
 pub mod event;
 pub mod replay;
 pub mod report;
+pub mod sim;
 pub mod source;
 pub mod time;

@@ -49,6 +49,36 @@ enum Cmd {
         #[arg(required = true)]
         events: Vec<String>,
     },
+    /// Writes a synthetic, province-like year of events (NDJSON).
+    Gen {
+        /// The configuration (units, procedures, calendar); default: the embedded sample.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Number of records.
+        #[arg(long, default_value_t = overdued::sim::PROVINCE_YEAR_RECORDS)]
+        records: u32,
+        /// Random seed.
+        #[arg(long, default_value_t = 2024)]
+        seed: u64,
+        /// Year of the receipts (the calendar must cover it).
+        #[arg(long, default_value_t = 2024)]
+        year: i32,
+        /// Output file (default: stdout).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Runs out of the box: generates a province year, replays it, prints the rates.
+    Demo {
+        /// Output folder.
+        #[arg(long, default_value = "demo-out")]
+        out: PathBuf,
+        /// Number of records (default: the calibration province's year).
+        #[arg(long, default_value_t = overdued::sim::PROVINCE_YEAR_RECORDS)]
+        records: u32,
+        /// Random seed.
+        #[arg(long, default_value_t = 2024)]
+        seed: u64,
+    },
     /// Validates the configuration and its data files.
     CheckConfig {
         /// The configuration file.
@@ -122,6 +152,40 @@ fn run(cli: Cli) -> Result<(), String> {
             }
             Ok(())
         }
+        Cmd::Gen {
+            config,
+            records,
+            seed,
+            year,
+            out,
+        } => {
+            let cfg = match config {
+                Some(p) => load(&p)?,
+                None => overdued::demo::embedded_config(
+                    &std::env::temp_dir().join(format!("overdued-config-{}", std::process::id())),
+                )?,
+            };
+            let opts = overdued::sim::GenOptions {
+                records,
+                seed,
+                year,
+            };
+            let summary = match out {
+                Some(p) => overdued::sim::generate(&cfg, &opts, &mut create(&p)?),
+                None => overdued::sim::generate(
+                    &cfg,
+                    &opts,
+                    &mut BufWriter::new(std::io::stdout().lock()),
+                ),
+            }
+            .map_err(|e| format!("gen: {e}"))?;
+            eprintln!(
+                "gen: {} records, {} lines ({} duplicates, {} malformed)",
+                summary.records, summary.lines, summary.duplicates, summary.malformed
+            );
+            Ok(())
+        }
+        Cmd::Demo { out, records, seed } => overdued::demo::run(&out, records, seed),
         Cmd::CheckConfig { config } => {
             let cfg = load(&config)?;
             for w in &cfg.warnings {
@@ -142,7 +206,13 @@ fn run(cli: Cli) -> Result<(), String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logs(&cli.log_level, cli.log_json);
+    // The demo's stream carries a few malformed messages on purpose: they are
+    // dead-lettered and counted; a warning per line would drown the table.
+    let level = match (&cli.cmd, cli.log_level.as_str()) {
+        (Cmd::Demo { .. }, "warn") => "error",
+        (_, l) => l,
+    };
+    init_logs(level, cli.log_json);
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

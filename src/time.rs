@@ -176,6 +176,32 @@ pub fn write_rfc3339(out: &mut Vec<u8>, t: Instant) {
     out.push(b'Z');
 }
 
+/// Appends `t` as RFC 3339 local time at a UTC offset of `offset_secs`
+/// (`2024-03-04T08:00:00+07:00`).
+pub fn write_rfc3339_offset(out: &mut Vec<u8>, t: Instant, offset_secs: i64) {
+    let start = out.len();
+    write_rfc3339(out, t + offset_secs * SECOND);
+    if offset_secs == 0 {
+        return;
+    }
+    out.pop(); // the 'Z'
+    let (sign, o) = if offset_secs < 0 {
+        (b'-', -offset_secs)
+    } else {
+        (b'+', offset_secs)
+    };
+    let (h, m) = (o / 3600, o / 60 % 60);
+    out.extend_from_slice(&[
+        sign,
+        b'0' + (h / 10) as u8,
+        b'0' + (h % 10) as u8,
+        b':',
+        b'0' + (m / 10) as u8,
+        b'0' + (m % 10) as u8,
+    ]);
+    debug_assert!(out.len() > start);
+}
+
 /// `t` as an RFC 3339 string in UTC.
 pub fn format_rfc3339(t: Instant) -> String {
     let mut v = Vec::with_capacity(32);

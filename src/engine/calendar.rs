@@ -210,6 +210,22 @@ impl Calendar {
         civil_from_days(self.local_day(t))
     }
 
+    /// The zone's UTC offset on the local day containing `t`, in seconds.
+    pub fn utc_offset_secs(&self, t: Instant) -> i64 {
+        let i = self.index_of(t);
+        ((self.origin + i as i64) * DAY - self.start[i]) / SECOND
+    }
+
+    /// Start of the first working period of `day` (days since 1970-01-01).
+    pub fn opening(&self, day: i64) -> Instant {
+        self.day_start(day) + self.periods.first().map(|p| p.0).unwrap_or(0)
+    }
+
+    /// Working time in one working day.
+    pub fn day_working_time(&self) -> i64 {
+        self.periods.iter().map(|(a, b)| b - a).sum()
+    }
+
     /// Whether the local date (days since 1970-01-01) is a working day.
     pub fn is_working_day(&self, day: i64) -> bool {
         let i = day - self.origin;
