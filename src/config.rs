@@ -215,14 +215,59 @@ impl Src<'_> {
     }
     fn parse<T: for<'de> Deserialize<'de>>(&self) -> Result<T, ConfigError> {
         toml::from_str(self.text).map_err(|e| {
-            let msg = e.message().trim().to_string();
+            let mut msg = e.message().trim().to_string();
+            let (line, field) = match e.span() {
+                Some(s) => {
+                    let line_start = self.text[..s.start.min(self.text.len())]
+                        .rfind('\n')
+                        .map_or(0, |i| i + 1);
+                    let col = s.start.saturating_sub(line_start) + 1;
+                    if msg.starts_with("invalid type")
+                        || msg.starts_with("expected")
+                        || msg.starts_with("invalid")
+                    {
+                        msg = format!("{msg} (column {col})");
+                    }
+                    (Some(self.line(s.start)), self.field_at(s.start))
+                }
+                None => (None, None),
+            };
             ConfigError {
                 file: self.path.to_path_buf(),
-                line: e.span().map(|s| self.line(s.start)),
-                field: None,
+                line,
+                field,
                 message: msg,
             }
         })
+    }
+
+    /// The dotted key at byte `offset`: the enclosing `[section]` and the key of
+    /// the line (best effort: for error messages only).
+    fn field_at(&self, offset: usize) -> Option<String> {
+        let upto = &self.text[..offset.min(self.text.len())];
+        let line_start = upto.rfind('\n').map_or(0, |i| i + 1);
+        let line = self.text[line_start..].lines().next().unwrap_or("");
+        let key = line
+            .split_once('=')
+            .map(|(k, _)| k.trim().trim_matches('"').to_string());
+        let section = upto[..line_start]
+            .lines()
+            .rev()
+            .map(str::trim)
+            .find(|l| l.starts_with('['))
+            .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_string());
+        match (section, key) {
+            (_, Some(k)) if k.is_empty() || k.starts_with('#') || k.contains(' ') => None,
+            (Some(s), Some(k)) => Some(format!("{s}.{k}")),
+            (None, Some(k)) => Some(k),
+            (Some(s), None) if line.trim_start().starts_with('[') => Some(
+                line.trim()
+                    .trim_matches(|c| c == '[' || c == ']')
+                    .to_string(),
+            )
+            .filter(|_| !s.is_empty()),
+            _ => None,
+        }
     }
 }
 
@@ -380,16 +425,13 @@ impl Config {
                 }
                 spec.weekdays = mask;
             }
-            for f in cal.files.iter().flatten() {
+            for (k, f) in cal.files.iter().flatten().enumerate() {
                 let fpath = base.join(f.get_ref());
-                let ftext = read(&fpath).map_err(|mut e| {
-                    e.message = format!(
-                        "{} (named in {} line {})",
-                        e.message,
-                        path.display(),
-                        src.line(f.span().start)
-                    );
-                    e
+                let ftext = std::fs::read_to_string(&fpath).map_err(|e| ConfigError {
+                    file: path.to_path_buf(),
+                    line: Some(src.line(f.span().start)),
+                    field: Some(format!("calendar.files[{k}]")),
+                    message: format!("cannot read {}: {e}", fpath.display()),
                 })?;
                 let fsrc = Src {
                     path: &fpath,
@@ -442,6 +484,15 @@ impl Config {
                 message: "missing section [directory] (units, procedures)".into(),
             });
         };
+        for (f, name) in [
+            (&dir.units, "directory.units"),
+            (&dir.procedures, "directory.procedures"),
+        ] {
+            let p = base.join(f.get_ref());
+            if let Err(e) = std::fs::metadata(&p) {
+                return src.err(f.span(), name, format!("cannot read {}: {e}", p.display()));
+            }
+        }
         let units = load_units(&base.join(dir.units.get_ref()))?;
         let procedures = load_procedures(&base.join(dir.procedures.get_ref()))?;
         let directory = Directory::new(units, procedures);
@@ -686,6 +737,7 @@ pub fn load_units(path: &Path) -> Result<Vec<Unit>, ConfigError> {
             head_email: (!head.is_empty()).then(|| head.to_string()),
         });
     }
+    let parent_lines = parents.clone();
     for (i, (line, p)) in parents.into_iter().enumerate() {
         if p.is_empty() {
             continue;
@@ -711,7 +763,7 @@ pub fn load_units(path: &Path) -> Result<Vec<Unit>, ConfigError> {
         }
     }
     // parent chains must end: escalation walks them
-    for start in 0..units.len() {
+    for (start, &(line, _)) in parent_lines.iter().enumerate() {
         let (mut i, mut steps) = (start, 0);
         while let Some(p) = units[i].parent {
             i = p as usize;
@@ -719,7 +771,7 @@ pub fn load_units(path: &Path) -> Result<Vec<Unit>, ConfigError> {
             if steps > units.len() {
                 return Err(csv_err(
                     path,
-                    None,
+                    Some(line),
                     "parent",
                     format!("the parents of unit {:?} form a cycle", units[start].code),
                 ));

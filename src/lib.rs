@@ -7,6 +7,7 @@
 //! The product contract is `SPEC.md`; decisions where it is silent are documented
 //! in the module that makes them and collected in the README.
 
+pub mod bench;
 pub mod config;
 pub mod demo;
 pub mod engine;

@@ -79,6 +79,18 @@ enum Cmd {
         #[arg(long, default_value_t = 2024)]
         seed: u64,
     },
+    /// Measures engine throughput and memory (see BENCHMARKS.md).
+    Bench {
+        /// Open records to hold.
+        #[arg(long, default_value_t = 1_000_000)]
+        open: u64,
+        /// Mixed events applied while they are held.
+        #[arg(long, default_value_t = 5_000_000)]
+        events: u64,
+        /// Random seed.
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+    },
     /// Validates the configuration and its data files.
     CheckConfig {
         /// The configuration file.
@@ -182,6 +194,32 @@ fn run(cli: Cli) -> Result<(), String> {
             eprintln!(
                 "gen: {} records, {} lines ({} duplicates, {} malformed)",
                 summary.records, summary.lines, summary.duplicates, summary.malformed
+            );
+            Ok(())
+        }
+        Cmd::Bench { open, events, seed } => {
+            let cfg = overdued::demo::embedded_config(
+                &std::env::temp_dir().join(format!("overdued-config-{}", std::process::id())),
+            )?;
+            let r = overdued::bench::run(
+                &cfg,
+                &overdued::bench::BenchOptions { open, events, seed },
+                &mut std::io::stderr(),
+            );
+            println!("open records              {open}");
+            println!("fill (received) events/s  {:.0}", r.fill_eps);
+            println!(
+                "mixed events/s            {:.0}  (≈{} open)",
+                r.mixed_eps, r.mixed_open
+            );
+            println!(
+                "timer fires/s             {:.0}  ({:.0} alert transitions/s)",
+                r.fires_per_s, r.transitions_per_s
+            );
+            println!("bytes per open record     {:.1}", r.bytes_per_record);
+            println!(
+                "peak RSS                  {:.1} MB",
+                r.peak_rss_kb as f64 / 1024.0
             );
             Ok(())
         }

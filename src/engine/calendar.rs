@@ -278,7 +278,7 @@ impl Calendar {
             return t;
         }
         let target = self.cum_at(t) + h;
-        let j = self.cum.partition_point(|&c| c < target);
+        let j = gallop(&self.cum, self.index_of(t), |c| c < target);
         if j == 0 || j > self.days() {
             return self.start[self.days()];
         }
@@ -302,7 +302,7 @@ impl Calendar {
         if target < 0 {
             return self.start[0];
         }
-        let j = self.cum.partition_point(|&c| c <= target);
+        let j = gallop_back(&self.cum, self.index_of(d) + 1, |c| c <= target);
         if j == 0 || j > self.days() {
             return self.start[self.days()];
         }
@@ -324,7 +324,7 @@ impl Calendar {
             DurationUnit::WorkingDays => {
                 let d = self.index_of(at);
                 let want = self.wd[d + 1] + dur.n;
-                let j = self.wd.partition_point(|&w| w < want);
+                let j = gallop(&self.wd, d + 1, |w| w < want);
                 if j == 0 || j > self.days() {
                     return self.start[self.days()];
                 }
@@ -349,6 +349,47 @@ impl Calendar {
             .chain(self.spec.makeup_days.iter())
             .map(|&d| civil_from_days(d).0)
             .collect()
+    }
+}
+
+/// `v.partition_point(pred)`, searched forward from `from` (where the answer
+/// usually is close): galloping keeps the probes in a few cache lines of the
+/// per-day tables instead of a binary search over 120,000 days.
+#[inline]
+fn gallop<T: Copy>(v: &[T], from: usize, pred: impl Fn(T) -> bool) -> usize {
+    let from = from.min(v.len());
+    if from > 0 && !pred(v[from - 1]) {
+        return gallop_back(v, from - 1, pred);
+    }
+    // the boundary is at or after `from`
+    let (mut lo, mut step) = (from, 1);
+    loop {
+        let hi = lo + step;
+        if hi > v.len() || !pred(v[hi - 1]) {
+            let hi = hi.min(v.len());
+            return lo + v[lo..hi].partition_point(|&x| pred(x));
+        }
+        lo = hi;
+        step *= 2;
+    }
+}
+
+/// `v.partition_point(pred)` for an answer usually at or just below `from`.
+#[inline]
+fn gallop_back<T: Copy>(v: &[T], from: usize, pred: impl Fn(T) -> bool) -> usize {
+    let from = from.min(v.len());
+    if from < v.len() && pred(v[from]) {
+        return gallop(v, from + 1, pred);
+    }
+    // the boundary is at or before `from`
+    let (mut hi, mut step) = (from, 1);
+    loop {
+        let lo = hi.saturating_sub(step);
+        if lo == 0 || pred(v[lo - 1]) {
+            return lo + v[lo..hi].partition_point(|&x| pred(x));
+        }
+        hi = lo;
+        step *= 2;
     }
 }
 
@@ -553,6 +594,23 @@ mod tests {
         assert!(cal.is_working_day(day("2024-05-04")));
         assert!(!cal.is_working_day(day("2024-05-01")));
         assert!(!cal.is_working_day(day("2024-05-05")));
+    }
+
+    #[test]
+    fn gallop_matches_partition_point() {
+        let v: Vec<i64> = (0..1000).map(|i| i / 3).collect();
+        for target in -2..340 {
+            for from in [0usize, 1, 5, 400, 999, 1000, 1200] {
+                assert_eq!(
+                    gallop(&v, from, |c| c < target),
+                    v.partition_point(|&c| c < target)
+                );
+                assert_eq!(
+                    gallop_back(&v, from, |c| c <= target),
+                    v.partition_point(|&c| c <= target)
+                );
+            }
+        }
     }
 
     fn instant() -> impl Strategy<Value = Instant> {

@@ -106,7 +106,18 @@ impl Wheel {
     }
 
     /// Arms (or re-arms) the timer of slot `i` at `at`.
+    ///
+    /// Moving an armed timer *later* — the common case: every event pushes the
+    /// hanging timer back — only rewrites its instant and leaves the node where
+    /// it is; when that earlier slot comes due, the node is found to be early
+    /// and re-placed. This saves unlinking, which would touch the two neighbour
+    /// records, on the hottest path (cache misses dominate at 10 M records).
     pub fn arm<N: Nodes>(&mut self, nodes: &mut N, i: u32, at: Instant) {
+        let n = nodes.node(i);
+        if n.loc != NOWHERE && at >= n.at {
+            n.at = at;
+            return;
+        }
         self.cancel(nodes, i);
         nodes.node(i).at = at;
         self.link(nodes, i);
@@ -244,17 +255,20 @@ impl Wheel {
                 }
                 i = next;
             }
-            let nothing = out.is_empty() && !kept.is_empty();
-            for k in kept {
-                self.link(nodes, k);
-            }
-            if nothing {
-                // Only timers later than `now` in `now`'s own second: none is due.
-                return None;
-            }
             if deadline < now_tick {
                 // This second is over: later arms for it go to the next one.
                 self.elapsed = deadline + 1;
+            }
+            // Timers re-armed later (see `arm`) and timers later than `now` in
+            // `now`'s own second go back into the wheel.
+            for k in kept {
+                self.link(nodes, k);
+            }
+            if out.is_empty() {
+                if deadline < now_tick {
+                    continue;
+                }
+                return None;
             }
             return Some(deadline);
         }

@@ -1,0 +1,273 @@
+//! `overdued bench`: engine throughput and memory at province-and-beyond scale.
+//!
+//! Three measurements, single-threaded (one core), JSON decoding included:
+//! 1. **fill** — `received` events until `open` records are open; resident
+//!    memory per open record is measured here (RSS delta / records);
+//! 2. **mixed** — `events` more events on random open records (advanced,
+//!    forwarded, paused/resumed, extended, resolved, new receipts) with `open`
+//!    records held, the clock moving forward so timers fire as they would;
+//! 3. **fire** — every record's timers made due at once, then fired in one-hour
+//!    steps: fires/s (one fire = one record timer handled, each firing one or
+//!    more alerts).
+//!
+//! Input lines are generated before each timed chunk, outside the timing.
+
+use crate::config::Config;
+use crate::engine::Engine;
+use crate::event::decode;
+use crate::time::{write_rfc3339_offset, Instant, HOUR};
+use std::io::Write;
+use std::time::Instant as WallInstant;
+
+/// Options.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    /// Open records to hold.
+    pub open: u64,
+    /// Mixed events to apply once they are open.
+    pub events: u64,
+    /// Seed.
+    pub seed: u64,
+}
+
+/// Results.
+#[derive(Debug, Clone, Default)]
+pub struct BenchResult {
+    /// Fill phase: events/s.
+    pub fill_eps: f64,
+    /// Mixed phase: events/s.
+    pub mixed_eps: f64,
+    /// Open records during the mixed phase (average of start and end).
+    pub mixed_open: u64,
+    /// Fire phase: record timers fired per second.
+    pub fires_per_s: f64,
+    /// Fire phase: alert transitions per second.
+    pub transitions_per_s: f64,
+    /// Resident bytes per open record after the fill.
+    pub bytes_per_record: f64,
+    /// Peak resident set (kB).
+    pub peak_rss_kb: u64,
+}
+
+/// Resident set size of this process in bytes (Linux; 0 elsewhere).
+pub fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| {
+            s.split_whitespace()
+                .nth(1)
+                .and_then(|v| v.parse::<u64>().ok())
+        })
+        .map(|pages| pages * 4096)
+        .unwrap_or(0)
+}
+
+fn peak_rss_kb() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+const CHUNK: u64 = 1 << 20;
+
+struct Gen<'c> {
+    cfg: &'c Config,
+    procs: Vec<String>,
+    units: Vec<String>,
+    buf: Vec<u8>,
+    next_event: u64,
+}
+
+impl Gen<'_> {
+    fn id(n: u64) -> String {
+        format!("000.00.20.H47-{n:011}")
+    }
+    fn line(&mut self, rec: u64, kind: &str, at: Instant, extra: &str) {
+        let off = self.cfg.calendar.utc_offset_secs(at);
+        let _ = write!(
+            self.buf,
+            "{{\"event_id\":\"e{}\",\"record_id\":\"{}\",\"type\":\"{kind}\",\"at\":\"",
+            self.next_event,
+            Self::id(rec)
+        );
+        write_rfc3339_offset(&mut self.buf, at, off);
+        let _ = writeln!(self.buf, "\"{extra}}}");
+        self.next_event += 1;
+    }
+    fn received(&mut self, rec: u64, at: Instant, r: &mut Rng) {
+        let u = &self.units[(r.next() % self.units.len() as u64) as usize];
+        let p = &self.procs[(r.next() % self.procs.len() as u64) as usize];
+        let extra = format!(",\"unit\":\"{u}\",\"procedure\":\"{p}\",\"channel\":\"online\"");
+        self.line(rec, "received", at, &extra);
+    }
+}
+
+/// Applies every line of `buf`; returns the number of events.
+fn apply_all(engine: &mut Engine, buf: &[u8]) -> u64 {
+    let mut n = 0;
+    for line in buf.split(|&b| b == b'\n') {
+        if line.is_empty() {
+            continue;
+        }
+        if let Ok(ev) = decode(line) {
+            let _ = engine.apply(&ev);
+        }
+        engine.transitions.clear();
+        n += 1;
+    }
+    n
+}
+
+/// Runs the benchmark.
+pub fn run(cfg: &Config, opts: &BenchOptions, log: &mut dyn Write) -> BenchResult {
+    let mut res = BenchResult::default();
+    let mut r = Rng(opts.seed | 1);
+    let mut g = Gen {
+        cfg,
+        procs: cfg
+            .directory
+            .procedures
+            .iter()
+            .filter(|p| {
+                p.duration.n >= 5
+                    && p.duration.unit != crate::engine::calendar::DurationUnit::WorkingHours
+            })
+            .map(|p| p.code.clone())
+            .collect(),
+        units: cfg.directory.units.iter().map(|u| u.code.clone()).collect(),
+        buf: Vec::with_capacity((CHUNK * 200) as usize),
+        next_event: 0,
+    };
+    let mut engine = Engine::new(cfg);
+    // Receipts spread over working hours, 50 µs of event time apart at first.
+    let t0 = crate::time::parse_rfc3339("2025-03-03T07:00:00+07:00").unwrap_or(0);
+    let mut clock = t0;
+    let gap = |n: u64| -> i64 { (3 * HOUR * 5 / (n.max(1) as i64)).max(1) };
+    let fill_gap = gap(opts.open);
+    // Touch the input buffer first: its pages are not the engine's memory.
+    let cap = g.buf.capacity();
+    g.buf.resize(cap, 0);
+    g.buf.clear();
+    let base_rss = rss_bytes();
+
+    // 1. fill
+    let mut timed = 0.0;
+    let mut done = 0;
+    while done < opts.open {
+        g.buf.clear();
+        let n = CHUNK.min(opts.open - done);
+        for i in 0..n {
+            clock = cfg.calendar.forward(clock, fill_gap);
+            g.received(done + i, clock, &mut r);
+        }
+        let t = WallInstant::now();
+        apply_all(&mut engine, &g.buf);
+        timed += t.elapsed().as_secs_f64();
+        done += n;
+        let _ = writeln!(
+            log,
+            "fill: {done} records, {} open, {:.0} events/s",
+            engine.held_records(),
+            done as f64 / timed
+        );
+    }
+    res.fill_eps = opts.open as f64 / timed;
+    let rss = rss_bytes().saturating_sub(base_rss);
+    res.bytes_per_record = rss as f64 / engine.open_records().max(1) as f64;
+    let _ = writeln!(
+        log,
+        "memory: {} open records, {:.1} MB resident for the engine, {:.1} bytes per open record",
+        engine.open_records(),
+        rss as f64 / 1e6,
+        res.bytes_per_record
+    );
+
+    // 2. mixed events on random records; new receipts replace resolved ones
+    let mut next_rec = opts.open;
+    let open_before = engine.open_records() as u64;
+    let mut timed = 0.0;
+    let mut done = 0;
+    let mixed_gap = gap(opts.events.max(1)) / 4;
+    while done < opts.events {
+        g.buf.clear();
+        let n = CHUNK.min(opts.events - done);
+        for _ in 0..n {
+            clock += mixed_gap;
+            let rec = r.next() % next_rec;
+            let dice = r.next() % 100;
+            match dice {
+                0..=44 => g.line(rec, "advanced", clock, ""),
+                45..=54 => {
+                    let u = g.units[(r.next() % g.units.len() as u64) as usize].clone();
+                    g.line(rec, "forwarded", clock, &format!(",\"unit\":\"{u}\""));
+                }
+                55..=59 => g.line(rec, "paused", clock, ",\"reason\":\"supplement\""),
+                60..=64 => g.line(rec, "resumed", clock, ""),
+                65..=69 => {
+                    let mut d = Vec::new();
+                    write_rfc3339_offset(&mut d, clock + 200 * HOUR, 7 * 3600);
+                    g.line(
+                        rec,
+                        "extended",
+                        clock,
+                        &format!(",\"due_at\":\"{}\"", String::from_utf8_lossy(&d)),
+                    );
+                }
+                70..=79 => g.line(rec, "resolved", clock, ""),
+                _ => {
+                    g.received(next_rec, clock, &mut r);
+                    next_rec += 1;
+                }
+            }
+        }
+        let t = WallInstant::now();
+        apply_all(&mut engine, &g.buf);
+        timed += t.elapsed().as_secs_f64();
+        done += n;
+        let _ = writeln!(
+            log,
+            "mixed: {done} events, {} open, {:.0} events/s",
+            engine.open_records(),
+            done as f64 / timed
+        );
+    }
+    if opts.events > 0 {
+        res.mixed_eps = opts.events as f64 / timed;
+    }
+    res.mixed_open = (open_before + engine.open_records() as u64) / 2;
+
+    // 3. fire everything: advance in one-hour steps over 60 days
+    let fires0 = engine.stats.fires;
+    let mut transitions = 0u64;
+    let t = WallInstant::now();
+    let end = clock + 60 * 24 * HOUR;
+    let mut now = clock;
+    while now < end {
+        now += HOUR;
+        engine.advance(now);
+        transitions += engine.transitions.len() as u64;
+        engine.transitions.clear();
+    }
+    let secs = t.elapsed().as_secs_f64();
+    let fires = engine.stats.fires - fires0;
+    res.fires_per_s = fires as f64 / secs;
+    res.transitions_per_s = transitions as f64 / secs;
+    let _ = writeln!(log, "fire: {fires} record timers ({transitions} alert transitions) in {secs:.2} s: {:.0} fires/s", res.fires_per_s);
+    res.peak_rss_kb = peak_rss_kb();
+    res
+}
