@@ -215,17 +215,24 @@ impl Src<'_> {
     }
     fn parse<T: for<'de> Deserialize<'de>>(&self) -> Result<T, ConfigError> {
         toml::from_str(self.text).map_err(|e| {
-            let mut msg = e.message().trim().to_string();
+            let mut msg = e
+                .message()
+                .trim()
+                .replace("expected f64", "expected a number of hours");
+            if !msg.starts_with("invalid type")
+                && !msg.starts_with("unknown field")
+                && !msg.starts_with("missing field")
+                && !msg.starts_with("duplicate")
+            {
+                msg = format!("TOML syntax error: {msg}");
+            }
             let (line, field) = match e.span() {
                 Some(s) => {
                     let line_start = self.text[..s.start.min(self.text.len())]
                         .rfind('\n')
                         .map_or(0, |i| i + 1);
                     let col = s.start.saturating_sub(line_start) + 1;
-                    if msg.starts_with("invalid type")
-                        || msg.starts_with("expected")
-                        || msg.starts_with("invalid")
-                    {
+                    if !msg.starts_with("unknown field") {
                         msg = format!("{msg} (column {col})");
                     }
                     (Some(self.line(s.start)), self.field_at(s.start))
@@ -338,7 +345,7 @@ fn hours(src: &Src<'_>, v: &Option<Spanned<f64>>, field: &str) -> Result<Option<
                 return src.err(
                     s.span(),
                     field,
-                    "must be a number of hours between 0 and 100000",
+                    format!("must be a number of hours between 0 and 100000 (got {h})"),
                 );
             }
             Ok(Some((h * HOUR as f64).round() as i64))

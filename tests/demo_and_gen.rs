@@ -1,0 +1,189 @@
+//! `overdued demo` and `overdued gen`: the demo runs with no arguments and no
+//! services, and the rates it reports — the engine's own judgement of the
+//! generated events — match the 2024 Quảng Nam calibration within 0.1 point.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_overdued")
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("overdued-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn rates(report: &serde_json::Value, level: &str) -> (f64, u64) {
+    let c = &report["by_level"][level];
+    let (e, o, l) = (
+        c["early"].as_u64().unwrap(),
+        c["on_time"].as_u64().unwrap(),
+        c["late"].as_u64().unwrap(),
+    );
+    (100.0 * (e + o) as f64 / (e + o + l) as f64, e + o + l)
+}
+
+fn read_json(p: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+}
+
+#[test]
+fn demo_runs_out_of_the_box_and_matches_the_calibration() {
+    let dir = tmp("demo");
+    // no arguments: it writes demo-out/ in the current folder
+    let out = Command::new(bin())
+        .arg("demo")
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let demo = dir.join("demo-out");
+    for f in [
+        "events.ndjson",
+        "alerts.ndjson",
+        "report.json",
+        "dead-letter.ndjson",
+    ] {
+        assert!(
+            demo.join(f)
+                .metadata()
+                .map(|m| m.len() > 0)
+                .unwrap_or(false),
+            "{f} missing or empty"
+        );
+    }
+    let report = read_json(&demo.join("report.json"));
+    assert_eq!(report["total"]["received"], 390_402);
+    for (level, target) in [("province", 99.76), ("district", 93.92), ("commune", 98.31)] {
+        let (rate, judged) = rates(&report, level);
+        assert!(
+            (rate - target).abs() <= 0.1,
+            "{level}: {rate:.3} vs {target}"
+        );
+        assert!(judged > 50_000, "{level}: only {judged} judged");
+        // the printed table shows the same rate, from the same report
+        let row = stdout
+            .lines()
+            .find(|l| l.starts_with(level))
+            .unwrap_or_else(|| panic!("no {level} row in\n{stdout}"));
+        assert!(row.contains(&format!("{rate:.2}%")), "{row}");
+    }
+    // units over the 5% threshold: the district land-registration branches
+    let over: Vec<&str> = stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("units with a late rate over 5%"))
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        .collect();
+    assert!(
+        over.iter().filter(|l| l.contains(".VPDK")).count() >= 5,
+        "{stdout}"
+    );
+    for line in &over {
+        let code = line.split_whitespace().next().unwrap();
+        let c = &report["by_unit"][code];
+        let late = c["late"].as_u64().unwrap() as f64;
+        let judged = (c["early"].as_u64().unwrap() + c["on_time"].as_u64().unwrap()) as f64 + late;
+        assert!(
+            late / judged > 0.05,
+            "{code} listed but at {:.2}%",
+            100.0 * late / judged
+        );
+    }
+    // every alert kind occurs; dead letters are the stream's malformed messages
+    let alerts = std::fs::read_to_string(demo.join("alerts.ndjson")).unwrap();
+    for kind in ["hanging", "due_soon", "overdue", "unrouted"] {
+        assert!(
+            alerts.contains(&format!("\"kind\": \"{kind}\"")),
+            "no {kind} alert"
+        );
+    }
+    let dead = std::fs::read_to_string(demo.join("dead-letter.ndjson")).unwrap();
+    for l in dead.lines() {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap();
+        assert_eq!(v["reason"], "invalid_json", "{l}");
+    }
+    // the report the demo wrote is what `replay` computes from the same files
+    let cfg = demo.join("config/overdued.toml");
+    let rep2 = dir.join("replayed.json");
+    let st = Command::new(bin())
+        .args(["replay", "--config"])
+        .arg(&cfg)
+        .args(["--until", "2025-01-01T00:00:00+07:00", "--report"])
+        .arg(&rep2)
+        .arg(demo.join("events.ndjson"))
+        .output()
+        .unwrap();
+    assert!(st.status.success());
+    assert_eq!(read_json(&rep2), report);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn gen_is_deterministic_and_calibrated_at_small_sizes() {
+    let dir = tmp("gen");
+    let run = |seed: &str, name: &str| {
+        let p = dir.join(name);
+        let st = Command::new(bin())
+            .args([
+                "gen",
+                "--records",
+                "30000",
+                "--seed",
+                seed,
+                "--year",
+                "2025",
+                "--out",
+            ])
+            .arg(&p)
+            .status()
+            .unwrap();
+        assert!(st.success());
+        std::fs::read(&p).unwrap()
+    };
+    let a = run("11", "a.ndjson");
+    assert_eq!(a, run("11", "b.ndjson"), "same seed, same stream");
+    assert_ne!(a, run("12", "c.ndjson"), "another seed, another stream");
+    // events are in time order per record, and every line is valid JSON but the few malformed ones
+    let text = String::from_utf8(a).unwrap();
+    let bad = text
+        .lines()
+        .filter(|l| serde_json::from_str::<serde_json::Value>(l).is_err())
+        .count();
+    assert!(bad * 1000 < text.lines().count(), "{bad} malformed lines");
+    let demo_cfg = dir.join("cfg");
+    // use the sample configuration shipped in config/
+    let cfg = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/overdued.toml");
+    let rep = dir.join("report.json");
+    let st = Command::new(bin())
+        .args(["replay", "--config"])
+        .arg(&cfg)
+        .args(["--until", "2026-01-01T00:00:00+07:00", "--report"])
+        .arg(&rep)
+        .arg(dir.join("a.ndjson"))
+        .output()
+        .unwrap();
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    let report = read_json(&rep);
+    for (level, target) in [("province", 99.76), ("district", 93.92), ("commune", 98.31)] {
+        let (rate, _) = rates(&report, level);
+        assert!(
+            (rate - target).abs() <= 0.1,
+            "{level}: {rate:.3} vs {target}"
+        );
+    }
+    let _ = demo_cfg;
+    let _ = std::fs::remove_dir_all(&dir);
+}
