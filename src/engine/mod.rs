@@ -712,20 +712,23 @@ impl Engine {
             let Some(tick) = self.wheel.take_due_tick(&mut self.store, now, &mut batch) else {
                 break;
             };
-            // Pop from the end: sort descending by (time, record id).
+            // Pop from the end: sort descending by (time, record id). The keys
+            // copy the ids' first bytes, so the sort reads each record once.
             let st = &self.store;
-            batch.sort_unstable_by(|a, b| b.0.cmp(&a.0).then_with(|| st.id(b.1).cmp(st.id(a.1))));
-            while let Some((t, slot)) = batch.pop() {
-                self.fire(slot, t);
+            let mut keyed: Vec<Due> = batch.iter().map(|&(at, slot)| Due::new(st, at, slot)).collect();
+            keyed.sort_unstable_by(|a, b| b.cmp(a, st));
+            while let Some(d) = keyed.pop() {
+                let slot = d.slot;
+                self.fire(slot, d.at);
                 // A re-arm within this same second must keep the global order.
                 if Wheel::is_armed(&mut self.store, slot) {
                     let next = self.store.get(slot).node.at;
                     if next <= now && next.div_euclid(SECOND) as u64 == tick {
                         self.wheel.cancel(&mut self.store, slot);
                         let st = &self.store;
-                        let id = st.id(slot);
-                        let pos = batch.partition_point(|&(bt, bs)| (bt, st.id(bs)) > (next, id));
-                        batch.insert(pos, (next, slot));
+                        let k = Due::new(st, next, slot);
+                        let pos = keyed.partition_point(|x| x.cmp(&k, st) == std::cmp::Ordering::Greater);
+                        keyed.insert(pos, k);
                     }
                 }
             }
@@ -825,6 +828,37 @@ impl Engine {
             .get(slot)
             .field(flag::CHANNEL, flag::CHANNEL_SHIFT) as usize
             % 3]
+    }
+}
+
+/// A due timer with its sort key: fire time, then record id (SPEC §6 order).
+#[derive(Clone, Copy)]
+struct Due {
+    at: Instant,
+    pre: [u8; 24],
+    len: u8,
+    slot: u32,
+}
+
+impl Due {
+    fn new(st: &Store, at: Instant, slot: u32) -> Due {
+        let id = st.id_bytes(slot);
+        let mut pre = [0u8; 24];
+        let n = id.len().min(24);
+        pre[..n].copy_from_slice(&id[..n]);
+        Due { at, pre, len: id.len().min(255) as u8, slot }
+    }
+
+    /// Byte order of ids equals the order of their strings. Zero-padded prefixes
+    /// then lengths order ids of up to 24 bytes exactly; longer ties read the ids.
+    fn cmp(&self, o: &Due, st: &Store) -> std::cmp::Ordering {
+        self.at.cmp(&o.at).then_with(|| self.pre.cmp(&o.pre)).then_with(|| {
+            if self.len <= 24 && o.len <= 24 {
+                self.len.cmp(&o.len)
+            } else {
+                st.id_bytes(self.slot).cmp(st.id_bytes(o.slot))
+            }
+        })
     }
 }
 

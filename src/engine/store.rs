@@ -230,6 +230,16 @@ impl Store {
         std::str::from_utf8(&r.id[1..1 + r.id[0] as usize]).unwrap_or("")
     }
 
+    /// The id of the record in slot `s`, as bytes (no UTF-8 check: for ordering).
+    #[inline]
+    pub fn id_bytes(&self, s: u32) -> &[u8] {
+        let r = self.get(s);
+        if r.id[0] == LONG {
+            return self.long_ids.get(&s).map(|b| b.as_bytes()).unwrap_or(b"");
+        }
+        &r.id[1..1 + r.id[0] as usize]
+    }
+
     /// Slot of the record with this id (open or closed).
     #[inline]
     pub fn find(&self, id: &str) -> Option<u32> {
