@@ -715,7 +715,10 @@ impl Engine {
             // Pop from the end: sort descending by (time, record id). The keys
             // copy the ids' first bytes, so the sort reads each record once.
             let st = &self.store;
-            let mut keyed: Vec<Due> = batch.iter().map(|&(at, slot)| Due::new(st, at, slot)).collect();
+            let mut keyed: Vec<Due> = batch
+                .iter()
+                .map(|&(at, slot)| Due::new(st, at, slot))
+                .collect();
             keyed.sort_unstable_by(|a, b| b.cmp(a, st));
             while let Some(d) = keyed.pop() {
                 let slot = d.slot;
@@ -727,7 +730,8 @@ impl Engine {
                         self.wheel.cancel(&mut self.store, slot);
                         let st = &self.store;
                         let k = Due::new(st, next, slot);
-                        let pos = keyed.partition_point(|x| x.cmp(&k, st) == std::cmp::Ordering::Greater);
+                        let pos =
+                            keyed.partition_point(|x| x.cmp(&k, st) == std::cmp::Ordering::Greater);
                         keyed.insert(pos, k);
                     }
                 }
@@ -846,19 +850,27 @@ impl Due {
         let mut pre = [0u8; 24];
         let n = id.len().min(24);
         pre[..n].copy_from_slice(&id[..n]);
-        Due { at, pre, len: id.len().min(255) as u8, slot }
+        Due {
+            at,
+            pre,
+            len: id.len().min(255) as u8,
+            slot,
+        }
     }
 
     /// Byte order of ids equals the order of their strings. Zero-padded prefixes
     /// then lengths order ids of up to 24 bytes exactly; longer ties read the ids.
     fn cmp(&self, o: &Due, st: &Store) -> std::cmp::Ordering {
-        self.at.cmp(&o.at).then_with(|| self.pre.cmp(&o.pre)).then_with(|| {
-            if self.len <= 24 && o.len <= 24 {
-                self.len.cmp(&o.len)
-            } else {
-                st.id_bytes(self.slot).cmp(st.id_bytes(o.slot))
-            }
-        })
+        self.at
+            .cmp(&o.at)
+            .then_with(|| self.pre.cmp(&o.pre))
+            .then_with(|| {
+                if self.len <= 24 && o.len <= 24 {
+                    self.len.cmp(&o.len)
+                } else {
+                    st.id_bytes(self.slot).cmp(st.id_bytes(o.slot))
+                }
+            })
     }
 }
 

@@ -4,8 +4,10 @@
 //! re-arm" is the hottest timer operation. Here both are O(1): a timer is a node of
 //! an intrusive doubly linked list (the links live inside the record, so a timer
 //! costs no allocation and 18 bytes), and a list hangs off one of 64 slots of one
-//! of [`LEVELS`] levels, level `k` slots being `64^k` seconds wide (the scheme of
-//! tokio's and Linux's wheels). Time advances by cascading a higher-level slot into
+//! of [`LEVELS`] levels, level `k` slots being `4096^k` seconds wide (the scheme of
+//! tokio's and Linux's wheels, with a wider fan-out: a timer weeks away cascades
+//! twice, not four times, and each cascade is a walk through records that are not
+//! in cache). Time advances by cascading a higher-level slot into
 //! lower levels when its turn comes; a level-0 slot holds the timers of one second.
 //!
 //! The engine needs exact order (fire time, then record id, then kind), finer than
@@ -18,8 +20,10 @@
 use crate::time::{Instant, SECOND};
 
 /// Number of levels.
-pub const LEVELS: usize = 7;
-const SLOTS: usize = 64;
+pub const LEVELS: usize = 4;
+const BITS: usize = 12;
+const SLOTS: usize = 1 << BITS;
+const WORDS: usize = SLOTS / 64;
 /// The "no node" link.
 pub const NIL: u32 = u32::MAX;
 /// Location of a node that is in no list.
@@ -34,7 +38,7 @@ pub struct Node {
     pub next: u32,
     /// Previous node in the slot's list.
     pub prev: u32,
-    /// `level * 64 + slot`, or [`NOWHERE`].
+    /// `level * 4096 + slot`, or [`NOWHERE`].
     pub loc: u16,
     /// Free bits for the owner (fills what would be padding).
     pub aux16: u16,
@@ -65,7 +69,9 @@ pub trait Nodes {
 #[derive(Debug)]
 pub struct Wheel {
     heads: Vec<u32>,
-    occupied: [u64; LEVELS],
+    occupied: Vec<[u64; WORDS]>,
+    /// Per level, one bit per non-zero word of `occupied`.
+    summary: [u64; LEVELS],
     /// Every tick before this one has been handed out.
     elapsed: u64,
     len: usize,
@@ -75,7 +81,8 @@ impl Default for Wheel {
     fn default() -> Self {
         Wheel {
             heads: vec![NIL; LEVELS * SLOTS],
-            occupied: [0; LEVELS],
+            occupied: vec![[0; WORDS]; LEVELS],
+            summary: [0; LEVELS],
             elapsed: 0,
             len: 0,
         }
@@ -91,7 +98,7 @@ fn tick_of(at: Instant) -> u64 {
 fn level_for(elapsed: u64, when: u64) -> usize {
     let masked = (elapsed ^ when) | (SLOTS as u64 - 1);
     let significant = 63 - masked.leading_zeros() as usize;
-    (significant / 6).min(LEVELS - 1)
+    (significant / BITS).min(LEVELS - 1)
 }
 
 impl Wheel {
@@ -128,7 +135,7 @@ impl Wheel {
         // A timer in the past goes to the current tick: it is handed out next.
         let when = tick_of(at).max(self.elapsed);
         let level = level_for(self.elapsed, when);
-        let slot = ((when >> (level * 6)) & 63) as usize;
+        let slot = ((when >> (level * BITS)) & (SLOTS as u64 - 1)) as usize;
         let loc = level * SLOTS + slot;
         let head = self.heads[loc];
         {
@@ -141,7 +148,7 @@ impl Wheel {
             nodes.node(head).prev = i;
         }
         self.heads[loc] = i;
-        self.occupied[level] |= 1 << slot;
+        self.set_occupied(level, slot);
         self.len += 1;
     }
 
@@ -163,7 +170,7 @@ impl Wheel {
         } else {
             self.heads[loc] = next;
             if next == NIL {
-                self.occupied[loc / SLOTS] &= !(1 << (loc % SLOTS));
+                self.clear_occupied(loc / SLOTS, loc % SLOTS);
             }
         }
         if next != NIL {
@@ -177,24 +184,64 @@ impl Wheel {
         nodes.node(i).loc != NOWHERE
     }
 
+    fn set_occupied(&mut self, level: usize, slot: usize) {
+        self.occupied[level][slot / 64] |= 1 << (slot % 64);
+        self.summary[level] |= 1 << (slot / 64);
+    }
+
+    fn clear_occupied(&mut self, level: usize, slot: usize) {
+        let w = &mut self.occupied[level][slot / 64];
+        *w &= !(1 << (slot % 64));
+        if *w == 0 {
+            self.summary[level] &= !(1 << (slot / 64));
+        }
+    }
+
+    /// First occupied slot of `level` at or after `from`, else the first before it
+    /// (`true`: wrapped into the next turn of the level).
+    fn first_occupied(&self, level: usize, from: usize) -> Option<(usize, bool)> {
+        let occ = &self.occupied[level];
+        let wi = from / 64;
+        let w = occ[wi] & (!0u64 << (from % 64));
+        if w != 0 {
+            return Some((wi * 64 + w.trailing_zeros() as usize, false));
+        }
+        let later = if wi + 1 < WORDS {
+            self.summary[level] & (!0u64 << (wi + 1))
+        } else {
+            0
+        };
+        if later != 0 {
+            let wj = later.trailing_zeros() as usize;
+            return Some((wj * 64 + occ[wj].trailing_zeros() as usize, false));
+        }
+        let any = self.summary[level];
+        if any == 0 {
+            return None;
+        }
+        let wj = any.trailing_zeros() as usize;
+        Some((wj * 64 + occ[wj].trailing_zeros() as usize, true))
+    }
+
     /// The earliest non-empty slot: (level, slot, its first tick).
     fn next_expiration(&self) -> Option<(usize, usize, u64)> {
         for level in 0..LEVELS {
-            let occ = self.occupied[level];
-            if occ == 0 {
+            if self.summary[level] == 0 {
                 continue;
             }
-            let shift = level * 6;
-            let now_slot = ((self.elapsed >> shift) & 63) as u32;
-            let rotated = occ.rotate_right(now_slot);
-            let slot = ((rotated.trailing_zeros() + now_slot) % 64) as usize;
-            let level_range = 1u64 << (shift + 6);
+            let shift = level * BITS;
+            let now_slot = ((self.elapsed >> shift) & (SLOTS as u64 - 1)) as usize;
+            let (slot, wrapped) = self.first_occupied(level, now_slot)?;
+            let level_range = 1u64 << (shift + BITS);
             let slot_range = 1u64 << shift;
             let level_start = self.elapsed & !(level_range - 1);
             // Placement keeps every timer at or after `elapsed`, and slots are
-            // cascaded before `elapsed` passes them, so this never lies in the past.
-            let deadline = level_start + slot as u64 * slot_range;
-            debug_assert!(deadline >= self.elapsed || level == 0);
+            // cascaded before `elapsed` passes them, so this never lies in the past
+            // (and never wraps: the top level spans far beyond the tables).
+            let mut deadline = level_start + slot as u64 * slot_range;
+            if wrapped {
+                deadline += level_range;
+            }
             return Some((level, slot, deadline.max(self.elapsed)));
         }
         None
@@ -227,7 +274,7 @@ impl Wheel {
                 self.elapsed = self.elapsed.max(deadline);
                 let mut i = self.heads[loc];
                 self.heads[loc] = NIL;
-                self.occupied[level] &= !(1 << slot);
+                self.clear_occupied(level, slot);
                 while i != NIL {
                     let next = nodes.node(i).next;
                     self.len -= 1;
@@ -239,7 +286,7 @@ impl Wheel {
             self.elapsed = deadline;
             let mut i = self.heads[loc];
             self.heads[loc] = NIL;
-            self.occupied[0] &= !(1 << slot);
+            self.clear_occupied(0, slot);
             let mut kept = Vec::new();
             while i != NIL {
                 let n = nodes.node(i);
