@@ -143,6 +143,7 @@ pub struct Engine {
     wheel: Wheel,
     clock: Instant,
     batch: Vec<(Instant, u32)>,
+    keyed: Vec<Due>,
     open: usize,
     /// Alert transitions since the last drain.
     pub transitions: Vec<Transition>,
@@ -172,6 +173,7 @@ impl Engine {
             wheel: Wheel::default(),
             clock: i64::MIN,
             batch: Vec::new(),
+            keyed: Vec::new(),
             open: 0,
             transitions: Vec::new(),
             stats: Stats::default(),
@@ -712,6 +714,12 @@ impl Engine {
             let Some(tick) = self.wheel.take_due_tick(&mut self.store, now, &mut batch) else {
                 break;
             };
+            if batch.len() == 1 {
+                // The common case while events stream in: nothing to order.
+                let (at, slot) = batch[0];
+                self.fire(slot, at);
+                continue;
+            }
             // Pop from the end: sort descending by (time, record id). The keys
             // copy the ids' first bytes, so the sort reads each record once.
             let st = &self.store;
@@ -736,6 +744,7 @@ impl Engine {
                     }
                 }
             }
+            self.keyed = keyed;
         }
         self.batch = batch;
     }
