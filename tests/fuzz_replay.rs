@@ -332,7 +332,10 @@ fn render(case: &Case, e: &Ev, idx: usize) -> String {
         (_, d) => d,
     };
     if let Some(d) = due {
-        m.insert("due_at".into(), json!(fmt_time(at + d, e.style.wrapping_add(1))));
+        m.insert(
+            "due_at".into(),
+            json!(fmt_time(at + d, e.style.wrapping_add(1))),
+        );
     }
     if let Some(r) = e.reason {
         if ty == "paused" || ty == "resumed" || e.style % 4 == 0 {
@@ -507,7 +510,13 @@ fn check_report(rep: &Value) -> Result<(), TestCaseError> {
                 .and_then(Value::as_u64)
                 .ok_or_else(|| TestCaseError::fail(format!("{ctx}: {k} missing")))?;
         }
-        prop_assert_eq!(c[0], c[1..].iter().sum::<u64>(), "{}: received != sum of categories {:?}", ctx, c);
+        prop_assert_eq!(
+            c[0],
+            c[1..].iter().sum::<u64>(),
+            "{}: received != sum of categories {:?}",
+            ctx,
+            c
+        );
         Ok(c)
     };
     let total = counts(&rep["total"], "total")?;
@@ -567,7 +576,12 @@ fn check(case: &Case) -> Result<(), TestCaseError> {
     for d in &dead {
         prop_assert_eq!(d["file"].as_str(), Some(name));
         let n = d["line"].as_u64().expect("line number");
-        prop_assert!(n > last, "dead-letter lines out of order: {} after {}", n, last);
+        prop_assert!(
+            n > last,
+            "dead-letter lines out of order: {} after {}",
+            n,
+            last
+        );
         last = n;
         prop_assert!(n >= 1 && n as usize <= inp.lines.len());
         let idx = n as usize - 1;
@@ -639,25 +653,46 @@ fn check(case: &Case) -> Result<(), TestCaseError> {
             "kind {}",
             kind
         );
-        prop_assert!(opened.contains(rec.as_str()), "alert for a record never opened: {}", rec);
+        prop_assert!(
+            opened.contains(rec.as_str()),
+            "alert for a record never opened: {}",
+            rec
+        );
         if kind == "unrouted" {
-            prop_assert!(!KNOWN_UNITS.contains(&unit.as_str()), "unrouted for known unit {}", unit);
+            prop_assert!(
+                !KNOWN_UNITS.contains(&unit.as_str()),
+                "unrouted for known unit {}",
+                unit
+            );
         }
         // One step = consecutive lines of one record at one instant.
         if let Some((pr, pa)) = &prev_key {
             if *pr != rec || *pa != at {
-                prop_assert!(!both(&firing, pr), "{} left with due_soon and overdue firing at {}", pr, pa);
+                prop_assert!(
+                    !both(&firing, pr),
+                    "{} left with due_soon and overdue firing at {}",
+                    pr,
+                    pa
+                );
             }
         }
         prev_key = Some((rec.clone(), at));
         if case.sorted {
-            prop_assert!(at >= prev_at, "alerts out of time order (events sorted): {}", a);
+            prop_assert!(
+                at >= prev_at,
+                "alerts out of time order (events sorted): {}",
+                a
+            );
         }
         prev_at = prev_at.max(at);
         let key = (rec.clone(), kind.clone());
         match state {
             "firing" => {
-                prop_assert!(!firing.contains_key(&key), "{:?} fired twice without resolving", key);
+                prop_assert!(
+                    !firing.contains_key(&key),
+                    "{:?} fired twice without resolving",
+                    key
+                );
                 firing.insert(key.clone(), unit);
                 last_fire.insert(key, at);
             }
@@ -673,7 +708,12 @@ fn check(case: &Case) -> Result<(), TestCaseError> {
         }
     }
     if let Some((pr, pa)) = &prev_key {
-        prop_assert!(!both(&firing, pr), "{} left with due_soon and overdue firing at {}", pr, pa);
+        prop_assert!(
+            !both(&firing, pr),
+            "{} left with due_soon and overdue firing at {}",
+            pr,
+            pa
+        );
     }
 
     // Report.
@@ -686,16 +726,29 @@ fn check(case: &Case) -> Result<(), TestCaseError> {
 
     // Determinism.
     let r2 = run(&[(name, &inp.lines)], until.as_deref());
-    prop_assert!(r2.alerts == r.alerts, "alerts differ between two identical runs");
-    prop_assert!(r2.dead == r.dead, "dead letters differ between two identical runs");
+    prop_assert!(
+        r2.alerts == r.alerts,
+        "alerts differ between two identical runs"
+    );
+    prop_assert!(
+        r2.dead == r.dead,
+        "dead letters differ between two identical runs"
+    );
     prop_assert_eq!(&r2.report, &r.report);
 
     // Two inputs instead of one: same alerts and report; dead letters renamed and
     // renumbered.
-    let k = if inp.lines.is_empty() { 0 } else { case.split % (inp.lines.len() + 1) };
+    let k = if inp.lines.is_empty() {
+        0
+    } else {
+        case.split % (inp.lines.len() + 1)
+    };
     let (a, b) = inp.lines.split_at(k);
     let r3 = run(&[("a.ndjson", a), ("b.ndjson", b)], until.as_deref());
-    prop_assert!(r3.alerts == r.alerts, "alerts change when the input is split in two files");
+    prop_assert!(
+        r3.alerts == r.alerts,
+        "alerts change when the input is split in two files"
+    );
     prop_assert_eq!(&r3.report, &r.report);
     let dead3: Vec<Value> = String::from_utf8(r3.dead)
         .unwrap()
@@ -705,7 +758,11 @@ fn check(case: &Case) -> Result<(), TestCaseError> {
     prop_assert_eq!(dead3.len(), dead.len());
     for (d1, d3) in dead.iter().zip(&dead3) {
         let n = d1["line"].as_u64().unwrap() as usize;
-        let (f, m) = if n <= k { ("a.ndjson", n) } else { ("b.ndjson", n - k) };
+        let (f, m) = if n <= k {
+            ("a.ndjson", n)
+        } else {
+            ("b.ndjson", n - k)
+        };
         prop_assert_eq!(d3["file"].as_str(), Some(f));
         prop_assert_eq!(d3["line"].as_u64(), Some(m as u64));
         prop_assert_eq!(&d3["reason"], &d1["reason"]);
@@ -719,7 +776,9 @@ fn check(case: &Case) -> Result<(), TestCaseError> {
 fn pt_env_config(cases: u32, seed: u64) -> PtConfig {
     let env = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<u64>().ok());
     pt_config(
-        env("OVERDUED_FUZZ_CASES").map(|c| c as u32).unwrap_or(cases),
+        env("OVERDUED_FUZZ_CASES")
+            .map(|c| c as u32)
+            .unwrap_or(cases),
         env("OVERDUED_FUZZ_SEED").unwrap_or(seed),
     )
 }
@@ -774,9 +833,19 @@ fn one_long_stream() {
         check(&case).unwrap();
         // The generator is not degenerate: the stream exercises the engine.
         let inp = build(&case);
-        let r = run(&[("long.ndjson", &inp.lines)], Some(&fmt_time(start + 400 * DAY, 0)));
+        let r = run(
+            &[("long.ndjson", &inp.lines)],
+            Some(&fmt_time(start + 400 * DAY, 0)),
+        );
         let s = &r.summary;
-        assert!(s.applied > 300, "applied {} ignored {} rejected {:?} lines {}", s.applied, s.ignored, s.rejected, s.lines);
+        assert!(
+            s.applied > 300,
+            "applied {} ignored {} rejected {:?} lines {}",
+            s.applied,
+            s.ignored,
+            s.rejected,
+            s.lines
+        );
         assert!(s.ignored > 10, "ignored {}", s.ignored);
         let reasons = s.rejected.iter().filter(|n| **n > 0).count();
         assert!(reasons >= 7, "rejection reasons seen: {:?}", s.rejected);
@@ -784,7 +853,10 @@ fn one_long_stream() {
         for kind in ["unrouted", "hanging", "due_soon", "overdue"] {
             for state in ["firing", "resolved"] {
                 let pat = format!("\"kind\": \"{kind}\", \"state\": \"{state}\"");
-                assert!(text.contains(&pat), "no {kind} {state} transition in the long stream");
+                assert!(
+                    text.contains(&pat),
+                    "no {kind} {state} transition in the long stream"
+                );
             }
         }
         let total = &r.report["total"];
@@ -799,12 +871,16 @@ fn one_long_stream() {
 fn short_cases_exercise_the_engine() {
     let mut runner = proptest::test_runner::TestRunner::new(pt_config(1, 11));
     let strat = case_strategy();
-    let (mut lines, mut applied, mut ignored, mut rejected, mut with_alerts) = (0u64, 0u64, 0u64, 0u64, 0u32);
+    let (mut lines, mut applied, mut ignored, mut rejected, mut with_alerts) =
+        (0u64, 0u64, 0u64, 0u64, 0u32);
     let mut kinds = BTreeSet::new();
     for _ in 0..200 {
         let case = strat.new_tree(&mut runner).unwrap().current();
         let inp = build(&case);
-        let r = run(&[("x", &inp.lines)], Some(&fmt_time(case.start + 60 * DAY, 0)));
+        let r = run(
+            &[("x", &inp.lines)],
+            Some(&fmt_time(case.start + 60 * DAY, 0)),
+        );
         lines += r.summary.lines;
         applied += r.summary.applied;
         ignored += r.summary.ignored;
@@ -814,11 +890,481 @@ fn short_cases_exercise_the_engine() {
         }
         for l in String::from_utf8(r.alerts).unwrap().lines() {
             let v: Value = serde_json::from_str(l).unwrap();
-            kinds.insert(format!("{} {}", v["kind"].as_str().unwrap(), v["state"].as_str().unwrap()));
+            kinds.insert(format!(
+                "{} {}",
+                v["kind"].as_str().unwrap(),
+                v["state"].as_str().unwrap()
+            ));
         }
     }
     eprintln!("lines {lines} applied {applied} ignored {ignored} rejected {rejected}; cases with alerts {with_alerts}/200; {kinds:?}");
-    assert!(applied * 4 >= lines, "too few applied events: {applied} of {lines}");
+    assert!(
+        applied * 4 >= lines,
+        "too few applied events: {applied} of {lines}"
+    );
     assert!(with_alerts >= 100, "only {with_alerts} cases with alerts");
     assert_eq!(kinds.len(), 8, "{kinds:?}");
+}
+
+// ---------------------------------------------------------------------------
+// An independent, naive oracle for the deadline arithmetic (§3.1-§3.3, §4)
+// ---------------------------------------------------------------------------
+
+mod replay_harness;
+
+mod oracle {
+    use chrono::{Datelike, NaiveDate, Weekday};
+    use std::collections::HashSet;
+
+    /// Local offset (Asia/Ho_Chi_Minh has no DST).
+    pub const TZ: i64 = 7 * 3600;
+    const PERIODS: [(i64, i64); 2] = [(7 * 3600, 11 * 3600 + 1800), (13 * 3600 + 1800, 17 * 3600)];
+
+    pub struct Cal {
+        holidays: HashSet<NaiveDate>,
+        makeup: HashSet<NaiveDate>,
+    }
+
+    fn dates_of(line: &str) -> Vec<NaiveDate> {
+        line.split('"')
+            .filter_map(|s| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok())
+            .collect()
+    }
+
+    impl Cal {
+        /// Reads the example calendar files (holidays / makeup_days lines).
+        pub fn load() -> Cal {
+            let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures/examples/config/calendar");
+            let mut c = Cal {
+                holidays: HashSet::new(),
+                makeup: HashSet::new(),
+            };
+            for f in ["vn-2024.toml", "vn-2025.toml"] {
+                let text = std::fs::read_to_string(dir.join(f)).unwrap();
+                for line in text.lines() {
+                    let l = line.trim_start();
+                    if l.starts_with("holidays") {
+                        c.holidays.extend(dates_of(l));
+                    } else if l.starts_with("makeup_days") {
+                        c.makeup.extend(dates_of(l));
+                    }
+                }
+            }
+            assert!(c.holidays.len() >= 20 && c.makeup.len() == 2);
+            c
+        }
+
+        pub fn is_working_day(&self, d: NaiveDate) -> bool {
+            if self.makeup.contains(&d) {
+                return true;
+            }
+            !self.holidays.contains(&d) && !matches!(d.weekday(), Weekday::Sat | Weekday::Sun)
+        }
+
+        pub fn date_of(t: i64) -> NaiveDate {
+            let days = (t + TZ).div_euclid(86_400);
+            NaiveDate::from_ymd_opt(1970, 1, 1).unwrap() + chrono::Days::new(days as u64)
+        }
+
+        fn day_start(d: NaiveDate) -> i64 {
+            let days = (d - NaiveDate::from_ymd_opt(1970, 1, 1).unwrap()).num_days();
+            days * 86_400 - TZ
+        }
+
+        pub fn cob(d: NaiveDate) -> i64 {
+            Self::day_start(d) + 17 * 3600
+        }
+
+        /// Earliest instant at which the working time since `t` reaches `h` s.
+        pub fn forward(&self, t: i64, h: i64) -> i64 {
+            if h == 0 {
+                return t;
+            }
+            let mut rem = h;
+            let mut d = Self::date_of(t);
+            loop {
+                if self.is_working_day(d) {
+                    for (s, e) in PERIODS {
+                        let (s, e) = (Self::day_start(d) + s, Self::day_start(d) + e);
+                        let st = s.max(t);
+                        if st < e {
+                            if e - st >= rem {
+                                return st + rem;
+                            }
+                            rem -= e - st;
+                        }
+                    }
+                }
+                d = d.succ_opt().unwrap();
+            }
+        }
+
+        /// Latest instant from which the working time left until `due` is `h` s.
+        pub fn backward(&self, due: i64, h: i64) -> i64 {
+            if h == 0 {
+                return due;
+            }
+            let mut rem = h;
+            let mut d = Self::date_of(due);
+            loop {
+                if self.is_working_day(d) {
+                    for (s, e) in PERIODS.iter().rev() {
+                        let (s, e) = (Self::day_start(d) + s, Self::day_start(d) + e);
+                        let en = e.min(due);
+                        if s < en {
+                            if en - s >= rem {
+                                return en - rem;
+                            }
+                            rem -= en - s;
+                        }
+                    }
+                }
+                d = d.pred_opt().unwrap();
+            }
+        }
+
+        /// Due time of a receipt at `at` (§3.2).
+        pub fn due(&self, at: i64, n: i64, unit: &str) -> i64 {
+            match unit {
+                "working_days" => {
+                    let mut d = Self::date_of(at);
+                    let mut k = 0;
+                    while k < n {
+                        d = d.succ_opt().unwrap();
+                        if self.is_working_day(d) {
+                            k += 1;
+                        }
+                    }
+                    Self::cob(d)
+                }
+                "working_hours" => self.forward(at, n * 3600),
+                "calendar_days" => {
+                    let mut d = Self::date_of(at) + chrono::Days::new(n as u64);
+                    while !self.is_working_day(d) {
+                        d = d.succ_opt().unwrap();
+                    }
+                    Self::cob(d)
+                }
+                other => panic!("duration unit {other}"),
+            }
+        }
+    }
+}
+
+/// (code, sector, n, unit) of the example catalogue.
+const CATALOGUE: [(&str, &str, i64, &str); 6] = [
+    ("1.004227", "DD", 10, "working_days"),
+    ("1.001009", "KD", 3, "working_days"),
+    ("2.000908", "CT", 4, "working_hours"),
+    ("1.003003", "HT", 1, "working_days"),
+    ("1.005461", "XD", 15, "calendar_days"),
+    ("2.001157", "MT", 25, "working_days"),
+];
+
+/// One record of an oracle case: received; maybe paused (and maybe resumed);
+/// maybe resolved while running.
+#[derive(Debug, Clone)]
+struct OracleRec {
+    /// Receipt, minutes after 2024-01-01 00:00 local.
+    t0_min: i64,
+    proc_: usize,
+    unit: usize,
+    sector: Option<usize>,
+    /// due_at = receipt + this many minutes.
+    due_at_min: Option<i64>,
+    /// (paused this many minutes after the receipt, reason, resumed this many
+    /// minutes after the pause).
+    pause: Option<(i64, usize, Option<i64>)>,
+    /// resolved this many minutes after the last start (receipt or resume); only
+    /// when the record is running.
+    resolve_after_min: Option<i64>,
+}
+
+fn oracle_rec() -> impl Strategy<Value = OracleRec> {
+    (
+        // Up to 2025-11-30, so every due time stays inside the 2024-2025 calendar.
+        0i64..(680 * 24 * 60),
+        0usize..CATALOGUE.len(),
+        0usize..UNITS.len(),
+        proptest::option::weighted(0.2, 0usize..3),
+        proptest::option::weighted(0.2, 0i64..(15 * 24 * 60)),
+        proptest::option::weighted(
+            0.4,
+            (
+                0i64..(8 * 24 * 60),
+                0usize..3,
+                proptest::option::weighted(0.85, 0i64..(6 * 24 * 60)),
+            ),
+        ),
+        proptest::option::weighted(0.6, 0i64..(40 * 24 * 60)),
+        any::<(bool, bool)>(),
+    )
+        .prop_map(
+            |(t0, proc_, unit, sector, due_at, pause, resolve, (round, round2))| OracleRec {
+                // Many times fall on a half hour (period bounds are on half hours).
+                t0_min: if round { t0 / 30 * 30 } else { t0 },
+                proc_,
+                unit,
+                sector,
+                due_at_min: due_at,
+                pause: pause.map(|(a, r, b)| {
+                    if round2 {
+                        (a / 30 * 30, r, b.map(|b| b / 30 * 30))
+                    } else {
+                        (a, r, b)
+                    }
+                }),
+                resolve_after_min: resolve,
+            },
+        )
+}
+
+/// Working time between two instants (seconds), by the naive calendar.
+fn working_between(cal: &oracle::Cal, a: i64, b: i64) -> i64 {
+    // Binary search on forward(): the largest h with forward(a, h) <= b.
+    if b <= a {
+        return 0;
+    }
+    let (mut lo, mut hi) = (0i64, (b - a) + 1);
+    while hi - lo > 1 {
+        let mid = (lo + hi) / 2;
+        if cal.forward(a, mid) <= b {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    lo
+}
+
+fn oracle_check(recs: &[OracleRec], until_extra_min: i64) {
+    use replay_harness::{
+        al_secs, assert_alerts_multiset, assert_report_unknown_level, expected_report, Alert, Cat,
+    };
+    thread_local! {
+        static CAL: oracle::Cal = oracle::Cal::load();
+    }
+    const REASON: [&str; 3] = ["supplement", "financial", "other"];
+    // Event instants of each record: t0, pause, resume, resolve.
+    struct Times {
+        t0: i64,
+        tp: Option<i64>,
+        tr: Option<i64>,
+        t1: Option<i64>,
+    }
+    let times: Vec<Times> = recs
+        .iter()
+        .map(|r| {
+            let t0 = Y2024 + r.t0_min * 60;
+            let tp = r.pause.map(|(a, _, _)| t0 + a * 60);
+            let tr = r
+                .pause
+                .and_then(|(_, _, b)| b.map(|b| tp.unwrap() + b * 60));
+            let running_from = match (tp, tr) {
+                (None, _) => Some(t0),
+                (Some(_), Some(tr)) => Some(tr),
+                (Some(_), None) => None,
+            };
+            let t1 = running_from.and_then(|s| r.resolve_after_min.map(|m| s + m * 60));
+            Times { t0, tp, tr, t1 }
+        })
+        .collect();
+    let max_t = times
+        .iter()
+        .map(|t| t.t1.or(t.tr).or(t.tp).unwrap_or(t.t0))
+        .max()
+        .unwrap();
+    let until = max_t + until_extra_min * 60;
+
+    let mut lines: Vec<(i64, usize, String)> = Vec::new();
+    let mut expected: Vec<Alert> = Vec::new();
+    let mut records: Vec<(String, String, Cat)> = Vec::new();
+    CAL.with(|cal| {
+        for (i, (r, t)) in recs.iter().zip(&times).enumerate() {
+            let id = format!("Q{i:02}");
+            let (code, cat_sector, n, dunit) = CATALOGUE[r.proc_];
+            let sector = r
+                .sector
+                .map(|s| ["DD", "KD", "HT"][s])
+                .unwrap_or(cat_sector);
+            let unit = UNITS[r.unit];
+            let known = KNOWN_UNITS.contains(&unit);
+            let thr = if unit == "TRAGIAC" {
+                12
+            } else if sector == "DD" {
+                4
+            } else {
+                8
+            } * 3600;
+
+            // Events (sorted by instant, then by their order within the record).
+            let mut ev = json!({"event_id": "r", "record_id": id, "type": "received",
+                "at": fmt_time(t.t0, (i % 5) as u8), "unit": unit, "procedure": code});
+            if let Some(s) = r.sector {
+                ev["sector"] = json!(["DD", "KD", "HT"][s]);
+            }
+            let due0 = match r.due_at_min {
+                Some(m) => {
+                    ev["due_at"] = json!(fmt_time(t.t0 + m * 60, 0));
+                    t.t0 + m * 60
+                }
+                None => cal.due(t.t0, n, dunit),
+            };
+            lines.push((t.t0, 4 * i, ev.to_string()));
+            if let (Some(tp), Some((_, reason, _))) = (t.tp, r.pause) {
+                lines.push((
+                    tp,
+                    4 * i + 1,
+                    json!({"event_id": "p", "record_id": id, "type": "paused",
+                    "at": fmt_time(tp, (i % 3) as u8), "reason": REASON[reason]})
+                    .to_string(),
+                ));
+            }
+            if let Some(tr) = t.tr {
+                lines.push((
+                    tr,
+                    4 * i + 2,
+                    json!({"event_id": "q", "record_id": id, "type": "resumed",
+                    "at": fmt_time(tr, (i % 4) as u8)})
+                    .to_string(),
+                ));
+            }
+            if let Some(t1) = t.t1 {
+                lines.push((
+                    t1,
+                    4 * i + 3,
+                    json!({"event_id": "s", "record_id": id, "type": "resolved",
+                    "at": fmt_time(t1, (i % 2) as u8)})
+                    .to_string(),
+                ));
+            }
+
+            // Running segments: (start = the event that set the due time, due, end,
+            // whether the end resolves everything).
+            let mut segs: Vec<(i64, i64, i64, bool)> = Vec::new();
+            let final_due;
+            match (t.tp, t.tr) {
+                (None, _) => {
+                    segs.push((t.t0, due0, t.t1.unwrap_or(until), t.t1.is_some()));
+                    final_due = Some(due0);
+                }
+                (Some(tp), tr) => {
+                    segs.push((t.t0, due0, tp, true));
+                    if let Some(tr) = tr {
+                        let reason = REASON[r.pause.unwrap().1];
+                        let due1 = if reason == "supplement" {
+                            // restart policy (the example config)
+                            match r.due_at_min {
+                                Some(_) => cal.forward(tr, working_between(cal, t.t0, due0)),
+                                None => cal.due(tr, n, dunit),
+                            }
+                        } else {
+                            cal.forward(due0, working_between(cal, tp, tr))
+                        };
+                        segs.push((tr, due1, t.t1.unwrap_or(until), t.t1.is_some()));
+                        final_due = Some(due1);
+                    } else {
+                        final_due = None;
+                    }
+                }
+            }
+            for (start, due, end, closes) in segs {
+                let push = |v: &mut Vec<Alert>, at: i64, kind: &str, state: &str| {
+                    v.push(al_secs(at, &id, kind, state, unit));
+                };
+                if !known {
+                    push(&mut expected, start, "unrouted", "firing");
+                }
+                let hang = cal.forward(start, thr);
+                let soon = cal.backward(due, 8 * 3600);
+                let over = due.max(start);
+                let hang_fired = hang <= end;
+                let soon_fired = soon > start && soon <= end && soon < over;
+                let over_fired = over <= end;
+                if hang_fired {
+                    push(&mut expected, hang, "hanging", "firing");
+                }
+                if soon_fired {
+                    push(&mut expected, soon, "due_soon", "firing");
+                }
+                if over_fired {
+                    push(&mut expected, over, "overdue", "firing");
+                    if soon_fired {
+                        push(&mut expected, over, "due_soon", "resolved");
+                    }
+                }
+                if closes {
+                    if !known {
+                        push(&mut expected, end, "unrouted", "resolved");
+                    }
+                    if hang_fired {
+                        push(&mut expected, end, "hanging", "resolved");
+                    }
+                    if soon_fired && !over_fired {
+                        push(&mut expected, end, "due_soon", "resolved");
+                    }
+                    if over_fired {
+                        push(&mut expected, end, "overdue", "resolved");
+                    }
+                }
+            }
+            let cat = match (final_due, t.t1) {
+                (None, _) => Cat::Paused,
+                (Some(d), Some(t1)) => {
+                    let (dc, dd) = (oracle::Cal::date_of(t1), oracle::Cal::date_of(d));
+                    if dc < dd {
+                        Cat::Early
+                    } else if dc == dd {
+                        Cat::OnTime
+                    } else {
+                        Cat::Late
+                    }
+                }
+                (Some(d), None) if until > d => Cat::Overdue,
+                (Some(_), None) => Cat::Within,
+            };
+            records.push((unit.to_string(), sector.to_string(), cat));
+        }
+    });
+    lines.sort();
+    let text: String = lines.iter().map(|(_, _, l)| format!("{l}\n")).collect();
+    let until_s = fmt_time(until, 0);
+    let input: Vec<Vec<u8>> = text.lines().map(|l| l.as_bytes().to_vec()).collect();
+    let r = run(&[("oracle.ndjson", &input)], Some(&until_s));
+    assert!(
+        r.dead.is_empty(),
+        "dead letters: {}",
+        String::from_utf8_lossy(&r.dead)
+    );
+    let got: Vec<String> = String::from_utf8(r.alerts)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let ctx = format!("oracle (until {until_s})\n{text}");
+    assert_alerts_multiset(&got, &expected, &ctx);
+    let recs_ref: Vec<(&str, &str, Cat)> = records
+        .iter()
+        .map(|(u, s, c)| (u.as_str(), s.as_str(), *c))
+        .collect();
+    assert_report_unknown_level(&r.report, &expected_report(&until_s, &recs_ref), &ctx);
+}
+
+proptest! {
+    #![proptest_config(pt_env_config(1500, 0x0a_c1e))]
+
+    /// Received records of every procedure at random minutes of 2024-2025, some
+    /// paused (each reason) and resumed, some resolved, against the naive calendar:
+    /// due time, restart / extend on resume, hanging threshold (unit and sector
+    /// overrides), due_soon (and its "not raised" rule), overdue (at the resume if
+    /// the due time fell inside the pause), unrouted, resolution at pause and
+    /// close, and the report category by local dates.
+    #[test]
+    fn deadlines_match_a_naive_calendar_oracle(
+        recs in proptest::collection::vec(oracle_rec(), 1..6),
+        until_extra in 0i64..(20 * 24 * 60),
+    ) {
+        oracle_check(&recs, until_extra);
+    }
 }

@@ -188,6 +188,17 @@ pub fn al(at: &str, record_id: &str, kind: &str, state: &str, unit: &str) -> Ale
     }
 }
 
+/// Builds an expected alert from Unix seconds.
+pub fn al_secs(at: i64, record_id: &str, kind: &str, state: &str, unit: &str) -> Alert {
+    Alert {
+        at,
+        record_id: record_id.into(),
+        kind: kind.into(),
+        state: state.into(),
+        unit: unit.into(),
+    }
+}
+
 fn show(v: &[Alert]) -> String {
     v.iter().map(|a| format!("  {a}\n")).collect()
 }
