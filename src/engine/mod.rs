@@ -35,10 +35,11 @@
 
 pub mod calendar;
 pub mod directory;
+pub mod rules;
 pub mod store;
 pub mod wheel;
 
-use crate::config::{Config, Rules, SupplementPolicy, ThresholdOverride, Thresholds};
+use crate::config::{Config, Rules, ThresholdOverride, Thresholds};
 use crate::event::{Channel, Event, EventType, IgnoreReason, PauseReason, RejectReason, Rejection};
 use crate::report::{Counts, Report};
 use crate::time::{Instant, SECOND};
@@ -244,26 +245,13 @@ impl Engine {
     }
 
     fn thresholds(&self, unit: u32, sector: u32) -> Thresholds {
-        let mut t = self.rules.defaults;
-        for o in [
-            self.sector_over.get(sector as usize),
-            self.unit_over.get(unit as usize),
-        ]
-        .into_iter()
-        .flatten()
-        .flatten()
-        {
-            if let Some(v) = o.hanging_after {
-                t.hanging_after = v;
-            }
-            if let Some(v) = o.due_soon_before {
-                t.due_soon_before = v;
-            }
-            if let Some(v) = o.escalate_after {
-                t.escalate_after = v;
-            }
-        }
-        t
+        rules::thresholds(
+            self.rules.defaults,
+            self.sector_over
+                .get(sector as usize)
+                .and_then(Option::as_ref),
+            self.unit_over.get(unit as usize).and_then(Option::as_ref),
+        )
     }
 
     fn unit_of(&mut self, code: &str) -> u32 {
@@ -445,7 +433,7 @@ impl Engine {
     fn arm_hanging(&mut self, slot: u32, from: Instant) {
         let r = self.store.get(slot);
         let th = self.thresholds(r.holder, r.sector());
-        let at = self.cal.forward(from, th.hanging_after);
+        let at = rules::hanging_at(&self.cal, from, th.hanging_after);
         self.store.get_mut(slot).hang_at = at;
     }
 
@@ -454,8 +442,8 @@ impl Engine {
     fn arm_due_soon(&mut self, slot: u32, set_at: Instant) {
         let r = self.store.get(slot);
         let th = self.thresholds(r.holder, r.sector());
-        let ds = self.cal.backward(r.due, th.due_soon_before);
-        self.store.get_mut(slot).due_soon_at = if ds > set_at { ds } else { i64::MAX };
+        let ds = rules::due_soon_at(&self.cal, r.due, th.due_soon_before, set_at);
+        self.store.get_mut(slot).due_soon_at = ds.unwrap_or(i64::MAX);
     }
 
     /// Puts the record's timer at its earliest pending instant (not before `now`).
@@ -556,16 +544,15 @@ impl Engine {
     /// arm `due_soon` for the new due time (SPEC §4, `extended`).
     fn settle_due(&mut self, slot: u32, at: Instant) {
         let due = self.store.get(slot).due;
-        if self.firing(slot, AlertKind::Overdue) && due > at {
+        if self.firing(slot, AlertKind::Overdue) && rules::extension_ends_overdue(due, at) {
             self.emit(at, slot, AlertKind::Overdue, false);
         }
         if self.firing(slot, AlertKind::DueSoon) {
             let r = self.store.get(slot);
             let th = self.thresholds(r.holder, r.sector());
-            let ds = self.cal.backward(due, th.due_soon_before);
-            if ds > at {
+            if rules::extension_ends_due_soon(&self.cal, due, th.due_soon_before, at) {
                 self.emit(at, slot, AlertKind::DueSoon, false);
-                self.store.get_mut(slot).due_soon_at = ds;
+                self.arm_due_soon(slot, at);
             }
         } else if self.firing(slot, AlertKind::Overdue) {
             self.store.get_mut(slot).due_soon_at = i64::MAX;
@@ -603,24 +590,20 @@ impl Engine {
         let r = self.store.get(slot);
         let reason = PauseReason::ALL[r.field(flag::REASON, flag::REASON_SHIFT) as usize % 3];
         let pause_start = r.due_soon_at;
-        let (due, orig) =
-            if reason == PauseReason::Supplement && policy == SupplementPolicy::Restart {
-                let d = if r.flags() & flag::FROM_DUE_AT != 0 {
-                    self.cal.forward(at, r.base_secs as i64 * SECOND)
-                } else {
-                    match self.dir.procedures.get(r.procedure as usize) {
-                        Some(p) => self.cal.due(at, p.duration),
-                        None => r.due,
-                    }
-                };
-                (d, d)
-            } else {
-                let elapsed = self.cal.working_between(pause_start, at);
-                (
-                    self.cal.forward(r.due, elapsed),
-                    self.cal.forward(r.orig_due, elapsed),
-                )
-            };
+        let basis = match self.dir.procedures.get(r.procedure as usize) {
+            Some(p) if r.flags() & flag::FROM_DUE_AT == 0 => rules::DueBasis::Procedure(p.duration),
+            _ => rules::DueBasis::WorkingTime(r.base_secs as i64 * SECOND),
+        };
+        let (due, orig) = rules::due_after_resume(
+            &self.cal,
+            policy,
+            reason,
+            basis,
+            pause_start,
+            at,
+            r.due,
+            r.orig_due,
+        );
         let r = self.store.get_mut(slot);
         r.due = due;
         r.orig_due = orig;
@@ -681,10 +664,10 @@ impl Engine {
         let field = match kind {
             EventType::Rejected => Field::Rejected,
             EventType::Withdrawn => Field::Withdrawn,
-            _ => match self.cal.local_day(at).cmp(&self.cal.local_day(orig_due)) {
-                std::cmp::Ordering::Less => Field::Early,
-                std::cmp::Ordering::Equal => Field::OnTime,
-                std::cmp::Ordering::Greater => Field::Late,
+            _ => match rules::timeliness(&self.cal, at, orig_due) {
+                rules::Timeliness::Early => Field::Early,
+                rules::Timeliness::OnTime => Field::OnTime,
+                rules::Timeliness::Late => Field::Late,
             },
         };
         for c in [&mut self.by_unit[unit], &mut self.by_sector[sector]] {
@@ -794,12 +777,10 @@ impl Engine {
             if r.life() != Life::Open {
                 continue;
             }
-            let cat = if r.flags() & flag::PAUSED != 0 {
-                Field::Paused
-            } else if as_of > r.orig_due {
-                Field::InProgressOverdue
-            } else {
-                Field::InProgressWithin
+            let cat = match rules::in_progress(as_of, r.orig_due, r.flags() & flag::PAUSED != 0) {
+                rules::InProgress::Paused => Field::Paused,
+                rules::InProgress::Overdue => Field::InProgressOverdue,
+                rules::InProgress::Within => Field::InProgressWithin,
             };
             for c in [
                 &mut by_unit[r.recv_unit as usize],
