@@ -9,6 +9,7 @@
 
 use crate::config::Config;
 use crate::engine::directory::Level;
+use crate::error::{Context, Error};
 use crate::replay::{Outputs, Replay};
 use crate::report::{Counts, Report};
 use crate::sim::{generate, GenOptions, TARGET_LATE};
@@ -41,16 +42,15 @@ pub const EMBEDDED: &[(&str, &str)] = &[
 pub const LATE_THRESHOLD: f64 = 5.0;
 
 /// Writes the embedded configuration into `dir` and loads it.
-pub fn embedded_config(dir: &Path) -> Result<Config, String> {
+pub fn embedded_config(dir: &Path) -> Result<Config, Error> {
     for (name, text) in EMBEDDED {
         let p = dir.join(name);
         if let Some(parent) = p.parent() {
-            fs::create_dir_all(parent)
-                .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+            fs::create_dir_all(parent).ctx(format!("cannot create {}", parent.display()))?;
         }
-        fs::write(&p, text).map_err(|e| format!("cannot write {}: {e}", p.display()))?;
+        fs::write(&p, text).ctx(format!("cannot write {}", p.display()))?;
     }
-    Config::load(&dir.join("overdued.toml")).map_err(|e| format!("embedded configuration: {e}"))
+    Ok(Config::load(&dir.join("overdued.toml"))?)
 }
 
 fn rate(v: Option<f64>) -> String {
@@ -134,15 +134,15 @@ pub fn rates_table(rep: &Report, cfg: &Config) -> String {
 }
 
 /// Runs the demo into `out`.
-pub fn run(out: &Path, records: u32, seed: u64) -> Result<(), String> {
+pub fn run(out: &Path, records: u32, seed: u64) -> Result<(), Error> {
     let t0 = WallInstant::now();
-    fs::create_dir_all(out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
+    fs::create_dir_all(out).ctx(format!("cannot create {}", out.display()))?;
     let cfg = embedded_config(&out.join("config"))?;
     let year = 2024;
     let events_path = out.join("events.ndjson");
     let mut w = BufWriter::with_capacity(
         1 << 20,
-        File::create(&events_path).map_err(|e| format!("{}: {e}", events_path.display()))?,
+        File::create(&events_path).ctx(events_path.display().to_string())?,
     );
     let summary = generate(
         &cfg,
@@ -153,15 +153,15 @@ pub fn run(out: &Path, records: u32, seed: u64) -> Result<(), String> {
         },
         &mut w,
     )
-    .map_err(|e| format!("gen: {e}"))?;
+    .ctx("gen")?;
     drop(w);
     let t_gen = t0.elapsed();
 
-    let create = |name: &str| -> Result<BufWriter<File>, String> {
+    let create = |name: &str| -> Result<BufWriter<File>, Error> {
         let p = out.join(name);
         File::create(&p)
             .map(|f| BufWriter::with_capacity(1 << 20, f))
-            .map_err(|e| format!("{}: {e}", p.display()))
+            .ctx(p.display().to_string())
     };
     let mut alerts = create("alerts.ndjson")?;
     let mut dead = create("dead-letter.ndjson")?;
@@ -175,15 +175,12 @@ pub fn run(out: &Path, records: u32, seed: u64) -> Result<(), String> {
         },
     );
     let path = events_path.to_string_lossy().to_string();
-    replay.feed(&path).map_err(|e| format!("{path}: {e}"))?;
-    let rep = replay
-        .finish(Some(until))
-        .map_err(|e| format!("writing output: {e}"))?;
+    replay.feed(&path).ctx(path.clone())?;
+    let rep = replay.finish(Some(until)).ctx("writing output")?;
     let stats = replay.summary.clone();
     let alerts_by_kind = replay.engine.stats.alerts;
     drop(replay);
-    fs::write(out.join("report.json"), rep.to_json() + "\n")
-        .map_err(|e| format!("report.json: {e}"))?;
+    fs::write(out.join("report.json"), rep.to_json() + "\n").ctx("report.json")?;
     let secs = t0.elapsed().as_secs_f64();
 
     let mut o = std::io::stdout().lock();

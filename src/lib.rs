@@ -11,6 +11,7 @@ pub mod bench;
 pub mod config;
 pub mod demo;
 pub mod engine;
+pub mod error;
 pub mod event;
 pub mod replay;
 pub mod report;

@@ -2,6 +2,7 @@
 
 use clap::{Parser, Subcommand};
 use overdued::config::Config;
+use overdued::error::{Context, Error};
 use overdued::replay::{Outputs, Replay};
 use overdued::time::parse_rfc3339;
 use std::fs::File;
@@ -112,21 +113,29 @@ fn init_logs(level: &str, json: bool) {
     }
 }
 
-fn load(path: &Path) -> Result<Config, String> {
-    let cfg = Config::load(path).map_err(|e| format!("configuration error: {e}"))?;
+fn load(path: &Path) -> Result<Config, Error> {
+    let cfg = Config::load(path)?;
     for w in &cfg.warnings {
         tracing::warn!("{w}");
     }
     Ok(cfg)
 }
 
-fn create(p: &Path) -> Result<BufWriter<File>, String> {
-    File::create(p)
-        .map(|f| BufWriter::with_capacity(1 << 20, f))
-        .map_err(|e| format!("cannot create {}: {e}", p.display()))
+/// The embedded sample configuration, loaded through a temporary folder.
+fn embedded() -> Result<Config, Error> {
+    let dir = std::env::temp_dir().join(format!("overdued-config-{}", std::process::id()));
+    let cfg = overdued::demo::embedded_config(&dir);
+    let _ = std::fs::remove_dir_all(&dir);
+    cfg
 }
 
-fn run(cli: Cli) -> Result<(), String> {
+fn create(p: &Path) -> Result<BufWriter<File>, Error> {
+    File::create(p)
+        .map(|f| BufWriter::with_capacity(1 << 20, f))
+        .ctx(format!("cannot create {}", p.display()))
+}
+
+fn run(cli: Cli) -> Result<(), Error> {
     match cli.cmd {
         Cmd::Replay {
             config,
@@ -139,7 +148,9 @@ fn run(cli: Cli) -> Result<(), String> {
             let cfg = load(&config)?;
             let until = match until {
                 Some(u) => Some(parse_rfc3339(&u).ok_or_else(|| {
-                    format!("--until: {u:?} is not an RFC 3339 time with an offset")
+                    Error::Usage(format!(
+                        "--until: {u:?} is not an RFC 3339 time with an offset"
+                    ))
                 })?),
                 None => None,
             };
@@ -153,14 +164,12 @@ fn run(cli: Cli) -> Result<(), String> {
             let mut replay = Replay::new(&cfg, outputs);
             replay.progress = true;
             for f in &events {
-                replay.feed(f).map_err(|e| format!("{f}: {e}"))?;
+                replay.feed(f).ctx(f.clone())?;
             }
-            let rep = replay
-                .finish(until)
-                .map_err(|e| format!("writing output: {e}"))?;
+            let rep = replay.finish(until).ctx("writing output")?;
             if let Some(p) = report {
                 std::fs::write(&p, rep.to_json() + "\n")
-                    .map_err(|e| format!("cannot write {}: {e}", p.display()))?;
+                    .ctx(format!("cannot write {}", p.display()))?;
             }
             Ok(())
         }
@@ -173,9 +182,7 @@ fn run(cli: Cli) -> Result<(), String> {
         } => {
             let cfg = match config {
                 Some(p) => load(&p)?,
-                None => overdued::demo::embedded_config(
-                    &std::env::temp_dir().join(format!("overdued-config-{}", std::process::id())),
-                )?,
+                None => embedded()?,
             };
             let opts = overdued::sim::GenOptions {
                 records,
@@ -190,7 +197,7 @@ fn run(cli: Cli) -> Result<(), String> {
                     &mut BufWriter::new(std::io::stdout().lock()),
                 ),
             }
-            .map_err(|e| format!("gen: {e}"))?;
+            .ctx("gen")?;
             eprintln!(
                 "gen: {} records, {} lines ({} duplicates, {} malformed)",
                 summary.records, summary.lines, summary.duplicates, summary.malformed
@@ -198,9 +205,7 @@ fn run(cli: Cli) -> Result<(), String> {
             Ok(())
         }
         Cmd::Bench { open, events, seed } => {
-            let cfg = overdued::demo::embedded_config(
-                &std::env::temp_dir().join(format!("overdued-config-{}", std::process::id())),
-            )?;
+            let cfg = embedded()?;
             let r = overdued::bench::run(
                 &cfg,
                 &overdued::bench::BenchOptions { open, events, seed },

@@ -1,0 +1,41 @@
+//! The error type at the crate's outer boundary (commands: replay, gen, demo,
+//! bench, check-config). Inner modules have their own: [`crate::config::ConfigError`]
+//! (file, line, field), [`crate::event::Rejection`] (a reason code, not a failure).
+
+use crate::config::ConfigError;
+use std::io;
+
+/// What can stop a command.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Configuration or data files are invalid.
+    #[error("configuration error: {0}")]
+    Config(#[from] ConfigError),
+    /// Reading or writing a file failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done, with the path.
+        what: String,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// A command-line argument is invalid.
+    #[error("{0}")]
+    Usage(String),
+}
+
+/// Adds what was being done to an I/O error.
+pub trait Context<T> {
+    /// Wraps the error with `what`.
+    fn ctx(self, what: impl Into<String>) -> Result<T, Error>;
+}
+
+impl<T> Context<T> for Result<T, io::Error> {
+    fn ctx(self, what: impl Into<String>) -> Result<T, Error> {
+        self.map_err(|source| Error::Io {
+            what: what.into(),
+            source,
+        })
+    }
+}
