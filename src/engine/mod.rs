@@ -152,7 +152,14 @@ pub struct Engine {
     pub stats: Stats,
     by_unit: Vec<Counts>,
     by_sector: Vec<Counts>,
+    /// Records received by (receiving unit, sector, channel) — `overdued_records_received_total`.
+    pub received_by: std::collections::HashMap<(u32, u32, u8), u64>,
+    /// Records judged by (receiving unit, sector, timeliness 0 early / 1 on time / 2 late).
+    pub judged_by: std::collections::HashMap<(u32, u32, u8), u64>,
 }
+
+/// Open records by (holder unit, sector): open, hanging, due_soon, overdue, paused.
+pub type GaugeMap = std::collections::HashMap<(u32, u32), [u64; 5]>;
 
 #[inline]
 fn event_hash(id: &str) -> u64 {
@@ -180,6 +187,8 @@ impl Engine {
             stats: Stats::default(),
             by_unit: Vec::new(),
             by_sector: Vec::new(),
+            received_by: Default::default(),
+            judged_by: Default::default(),
             dir,
         };
         for (code, o) in &cfg.rules.by_unit {
@@ -413,6 +422,10 @@ impl Engine {
         self.open += 1;
         self.by_unit[unit as usize].received += 1;
         self.by_sector[sector as usize].received += 1;
+        *self
+            .received_by
+            .entry((unit, sector, ev.channel.index() as u8))
+            .or_default() += 1;
         if ev.kind == EventType::Snapshot && ev.paused {
             self.pause(slot, ev.at, ev.reason.unwrap_or(PauseReason::Supplement));
             return;
@@ -670,6 +683,18 @@ impl Engine {
                 rules::Timeliness::Late => Field::Late,
             },
         };
+        let t = match field {
+            Field::Early => Some(0),
+            Field::OnTime => Some(1),
+            Field::Late => Some(2),
+            _ => None,
+        };
+        if let Some(t) = t {
+            *self
+                .judged_by
+                .entry((unit as u32, sector as u32, t))
+                .or_default() += 1;
+        }
         for c in [&mut self.by_unit[unit], &mut self.by_sector[sector]] {
             match field {
                 Field::Rejected => c.rejected += 1,
@@ -808,6 +833,28 @@ impl Engine {
             }
         }
         rep
+    }
+
+    /// Adds this engine's open records to `out`, by (holder, sector).
+    pub fn gauges(&self, out: &mut GaugeMap) {
+        for slot in self.store.slots() {
+            let r = self.store.get(slot);
+            if r.life() != Life::Open {
+                continue;
+            }
+            let g = out.entry((r.holder, r.sector())).or_default();
+            let f = r.flags();
+            g[0] += 1;
+            g[1] += (f & AlertKind::Hanging.bit() != 0) as u64;
+            g[2] += (f & AlertKind::DueSoon.bit() != 0) as u64;
+            g[3] += (f & AlertKind::Overdue.bit() != 0) as u64;
+            g[4] += (f & flag::PAUSED != 0) as u64;
+        }
+    }
+
+    /// Sector code of sector id `s`.
+    pub fn sector_code(&self, s: u32) -> &str {
+        self.dir.sectors.name(s)
     }
 
     /// Level of unit id `u`.

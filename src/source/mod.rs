@@ -1,4 +1,4 @@
-//! Where events come from: NDJSON files for `replay` (the Kafka consumer comes
-//! with the daemon).
+//! Where events come from: NDJSON files for `replay`, Kafka for `run`.
 
+pub mod kafka;
 pub mod replay;

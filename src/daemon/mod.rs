@@ -1,0 +1,538 @@
+//! `overdued run`: the live daemon (SPEC §6; issue 3).
+//!
+//! One consumer thread owns one [`Engine`] per assigned partition (all events of a
+//! record share a partition: the key is the record id). It polls Kafka, applies
+//! each event, dead-letters rejections (waiting for the broker's acknowledgement,
+//! retrying, never committing past a message that is not safely somewhere), fires
+//! timers on the wall clock every poll (≤ 100 ms), appends alert transitions to
+//! the alerts file (same NDJSON as `replay --alerts`) and/or topic, and commits
+//! offsets only after the file is flushed. An HTTP server runs beside it on tokio.
+//!
+//! What must survive a restart lives in `[state] dir`: `watermarks.json`, per
+//! partition the offset up to which transitions were output and the wall-clock
+//! instant up to which timers fired. On (re)assignment a partition is rebuilt from
+//! the topic's beginning with output muted up to that offset, timers are then
+//! advanced silently to that instant, and only what came due after it is output —
+//! once, with its true fire time.
+
+use crate::config::{Config, DaemonConfig};
+use crate::engine::{Engine, Outcome};
+use crate::error::{Context, Error};
+use crate::event::{decode, RejectReason};
+use crate::metrics::Snapshot;
+use crate::replay::write_alert;
+use crate::source::kafka::{self, RebalanceEvent};
+use crate::time::Instant;
+use rdkafka::consumer::{CommitMode, Consumer};
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant as WallInstant};
+
+/// State shared with the HTTP server.
+pub struct Shared {
+    /// Latest metrics snapshot.
+    pub snapshot: Mutex<Snapshot>,
+    /// Partitions assigned and caught up.
+    pub ready: AtomicBool,
+    /// Set by SIGTERM/SIGINT.
+    pub shutdown: AtomicBool,
+    /// Process metrics and histograms.
+    pub registry: prometheus::Registry,
+    /// Time to apply one event.
+    pub apply_seconds: prometheus::Histogram,
+}
+
+impl Shared {
+    fn new() -> Shared {
+        let registry = prometheus::Registry::new();
+        #[cfg(target_os = "linux")]
+        {
+            let _ = registry.register(Box::new(
+                prometheus::process_collector::ProcessCollector::for_self(),
+            ));
+        }
+        let apply_seconds = prometheus::Histogram::with_opts(
+            prometheus::HistogramOpts::new(
+                "overdued_event_apply_seconds",
+                "Time to decode and apply one event.",
+            )
+            .buckets(vec![1e-6, 2e-6, 5e-6, 1e-5, 2e-5, 5e-5, 1e-4, 1e-3, 1e-2]),
+        )
+        .unwrap_or_else(|_| {
+            prometheus::Histogram::with_opts(prometheus::HistogramOpts::new(
+                "overdued_event_apply_seconds",
+                "-",
+            ))
+            .expect("static histogram options")
+        });
+        let _ = registry.register(Box::new(apply_seconds.clone()));
+        Shared {
+            snapshot: Mutex::new(Snapshot::default()),
+            ready: AtomicBool::new(false),
+            shutdown: AtomicBool::new(false),
+            registry,
+            apply_seconds,
+        }
+    }
+}
+
+fn now_wall() -> Instant {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    d.as_micros() as i64
+}
+
+/// Per-partition state.
+struct Part {
+    engine: Engine,
+    /// Output is muted for offsets below this (already output by an earlier run).
+    resume_from: i64,
+    /// Timers are advanced silently up to this wall instant when caught up.
+    silent_until: Instant,
+    /// Next offset to process.
+    next: i64,
+    caught_up: bool,
+}
+
+#[derive(serde::Serialize, serde::Deserialize, Default)]
+struct Watermarks {
+    /// partition → (next offset output, wall instant up to which timers fired)
+    partitions: BTreeMap<i32, (i64, Instant)>,
+}
+
+fn load_watermarks(dir: &Path) -> Watermarks {
+    std::fs::read_to_string(dir.join("watermarks.json"))
+        .ok()
+        .and_then(|s| serde_json::from_str(&s).ok())
+        .unwrap_or_default()
+}
+
+fn save_watermarks(dir: &Path, w: &Watermarks) -> std::io::Result<()> {
+    let tmp = dir.join("watermarks.json.tmp");
+    {
+        let mut f = File::create(&tmp)?;
+        f.write_all(serde_json::to_string(w).unwrap_or_default().as_bytes())?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, dir.join("watermarks.json"))
+}
+
+/// Runs the daemon until SIGTERM/SIGINT.
+pub fn run(cfg: Config) -> Result<(), Error> {
+    let d = cfg.daemon.clone();
+    std::fs::create_dir_all(&d.state_dir).ctx(format!(
+        "cannot create the state folder {}",
+        d.state_dir.display()
+    ))?;
+    let shared = Arc::new(Shared::new());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .ctx("cannot start the HTTP runtime")?;
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind(d.http_listen))
+        .ctx(format!("cannot listen on {}", d.http_listen))?;
+    tracing::info!(listen = %d.http_listen, "HTTP server listening");
+    let app = crate::api::router(shared.clone());
+    let sh = shared.clone();
+    rt.spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                while !sh.shutdown.load(Ordering::Relaxed) {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            })
+            .await;
+    });
+    let sh = shared.clone();
+    rt.spawn(async move {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return,
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {},
+            _ = term.recv() => {},
+        }
+        tracing::info!("shutdown requested");
+        sh.shutdown.store(true, Ordering::Relaxed);
+    });
+    let result = consume(&cfg, &d, &shared);
+    shared.shutdown.store(true, Ordering::Relaxed);
+    rt.shutdown_timeout(Duration::from_secs(5));
+    result
+}
+
+fn consume(cfg: &Config, d: &DaemonConfig, shared: &Shared) -> Result<(), Error> {
+    let kafka_err = |what: &str, e: rdkafka::error::KafkaError| Error::Io {
+        what: what.to_string(),
+        source: std::io::Error::other(e.to_string()),
+    };
+    let applied: Arc<Mutex<HashMap<i32, i64>>> = Default::default();
+    let consumer =
+        kafka::consumer(&d.kafka, applied.clone()).map_err(|e| kafka_err("kafka consumer", e))?;
+    let producer = kafka::producer(&d.kafka).map_err(|e| kafka_err("kafka producer", e))?;
+    let mut alerts_file = match &d.alerts_file {
+        Some(p) => Some(
+            OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .ctx(format!("cannot open {}", p.display()))?,
+        ),
+        None => None,
+    };
+    let mut marks = load_watermarks(&d.state_dir);
+    let mut parts: HashMap<i32, Part> = HashMap::new();
+    let mut out: Vec<u8> = Vec::with_capacity(1 << 16);
+    let mut last_flush = WallInstant::now();
+    let mut last_metrics = WallInstant::now() - Duration::from_secs(10);
+    let topic = d.kafka.topic.clone();
+    let mut decoder_rejected = [0u64; 10];
+    tracing::info!(topic = %topic, group = %d.kafka.group_id, "consuming");
+
+    while !shared.shutdown.load(Ordering::Relaxed) {
+        // Up to 1000 messages per round, then timers and housekeeping.
+        let mut polled = 0;
+        let mut timeout = Duration::from_millis(100);
+        while polled < 1000 {
+            let Some(m) = consumer.poll(timeout) else {
+                break;
+            };
+            timeout = Duration::ZERO;
+            for ev in std::mem::take(
+                &mut *consumer
+                    .context()
+                    .events
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()),
+            ) {
+                on_rebalance(cfg, ev, &mut parts, &marks, &applied);
+            }
+            let m = match m {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::warn!(error = %e, "kafka poll error");
+                    break;
+                }
+            };
+            polled += 1;
+            let p = m.partition();
+            let offset = m.offset();
+            let Some(part) = parts.get_mut(&p) else {
+                continue;
+            };
+            if offset < part.next {
+                continue; // a redelivery of something already applied
+            }
+            let muted = offset < part.resume_from;
+            if !muted {
+                catch_up(p, part, &applied);
+            }
+            let payload = m.payload().unwrap_or(&[]);
+            let t0 = WallInstant::now();
+            let rejection = match decode(payload) {
+                Err(r) => {
+                    decoder_rejected[r.reason.index()] += 1;
+                    Some(r)
+                }
+                Ok(ev) => match part.engine.apply(&ev) {
+                    Outcome::Rejected(r) => Some(r),
+                    _ => None,
+                },
+            };
+            shared.apply_seconds.observe(t0.elapsed().as_secs_f64());
+            if let Some(r) = rejection {
+                if r.reason != RejectReason::TooLarge || !muted {
+                    tracing::warn!(partition = p, offset, reason = r.reason.as_str(), detail = %r.detail, "rejected event");
+                }
+                if !muted {
+                    let headers =
+                        kafka::dead_letter_headers(r.reason.as_str(), &r.detail, &topic, p, offset);
+                    // Nothing is lost: retry until the broker takes it (or we are stopped,
+                    // in which case the offset is not committed and it comes again).
+                    let mut backoff = Duration::from_millis(100);
+                    loop {
+                        match kafka::send_sync(
+                            &producer,
+                            &d.kafka.dead_letter_topic,
+                            m.key(),
+                            payload,
+                            Some(headers.clone()),
+                        ) {
+                            Ok(()) => break,
+                            Err(e) => {
+                                tracing::error!(error = %e, "dead-letter write failed; retrying");
+                                if shared.shutdown.load(Ordering::Relaxed) {
+                                    return finish(
+                                        &consumer,
+                                        &producer,
+                                        &mut parts,
+                                        &applied,
+                                        &mut marks,
+                                        d,
+                                        &mut alerts_file,
+                                        &mut out,
+                                    );
+                                }
+                                std::thread::sleep(backoff);
+                                backoff = (backoff * 2).min(Duration::from_secs(5));
+                            }
+                        }
+                    }
+                }
+            }
+            drain(&mut part.engine, muted, &mut out, d, &producer);
+            part.next = offset + 1;
+            if !muted {
+                applied
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(p, part.next);
+            }
+        }
+        for ev in std::mem::take(
+            &mut *consumer
+                .context()
+                .events
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+        ) {
+            on_rebalance(cfg, ev, &mut parts, &marks, &applied);
+        }
+        // Wall-clock timers.
+        let now = now_wall();
+        for (&p, part) in parts.iter_mut() {
+            if part.next >= part.resume_from {
+                catch_up(p, part, &applied);
+            }
+            if part.caught_up {
+                part.engine.advance(now);
+                drain(&mut part.engine, false, &mut out, d, &producer);
+            }
+        }
+        let ready = !parts.is_empty() && parts.values().all(|p| p.caught_up);
+        shared.ready.store(ready, Ordering::Relaxed);
+        if !out.is_empty() || last_flush.elapsed() >= Duration::from_secs(1) {
+            flush_and_commit(
+                &consumer,
+                &mut parts,
+                &applied,
+                &mut marks,
+                d,
+                &mut alerts_file,
+                &mut out,
+                now,
+                &topic,
+            )?;
+            last_flush = WallInstant::now();
+        }
+        if last_metrics.elapsed() >= Duration::from_secs(1) {
+            let mut snap = Snapshot {
+                rejected: decoder_rejected,
+                ..Default::default()
+            };
+            let high = consumer
+                .context()
+                .high
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
+            for (&p, part) in &parts {
+                snap.add_engine(&part.engine);
+                if let Some(&h) = high.get(&p) {
+                    snap.lag.insert(p, (h - part.next).max(0));
+                }
+            }
+            *shared.snapshot.lock().unwrap_or_else(|p| p.into_inner()) = snap;
+            last_metrics = WallInstant::now();
+        }
+    }
+    finish(
+        &consumer,
+        &producer,
+        &mut parts,
+        &applied,
+        &mut marks,
+        d,
+        &mut alerts_file,
+        &mut out,
+    )
+}
+
+/// Once a rebuilt partition reaches its resume point: fire silently what the
+/// previous run already output (timers up to its last wall instant), then go live.
+fn catch_up(p: i32, part: &mut Part, applied: &Mutex<HashMap<i32, i64>>) {
+    if part.caught_up {
+        return;
+    }
+    part.engine.advance(part.silent_until);
+    part.engine.transitions.clear();
+    part.caught_up = true;
+    applied
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(p, part.next);
+    tracing::info!(partition = p, offset = part.next, "partition caught up");
+}
+
+fn on_rebalance(
+    cfg: &Config,
+    ev: RebalanceEvent,
+    parts: &mut HashMap<i32, Part>,
+    marks: &Watermarks,
+    applied: &Mutex<HashMap<i32, i64>>,
+) {
+    match ev {
+        RebalanceEvent::Assigned(list) => {
+            for (p, committed) in list {
+                let (saved_offset, saved_wall) =
+                    marks.partitions.get(&p).copied().unwrap_or((0, i64::MIN));
+                let resume_from = committed.max(saved_offset);
+                parts.insert(
+                    p,
+                    Part {
+                        engine: Engine::new(cfg),
+                        resume_from,
+                        silent_until: saved_wall,
+                        next: 0,
+                        caught_up: false,
+                    },
+                );
+                applied.lock().unwrap_or_else(|p| p.into_inner()).remove(&p);
+            }
+        }
+        RebalanceEvent::Revoked(list) => {
+            for p in list {
+                parts.remove(&p);
+                applied.lock().unwrap_or_else(|p| p.into_inner()).remove(&p);
+            }
+        }
+    }
+}
+
+/// Moves the engine's transitions to the output buffer (or drops them when muted).
+fn drain(
+    engine: &mut Engine,
+    muted: bool,
+    out: &mut Vec<u8>,
+    d: &DaemonConfig,
+    producer: &rdkafka::producer::BaseProducer<kafka::Deliveries>,
+) {
+    if engine.transitions.is_empty() {
+        return;
+    }
+    let ts = std::mem::take(&mut engine.transitions);
+    if !muted {
+        for t in &ts {
+            let start = out.len();
+            write_alert(out, engine, t);
+            tracing::info!(
+                record_id = engine.record_id(t.slot),
+                kind = t.kind.as_str(),
+                state = if t.firing { "firing" } else { "resolved" },
+                unit = engine.unit_code(t.unit),
+                "alert"
+            );
+            if let Some(topic) = &d.alerts_topic {
+                let line = &out[start..out.len() - 1];
+                let rec = rdkafka::producer::BaseRecord::<[u8], [u8]>::to(topic)
+                    .key(engine.record_id(t.slot).as_bytes())
+                    .payload(line);
+                if let Err((e, _)) = producer.send(rec) {
+                    tracing::error!(error = %e, "cannot queue an alert for the alerts topic");
+                }
+            }
+        }
+    }
+    let mut ts = ts;
+    ts.clear();
+    engine.transitions = ts;
+}
+
+#[allow(clippy::too_many_arguments)]
+fn flush_and_commit(
+    consumer: &rdkafka::consumer::BaseConsumer<kafka::Ctx>,
+    parts: &mut HashMap<i32, Part>,
+    applied: &Mutex<HashMap<i32, i64>>,
+    marks: &mut Watermarks,
+    d: &DaemonConfig,
+    file: &mut Option<File>,
+    out: &mut Vec<u8>,
+    now: Instant,
+    topic: &str,
+) -> Result<(), Error> {
+    if let Some(f) = file.as_mut() {
+        if !out.is_empty() {
+            f.write_all(out).ctx("writing alerts")?;
+            f.sync_data().ctx("syncing alerts")?;
+        }
+    }
+    out.clear();
+    let applied = applied.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let mut tpl = TopicPartitionList::new();
+    for (&p, part) in parts.iter() {
+        if part.caught_up {
+            marks.partitions.insert(p, (part.next, now));
+        }
+        if let Some(&o) = applied.get(&p) {
+            let _ = tpl.add_partition_offset(topic, p, Offset::Offset(o));
+        }
+    }
+    if let Err(e) = save_watermarks(&d.state_dir, marks) {
+        tracing::error!(error = %e, "cannot save watermarks");
+    }
+    if tpl.count() > 0 {
+        if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
+            tracing::warn!(error = %e, "commit failed");
+        }
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn finish(
+    consumer: &rdkafka::consumer::BaseConsumer<kafka::Ctx>,
+    producer: &rdkafka::producer::BaseProducer<kafka::Deliveries>,
+    parts: &mut HashMap<i32, Part>,
+    applied: &Mutex<HashMap<i32, i64>>,
+    marks: &mut Watermarks,
+    d: &DaemonConfig,
+    file: &mut Option<File>,
+    out: &mut Vec<u8>,
+) -> Result<(), Error> {
+    use rdkafka::producer::Producer;
+    let _ = producer.flush(Duration::from_secs(10));
+    flush_and_commit(
+        consumer,
+        parts,
+        applied,
+        marks,
+        d,
+        file,
+        out,
+        now_wall(),
+        &d.kafka.topic,
+    )?;
+    let applied = applied.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let mut tpl = TopicPartitionList::new();
+    for (&p, &o) in &applied {
+        let _ = tpl.add_partition_offset(&d.kafka.topic, p, Offset::Offset(o));
+    }
+    if tpl.count() > 0 {
+        if let Err(e) = consumer.commit(&tpl, CommitMode::Sync) {
+            tracing::warn!(error = %e, "final commit failed");
+        }
+    }
+    tracing::info!("stopped");
+    Ok(())
+}

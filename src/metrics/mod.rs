@@ -1,0 +1,245 @@
+//! Prometheus exposition of the SPEC §5 metrics.
+//!
+//! The consumer thread owns the engines; every second it folds their counters and
+//! gauges into a [`Snapshot`] (label values as strings, so engines of different
+//! partitions aggregate), and `/metrics` renders the latest snapshot in the text
+//! format, followed by the process metrics and histograms of the
+//! `prometheus` crate's registry. Names and labels are stable API.
+
+use crate::engine::Engine;
+use crate::event::{EventType, IgnoreReason, RejectReason};
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+/// Label values (level, unit, sector).
+pub type Lus = (String, String, String);
+
+/// Everything `/metrics` shows from the engines.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    /// Gauges by (level, holder unit, sector): open, hanging, due_soon, overdue, paused.
+    pub gauges: BTreeMap<Lus, [u64; 5]>,
+    /// Received by (level, receiving unit, sector, channel).
+    pub received: BTreeMap<(String, String, String, String), u64>,
+    /// Judged by (level, receiving unit, sector, timeliness).
+    pub judged: BTreeMap<(String, String, String, String), u64>,
+    /// Events by type.
+    pub events: [u64; 11],
+    /// Rejections by reason (decoder and engine).
+    pub rejected: [u64; 10],
+    /// Ignored events by reason.
+    pub ignored: [u64; 2],
+    /// Alerts fired by kind.
+    pub alerts: [u64; 4],
+    /// Notifications by result.
+    pub notifications: BTreeMap<String, u64>,
+    /// Consumer lag per partition (messages).
+    pub lag: BTreeMap<i32, i64>,
+}
+
+impl Snapshot {
+    /// Adds one engine's state (counters are cumulative per engine).
+    pub fn add_engine(&mut self, e: &Engine) {
+        let mut g = Default::default();
+        e.gauges(&mut g);
+        for ((u, s), v) in g {
+            let key = (
+                e.level(u).as_str().to_string(),
+                e.unit_code(u).to_string(),
+                e.sector_code(s).to_string(),
+            );
+            let slot = self.gauges.entry(key).or_default();
+            for k in 0..5 {
+                slot[k] += v[k];
+            }
+        }
+        for (&(u, s, c), &n) in &e.received_by {
+            let ch = crate::event::Channel::ALL
+                .get(c as usize)
+                .map(|c| c.as_str())
+                .unwrap_or("in_person");
+            *self
+                .received
+                .entry((
+                    e.level(u).as_str().into(),
+                    e.unit_code(u).into(),
+                    e.sector_code(s).into(),
+                    ch.into(),
+                ))
+                .or_default() += n;
+        }
+        for (&(u, s, t), &n) in &e.judged_by {
+            let tl = ["early", "on_time", "late"][t as usize % 3];
+            *self
+                .judged
+                .entry((
+                    e.level(u).as_str().into(),
+                    e.unit_code(u).into(),
+                    e.sector_code(s).into(),
+                    tl.into(),
+                ))
+                .or_default() += n;
+        }
+        for (a, b) in self.events.iter_mut().zip(e.stats.events) {
+            *a += b;
+        }
+        for (a, b) in self.rejected.iter_mut().zip(e.stats.rejected) {
+            *a += b;
+        }
+        for (a, b) in self.ignored.iter_mut().zip(e.stats.ignored) {
+            *a += b;
+        }
+        for (a, b) in self.alerts.iter_mut().zip(e.stats.alerts) {
+            *a += b;
+        }
+    }
+}
+
+/// Escapes a label value for the text format.
+fn esc(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+/// Renders the SPEC §5 families.
+pub fn render(s: &Snapshot) -> String {
+    let mut out = String::with_capacity(4096);
+    let gauges = [
+        (
+            "overdued_records_open",
+            "Open records, by the unit holding them now.",
+        ),
+        (
+            "overdued_records_hanging",
+            "Open records with a firing hanging alert.",
+        ),
+        (
+            "overdued_records_due_soon",
+            "Open records with a firing due_soon alert.",
+        ),
+        (
+            "overdued_records_overdue",
+            "Open records with a firing overdue alert.",
+        ),
+        (
+            "overdued_records_paused",
+            "Open records whose clock is stopped.",
+        ),
+    ];
+    for (k, (name, help)) in gauges.iter().enumerate() {
+        family(&mut out, name, "gauge", help);
+        for ((l, u, sec), v) in &s.gauges {
+            let _ = writeln!(
+                out,
+                "{name}{{level=\"{}\",unit=\"{}\",sector=\"{}\"}} {}",
+                esc(l),
+                esc(u),
+                esc(sec),
+                v[k]
+            );
+        }
+    }
+    family(
+        &mut out,
+        "overdued_records_received_total",
+        "counter",
+        "Records received, by receiving unit.",
+    );
+    for ((l, u, sec, c), v) in &s.received {
+        let _ = writeln!(out, "overdued_records_received_total{{level=\"{}\",unit=\"{}\",sector=\"{}\",channel=\"{}\"}} {v}", esc(l), esc(u), esc(sec), esc(c));
+    }
+    family(
+        &mut out,
+        "overdued_records_judged_total",
+        "counter",
+        "Closed records judged early, on time or late, by receiving unit.",
+    );
+    for ((l, u, sec, t), v) in &s.judged {
+        let _ = writeln!(out, "overdued_records_judged_total{{level=\"{}\",unit=\"{}\",sector=\"{}\",timeliness=\"{}\"}} {v}", esc(l), esc(u), esc(sec), esc(t));
+    }
+    family(
+        &mut out,
+        "overdued_events_total",
+        "counter",
+        "Events applied or ignored, by type.",
+    );
+    for t in EventType::ALL {
+        let _ = writeln!(
+            out,
+            "overdued_events_total{{type=\"{}\"}} {}",
+            t.as_str(),
+            s.events[t.index()]
+        );
+    }
+    family(
+        &mut out,
+        "overdued_events_rejected_total",
+        "counter",
+        "Events rejected (dead-lettered), by reason.",
+    );
+    for r in RejectReason::ALL {
+        let _ = writeln!(
+            out,
+            "overdued_events_rejected_total{{reason=\"{}\"}} {}",
+            r.as_str(),
+            s.rejected[r.index()]
+        );
+    }
+    family(
+        &mut out,
+        "overdued_events_ignored_total",
+        "counter",
+        "Events ignored, by reason.",
+    );
+    for r in IgnoreReason::ALL {
+        let _ = writeln!(
+            out,
+            "overdued_events_ignored_total{{reason=\"{}\"}} {}",
+            r.as_str(),
+            s.ignored[r.index()]
+        );
+    }
+    family(
+        &mut out,
+        "overdued_alerts_total",
+        "counter",
+        "Alerts fired, by kind.",
+    );
+    for k in crate::engine::AlertKind::ALL {
+        let _ = writeln!(
+            out,
+            "overdued_alerts_total{{kind=\"{}\"}} {}",
+            k.as_str(),
+            s.alerts[k as usize]
+        );
+    }
+    family(
+        &mut out,
+        "overdued_notifications_total",
+        "counter",
+        "Notifications, by result.",
+    );
+    for r in ["sent", "failed"] {
+        let _ = writeln!(
+            out,
+            "overdued_notifications_total{{result=\"{r}\"}} {}",
+            s.notifications.get(r).copied().unwrap_or(0)
+        );
+    }
+    family(
+        &mut out,
+        "overdued_consumer_lag",
+        "gauge",
+        "Messages behind the partition's high watermark.",
+    );
+    for (p, v) in &s.lag {
+        let _ = writeln!(out, "overdued_consumer_lag{{partition=\"{p}\"}} {v}");
+    }
+    out
+}

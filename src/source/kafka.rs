@@ -1,0 +1,260 @@
+//! The Kafka source: a consumer-group member whose rebalances rebuild partition
+//! state, and a producer for dead letters and alert transitions.
+//!
+//! Decisions (issue 3, documented in the README):
+//! * librdkafka is built from source by `rdkafka` (2.12; Debian's 2.0.2 fails
+//!   against the test broker), with SSL and zlib;
+//! * the eager rebalance protocol is used (`partition.assignment.strategy` is
+//!   forced to `range,roundrobin` unless set explicitly);
+//! * on assignment a partition is consumed again from its beginning to rebuild its
+//!   records (durable hand-over of state is a later stage); events before the
+//!   resume point (committed offset, or what the state folder says was already
+//!   output) are applied silently, so nothing is alerted twice;
+//! * on revocation the offsets of what was applied are committed synchronously.
+
+use crate::config::KafkaConfig;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::error::KafkaResult;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// What happened in a rebalance, for the consumer loop.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RebalanceEvent {
+    /// Partitions assigned, with their committed offsets (0 = none).
+    Assigned(Vec<(i32, i64)>),
+    /// Partitions revoked (their applied offsets were committed).
+    Revoked(Vec<i32>),
+}
+
+/// Consumer context: handles rebalances, reports them through a queue.
+pub struct Ctx {
+    /// Rebalance events, drained by the loop after each poll.
+    pub events: Mutex<Vec<RebalanceEvent>>,
+    /// Next offset to commit per partition (what has been applied and output).
+    pub applied: Arc<Mutex<HashMap<i32, i64>>>,
+    /// High watermark per partition, from librdkafka's statistics (every 5 s).
+    pub high: Mutex<HashMap<i32, i64>>,
+    topic: String,
+}
+
+impl ClientContext for Ctx {
+    fn stats(&self, stats: rdkafka::Statistics) {
+        let mut high = self.high.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(t) = stats.topics.get(&self.topic) {
+            for (&p, part) in &t.partitions {
+                if p >= 0 && part.hi_offset >= 0 {
+                    high.insert(p, part.hi_offset);
+                }
+            }
+        }
+    }
+}
+
+impl ConsumerContext for Ctx {
+    fn rebalance(&self, c: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                let committed = c
+                    .committed_offsets(tpl.clone(), Duration::from_secs(10))
+                    .ok();
+                let mut parts = Vec::new();
+                let mut assign = TopicPartitionList::new();
+                for el in tpl.elements() {
+                    let off = committed
+                        .as_ref()
+                        .and_then(|t| t.find_partition(el.topic(), el.partition()))
+                        .and_then(|e| e.offset().to_raw())
+                        .filter(|&o| o >= 0)
+                        .unwrap_or(0);
+                    parts.push((el.partition(), off));
+                    let _ =
+                        assign.add_partition_offset(el.topic(), el.partition(), Offset::Beginning);
+                }
+                if let Err(e) = c.assign(&assign) {
+                    tracing::error!(error = %e, "cannot assign partitions");
+                }
+                tracing::info!(
+                    ?parts,
+                    "partitions assigned (rebuilding from the beginning)"
+                );
+                self.events
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(RebalanceEvent::Assigned(parts));
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                let applied = self
+                    .applied
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone();
+                let mut commit = TopicPartitionList::new();
+                let mut parts = Vec::new();
+                for el in tpl.elements() {
+                    parts.push(el.partition());
+                    if let Some(&o) = applied.get(&el.partition()) {
+                        let _ = commit.add_partition_offset(
+                            &self.topic,
+                            el.partition(),
+                            Offset::Offset(o),
+                        );
+                    }
+                }
+                if commit.count() > 0 {
+                    if let Err(e) = c.commit(&commit, rdkafka::consumer::CommitMode::Sync) {
+                        tracing::warn!(error = %e, "commit on revocation failed");
+                    }
+                }
+                let _ = c.unassign();
+                tracing::info!(?parts, "partitions revoked");
+                self.events
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(RebalanceEvent::Revoked(parts));
+            }
+            other => tracing::error!(error = ?other, "rebalance error"),
+        }
+    }
+}
+
+/// Producer context: counts delivery failures, so a sender can wait and check.
+#[derive(Default)]
+pub struct Deliveries {
+    /// Messages the broker acknowledged.
+    pub ok: AtomicU64,
+    /// Messages that failed.
+    pub failed: AtomicU64,
+}
+
+impl ClientContext for Deliveries {}
+
+impl ProducerContext for Deliveries {
+    type DeliveryOpaque = ();
+    fn delivery(&self, r: &rdkafka::message::DeliveryResult<'_>, _: ()) {
+        match r {
+            Ok(_) => self.ok.fetch_add(1, Ordering::Relaxed),
+            Err((e, _)) => {
+                tracing::warn!(error = %e, "delivery failed");
+                self.failed.fetch_add(1, Ordering::Relaxed)
+            }
+        };
+    }
+}
+
+fn client_config(k: &KafkaConfig) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &k.brokers);
+    for (key, v) in &k.properties {
+        c.set(key, v.expose());
+    }
+    c
+}
+
+/// The group consumer (offsets committed by hand, earliest when none).
+pub fn consumer(
+    k: &KafkaConfig,
+    applied: Arc<Mutex<HashMap<i32, i64>>>,
+) -> KafkaResult<BaseConsumer<Ctx>> {
+    let mut c = client_config(k);
+    c.set("group.id", &k.group_id)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest");
+    if !k
+        .properties
+        .iter()
+        .any(|(p, _)| p == "partition.assignment.strategy")
+    {
+        c.set("partition.assignment.strategy", "range,roundrobin");
+    }
+    if !k
+        .properties
+        .iter()
+        .any(|(p, _)| p == "statistics.interval.ms")
+    {
+        c.set("statistics.interval.ms", "5000");
+    }
+    let ctx = Ctx {
+        events: Mutex::new(Vec::new()),
+        applied,
+        high: Mutex::new(HashMap::new()),
+        topic: k.topic.clone(),
+    };
+    let consumer: BaseConsumer<Ctx> = c.create_with_context(ctx)?;
+    consumer.subscribe(&[&k.topic])?;
+    Ok(consumer)
+}
+
+/// The producer for dead letters and alert transitions (idempotent, acks=all).
+pub fn producer(k: &KafkaConfig) -> KafkaResult<BaseProducer<Deliveries>> {
+    let mut c = client_config(k);
+    c.set("acks", "all").set("message.timeout.ms", "10000");
+    c.create_with_context(Deliveries::default())
+}
+
+/// Sends one message and waits for the broker's acknowledgement.
+pub fn send_sync(
+    p: &BaseProducer<Deliveries>,
+    topic: &str,
+    key: Option<&[u8]>,
+    payload: &[u8],
+    headers: Option<OwnedHeaders>,
+) -> Result<(), String> {
+    let failed_before = p.context().failed.load(Ordering::Relaxed);
+    let ok_before = p.context().ok.load(Ordering::Relaxed);
+    let mut rec = BaseRecord::<[u8], [u8]>::to(topic).payload(payload);
+    if let Some(k) = key {
+        rec = rec.key(k);
+    }
+    if let Some(h) = headers {
+        rec = rec.headers(h);
+    }
+    p.send(rec).map_err(|(e, _)| e.to_string())?;
+    p.flush(Duration::from_secs(15))
+        .map_err(|e| e.to_string())?;
+    if p.context().failed.load(Ordering::Relaxed) > failed_before
+        || p.context().ok.load(Ordering::Relaxed) == ok_before
+    {
+        return Err("the broker did not acknowledge the message".into());
+    }
+    Ok(())
+}
+
+/// Dead-letter headers: reason, detail, and where the message came from.
+pub fn dead_letter_headers(
+    reason: &str,
+    detail: &str,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+) -> OwnedHeaders {
+    OwnedHeaders::new()
+        .insert(Header {
+            key: "reason",
+            value: Some(reason),
+        })
+        .insert(Header {
+            key: "detail",
+            value: Some(detail),
+        })
+        .insert(Header {
+            key: "source_topic",
+            value: Some(topic),
+        })
+        .insert(Header {
+            key: "source_partition",
+            value: Some(&partition.to_string()),
+        })
+        .insert(Header {
+            key: "source_offset",
+            value: Some(&offset.to_string()),
+        })
+}
