@@ -209,13 +209,7 @@ fn consume(cfg: &Config, d: &DaemonConfig, shared: &Shared) -> Result<(), Error>
                 break;
             };
             timeout = Duration::ZERO;
-            for ev in std::mem::take(
-                &mut *consumer
-                    .context()
-                    .events
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner()),
-            ) {
+            for ev in consumer.context().take_events() {
                 on_rebalance(cfg, ev, &mut parts, &marks, &applied);
             }
             let m = match m {
@@ -300,13 +294,7 @@ fn consume(cfg: &Config, d: &DaemonConfig, shared: &Shared) -> Result<(), Error>
                     .insert(p, part.next);
             }
         }
-        for ev in std::mem::take(
-            &mut *consumer
-                .context()
-                .events
-                .lock()
-                .unwrap_or_else(|p| p.into_inner()),
-        ) {
+        for ev in consumer.context().take_events() {
             on_rebalance(cfg, ev, &mut parts, &marks, &applied);
         }
         // Wall-clock timers.

@@ -45,6 +45,13 @@ pub struct Ctx {
     topic: String,
 }
 
+impl Ctx {
+    /// The rebalance events since the last call (they happen inside `poll`).
+    pub fn take_events(&self) -> Vec<RebalanceEvent> {
+        std::mem::take(&mut *self.events.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
 impl ClientContext for Ctx {
     fn stats(&self, stats: rdkafka::Statistics) {
         let mut high = self.high.lock().unwrap_or_else(|p| p.into_inner());
