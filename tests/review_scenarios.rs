@@ -86,7 +86,6 @@ fn dl_reasons(out: &RunOut) -> Vec<(u64, String)> {
 //   `at <= now`, even one re-armed later (`Wheel::arm` only rewrites `at` for a
 //   later instant) -> RA (Wed 07:55) is written before RB (Tue 09:00) and RC.
 #[test]
-#[ignore = "deviation: a timer postponed while in a level-0 wheel slot fires out of time order (wheel.rs take_due_tick)"]
 fn postponed_timer_fires_in_time_order_until() {
     let events = nd(&[
         r#"{"event_id": "a1", "record_id": "RA", "type": "received", "at": "2024-03-04T08:00:00+07:00", "unit": "BTM", "procedure": "1.001009"}"#,
@@ -109,7 +108,6 @@ fn postponed_timer_fires_in_time_order_until() {
 // W2: the same, without --until: a later event (RD received Wed 6 12:00) is what
 //   makes the timers fire. The order must be the same.
 #[test]
-#[ignore = "deviation: a timer postponed while in a level-0 wheel slot fires out of time order (wheel.rs take_due_tick)"]
 fn postponed_timer_fires_in_time_order_mid_stream() {
     let events = nd(&[
         r#"{"event_id": "a1", "record_id": "RA", "type": "received", "at": "2024-03-04T08:00:00+07:00", "unit": "BTM", "procedure": "1.001009"}"#,
@@ -599,7 +597,6 @@ fn extension_out_of_overdue_into_the_window_raises_no_due_soon() {
 //   a reference looping over kinds in the SPEC's order writes unrouted, then hanging.
 // Actual: hanging is resolved first ("any later event"), then the others.
 #[test]
-#[ignore = "deviation (low): resolutions of one event are not in the SPEC's kind order (hanging before unrouted)"]
 fn resolutions_of_one_event_in_kind_order() {
     let events = nd(&[
         r#"{"event_id": "u1", "record_id": "U", "type": "received", "at": "2024-03-04T08:00:00+07:00", "unit": "NOPE", "procedure": "1.001009"}"#,

@@ -330,6 +330,7 @@ impl Engine {
         };
         self.advance(ev.at);
         self.stats.events[ev.kind.index()] += 1;
+        let first = self.transitions.len();
         match plan {
             Plan::Ignore(r) => {
                 self.stats.ignored[r.index()] += 1;
@@ -338,6 +339,9 @@ impl Engine {
             Plan::New => self.open_record(ev, evh),
             Plan::Open(s) => self.apply_open(s, ev, evh),
         }
+        // One event's transitions share its instant: resolutions first, then what
+        // fires, each in the SPEC's kind order.
+        self.transitions[first..].sort_by_key(|t| (t.firing, t.kind));
         Outcome::Applied
     }
 

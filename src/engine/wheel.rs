@@ -295,7 +295,9 @@ impl Wheel {
                 n.next = NIL;
                 n.prev = NIL;
                 self.len -= 1;
-                if n.at <= now {
+                // Hand out what is due in this second (or was placed here from the
+                // past); a timer postponed since it was placed goes back in.
+                if n.at <= now && tick_of(n.at) <= deadline {
                     out.push((n.at, i));
                 } else {
                     kept.push(i);
