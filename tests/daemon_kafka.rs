@@ -380,6 +380,48 @@ fn daemon_alerts_dead_letters_metrics_and_restart() {
         "apply latency histogram"
     );
 
+    // JSON API.
+    let json = |path: &str| -> (u16, Value) {
+        let (st, body) = get(http, path).unwrap();
+        (
+            st,
+            serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}")),
+        )
+    };
+    let (st, a) = json("/api/v1/records/A");
+    assert_eq!(st, 200, "{a}");
+    assert_eq!(a["holder"], "U1");
+    assert_eq!(a["state"], "open");
+    assert!(
+        a["firing"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|k| k == "overdue"),
+        "{a}"
+    );
+    assert!(a["working_hours_left"].as_f64().unwrap() < 0.0, "{a}");
+    assert_eq!(json("/api/v1/records/NOT-THERE").0, 404);
+    let (_, al) = json("/api/v1/alerts?kind=overdue");
+    let ids: Vec<&str> = al["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["record_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, vec!["A"], "{al}");
+    let (_, al) = json("/api/v1/alerts?unit=NOPE&kind=unrouted");
+    assert_eq!(al["alerts"][0]["record_id"], "D", "{al}");
+    let (_, page) = json("/api/v1/alerts?limit=1");
+    assert_eq!(page["alerts"].as_array().unwrap().len(), 1);
+    assert!(page["next"].is_string(), "a second page: {page}");
+    assert_eq!(json("/api/v1/alerts?cursor=bad").0, 400);
+    let month = t0.format("%Y-%m").to_string();
+    let (_, rates) = json(&format!("/api/v1/rates?by=level&from={month}&to={month}"));
+    assert_eq!(rates["rates"]["district"]["received"], 2, "{rates}");
+    assert_eq!(rates["rates"]["unknown"]["received"], 1, "{rates}");
+    assert_eq!(json("/api/v1/rates?by=planet").0, 400);
+
     // Graceful stop, then a restart: resumes from the committed offsets and alerts
     // nothing twice; a new event is applied.
     assert!(d.term().success());

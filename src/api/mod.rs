@@ -1,14 +1,19 @@
-//! The HTTP server: `/metrics`, `/healthz`, `/readyz` (one port, default 9464).
-//!
-//! The JSON API (`/api/v1/...`) comes with the next stage of the daemon.
+//! The HTTP server: `/metrics`, `/healthz`, `/readyz` and the read-only JSON API
+//! (`/api/v1/records/{id}`, `/api/v1/alerts`, `/api/v1/rates`), one port (default
+//! 9464). Documented in `docs/api.md`. Handlers read the engines between consumer
+//! rounds (a lock held ≤ ~100 ms by the consumer).
 
 use crate::daemon::Shared;
-use axum::extract::State;
+use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
+use axum::Json;
 use axum::Router;
 use prometheus::Encoder;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -48,9 +53,171 @@ async fn readyz(State(s): State<Arc<Shared>>) -> (StatusCode, &'static str) {
     }
 }
 
+fn now_wall() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_micros() as i64
+}
+
+fn error(status: StatusCode, msg: impl Into<String>) -> (StatusCode, Json<Value>) {
+    (status, Json(json!({ "error": msg.into() })))
+}
+
+async fn record(State(s): State<Arc<Shared>>, Path(id): Path<String>) -> (StatusCode, Json<Value>) {
+    let parts = s.parts.lock().unwrap_or_else(|p| p.into_inner());
+    for part in parts.values() {
+        if let Some(slot) = part.engine.find(&id) {
+            let v = part.engine.view(slot, now_wall());
+            return (
+                StatusCode::OK,
+                Json(serde_json::to_value(v).unwrap_or_default()),
+            );
+        }
+    }
+    error(StatusCode::NOT_FOUND, format!("no record {id:?} is held"))
+}
+
+#[derive(Deserialize)]
+struct AlertQuery {
+    unit: Option<String>,
+    kind: Option<String>,
+    level: Option<String>,
+    sector: Option<String>,
+    limit: Option<usize>,
+    cursor: Option<String>,
+}
+
+async fn alerts(
+    State(s): State<Arc<Shared>>,
+    Query(q): Query<AlertQuery>,
+) -> (StatusCode, Json<Value>) {
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let (mut part_from, mut slot_from) = (i32::MIN, 0u32);
+    if let Some(c) = &q.cursor {
+        match c
+            .split_once(':')
+            .and_then(|(p, s)| Some((p.parse().ok()?, s.parse().ok()?)))
+        {
+            Some((p, sl)) => (part_from, slot_from) = (p, sl),
+            None => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "cursor must be the `next` value of a previous page",
+                )
+            }
+        }
+    }
+    let parts = s.parts.lock().unwrap_or_else(|p| p.into_inner());
+    let mut ids: Vec<i32> = parts.keys().copied().filter(|&p| p >= part_from).collect();
+    ids.sort();
+    let now = now_wall();
+    let mut items = Vec::new();
+    let mut next = None;
+    for p in ids {
+        let e = &parts[&p].engine;
+        let from = if p == part_from { slot_from } else { 0 };
+        let (found, more) = e.firing_alerts(from, limit - items.len(), |slot, k| {
+            let r = e.record(slot);
+            q.kind.as_deref().is_none_or(|x| x == k.as_str())
+                && q.unit.as_deref().is_none_or(|x| x == e.unit_code(r.holder))
+                && q.level
+                    .as_deref()
+                    .is_none_or(|x| x == e.level(r.holder).as_str())
+                && q.sector
+                    .as_deref()
+                    .is_none_or(|x| x == e.sector_code(r.sector()))
+        });
+        for (slot, k) in found {
+            let v = e.view(slot, now);
+            items.push(json!({ "record_id": v.record_id, "kind": k.as_str(), "unit": v.holder, "level": e.level(e.record(slot).holder).as_str(), "sector": v.sector, "due_at": v.due_at, "working_hours_left": v.working_hours_left }));
+        }
+        if let Some(m) = more {
+            next = Some(format!("{p}:{m}"));
+            break;
+        }
+    }
+    (
+        StatusCode::OK,
+        Json(json!({ "alerts": items, "next": next })),
+    )
+}
+
+#[derive(Deserialize)]
+struct RatesQuery {
+    by: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+}
+
+fn parse_month(s: &str) -> Option<i32> {
+    let (y, m) = s.split_once('-')?;
+    let (y, m): (i32, i32) = (y.parse().ok()?, m.parse().ok()?);
+    (1..=12).contains(&m).then_some(y * 12 + m - 1)
+}
+
+async fn rates(
+    State(s): State<Arc<Shared>>,
+    Query(q): Query<RatesQuery>,
+) -> (StatusCode, Json<Value>) {
+    let by = q.by.as_deref().unwrap_or("level");
+    if !matches!(by, "level" | "unit" | "sector") {
+        return error(StatusCode::BAD_REQUEST, "by must be level, unit or sector");
+    }
+    let month =
+        |v: &Option<String>, name: &str| -> Result<Option<i32>, (StatusCode, Json<Value>)> {
+            match v {
+                None => Ok(None),
+                Some(x) => parse_month(x).map(Some).ok_or_else(|| {
+                    error(
+                        StatusCode::BAD_REQUEST,
+                        format!("{name} must be a month YYYY-MM"),
+                    )
+                }),
+            }
+        };
+    let (from, to) = match (month(&q.from, "from"), month(&q.to, "to")) {
+        (Ok(a), Ok(b)) => (a.unwrap_or(i32::MIN), b.unwrap_or(i32::MAX)),
+        (Err(e), _) | (_, Err(e)) => return e,
+    };
+    let parts = s.parts.lock().unwrap_or_else(|p| p.into_inner());
+    let mut groups: BTreeMap<String, crate::report::Counts> = BTreeMap::new();
+    for part in parts.values() {
+        let e = &part.engine;
+        for (&(m, u, sec), c) in &e.monthly {
+            if m < from || m > to {
+                continue;
+            }
+            let key = match by {
+                "unit" => e.unit_code(u).to_string(),
+                "sector" => e.sector_code(sec).to_string(),
+                _ => e.level(u).as_str().to_string(),
+            };
+            groups.entry(key).or_default().add(c);
+        }
+    }
+    let rows: BTreeMap<String, Value> = groups
+        .into_iter()
+        .map(|(k, c)| {
+            let v = json!({ "received": c.received, "early": c.early, "on_time": c.on_time, "late": c.late,
+                "rejected": c.rejected, "withdrawn": c.withdrawn, "judged": c.judged(),
+                "on_time_rate": c.on_time_rate(), "late_rate": c.late_rate(),
+                "over_threshold": c.late_rate().is_some_and(|r| r > crate::demo::LATE_THRESHOLD) });
+            (k, v)
+        })
+        .collect();
+    (
+        StatusCode::OK,
+        Json(json!({ "by": by, "from": q.from, "to": q.to, "rates": rows })),
+    )
+}
+
 /// The router.
 pub fn router(shared: Arc<Shared>) -> Router {
     Router::new()
+        .route("/api/v1/records/{id}", get(record))
+        .route("/api/v1/alerts", get(alerts))
+        .route("/api/v1/rates", get(rates))
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))

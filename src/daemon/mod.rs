@@ -46,6 +46,8 @@ pub struct Shared {
     pub registry: prometheus::Registry,
     /// Time to apply one event.
     pub apply_seconds: prometheus::Histogram,
+    /// The engines, by partition (the API reads them between consumer rounds).
+    pub parts: Mutex<HashMap<i32, Part>>,
 }
 
 impl Shared {
@@ -78,6 +80,7 @@ impl Shared {
             shutdown: AtomicBool::new(false),
             registry,
             apply_seconds,
+            parts: Mutex::new(HashMap::new()),
         }
     }
 }
@@ -90,8 +93,9 @@ fn now_wall() -> Instant {
 }
 
 /// Per-partition state.
-struct Part {
-    engine: Engine,
+pub struct Part {
+    /// The partition's records.
+    pub engine: Engine,
     /// Output is muted for offsets below this (already output by an earlier run).
     resume_from: i64,
     /// Timers are advanced silently up to this wall instant when caught up.
@@ -192,7 +196,6 @@ fn consume(cfg: &Config, d: &DaemonConfig, shared: &Shared) -> Result<(), Error>
         None => None,
     };
     let mut marks = load_watermarks(&d.state_dir);
-    let mut parts: HashMap<i32, Part> = HashMap::new();
     let mut out: Vec<u8> = Vec::with_capacity(1 << 16);
     let mut last_flush = WallInstant::now();
     let mut last_metrics = WallInstant::now() - Duration::from_secs(10);
@@ -201,22 +204,28 @@ fn consume(cfg: &Config, d: &DaemonConfig, shared: &Shared) -> Result<(), Error>
     tracing::info!(topic = %topic, group = %d.kafka.group_id, "consuming");
 
     while !shared.shutdown.load(Ordering::Relaxed) {
-        // Up to 1000 messages per round, then timers and housekeeping.
+        // The HTTP API reads the engines between rounds (a round is ≤ 100 ms of polling).
+        // Wait for a message without holding the engines (the API reads them then);
+        // the round that follows holds them: up to 1000 messages, timers, housekeeping.
+        let mut next_msg = consumer.poll(Duration::from_millis(100));
+        let mut guard = shared.parts.lock().unwrap_or_else(|p| p.into_inner());
+        let parts = &mut *guard;
         let mut polled = 0;
-        let mut timeout = Duration::from_millis(100);
         while polled < 1000 {
-            let Some(m) = consumer.poll(timeout) else {
+            let Some(m) = next_msg.take() else {
                 break;
             };
-            timeout = Duration::ZERO;
+            next_msg = consumer.poll(Duration::ZERO);
             for ev in consumer.context().take_events() {
-                on_rebalance(cfg, ev, &mut parts, &marks, &applied);
+                on_rebalance(cfg, ev, parts, &marks, &applied);
             }
             let m = match m {
                 Ok(m) => m,
                 Err(e) => {
+                    // e.g. a partition EOF or a transient broker error; the message
+                    // already polled next is still handled
                     tracing::warn!(error = %e, "kafka poll error");
-                    break;
+                    continue;
                 }
             };
             polled += 1;
@@ -270,7 +279,7 @@ fn consume(cfg: &Config, d: &DaemonConfig, shared: &Shared) -> Result<(), Error>
                                     return finish(
                                         &consumer,
                                         &producer,
-                                        &mut parts,
+                                        parts,
                                         &applied,
                                         &mut marks,
                                         d,
@@ -295,7 +304,7 @@ fn consume(cfg: &Config, d: &DaemonConfig, shared: &Shared) -> Result<(), Error>
             }
         }
         for ev in consumer.context().take_events() {
-            on_rebalance(cfg, ev, &mut parts, &marks, &applied);
+            on_rebalance(cfg, ev, parts, &marks, &applied);
         }
         // Wall-clock timers.
         let now = now_wall();
@@ -313,7 +322,7 @@ fn consume(cfg: &Config, d: &DaemonConfig, shared: &Shared) -> Result<(), Error>
         if !out.is_empty() || last_flush.elapsed() >= Duration::from_secs(1) {
             flush_and_commit(
                 &consumer,
-                &mut parts,
+                parts,
                 &applied,
                 &mut marks,
                 d,
@@ -335,7 +344,7 @@ fn consume(cfg: &Config, d: &DaemonConfig, shared: &Shared) -> Result<(), Error>
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .clone();
-            for (&p, part) in &parts {
+            for (&p, part) in parts.iter() {
                 snap.add_engine(&part.engine);
                 if let Some(&h) = high.get(&p) {
                     snap.lag.insert(p, (h - part.next).max(0));
@@ -345,10 +354,11 @@ fn consume(cfg: &Config, d: &DaemonConfig, shared: &Shared) -> Result<(), Error>
             last_metrics = WallInstant::now();
         }
     }
+    let mut guard = shared.parts.lock().unwrap_or_else(|p| p.into_inner());
     finish(
         &consumer,
         &producer,
-        &mut parts,
+        &mut guard,
         &applied,
         &mut marks,
         d,

@@ -156,6 +156,52 @@ pub struct Engine {
     pub received_by: std::collections::HashMap<(u32, u32, u8), u64>,
     /// Records judged by (receiving unit, sector, timeliness 0 early / 1 on time / 2 late).
     pub judged_by: std::collections::HashMap<(u32, u32, u8), u64>,
+    /// Counts by (local month as year*12+month-1, receiving unit, sector): receipts
+    /// count in the month received, closures in the month closed (the rates API).
+    pub monthly: std::collections::HashMap<(i32, u32, u32), Counts>,
+}
+
+/// A record as the JSON API shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RecordView {
+    /// Record code.
+    pub record_id: String,
+    /// `open` or `closed`.
+    pub state: &'static str,
+    /// Whether the clock is stopped.
+    pub paused: bool,
+    /// Unit holding it.
+    pub holder: String,
+    /// Unit that received it (report attribution).
+    pub receiving_unit: String,
+    /// Level of the receiving unit.
+    pub level: &'static str,
+    /// Sector.
+    pub sector: String,
+    /// Procedure code (empty when not in the catalogue).
+    pub procedure: String,
+    /// Submission channel.
+    pub channel: &'static str,
+    /// Receipt time.
+    pub received_at: String,
+    /// Current due time.
+    pub due_at: String,
+    /// Due time before extensions (judging).
+    pub original_due_at: String,
+    /// Working time left until the due time (negative: overdue by), in hours, as of now.
+    pub working_hours_left: f64,
+    /// Firing alerts.
+    pub firing: Vec<&'static str>,
+    /// Pending timers.
+    pub hanging_at: Option<String>,
+    /// Pending timers.
+    pub due_soon_at: Option<String>,
+}
+
+/// Month index (year*12 + month-1) of a local date.
+pub fn month_index(cal: &Calendar, t: Instant) -> i32 {
+    let (y, m, _) = cal.local_date(t);
+    y * 12 + m as i32 - 1
 }
 
 /// Open records by (holder unit, sector): open, hanging, due_soon, overdue, paused.
@@ -189,6 +235,7 @@ impl Engine {
             by_sector: Vec::new(),
             received_by: Default::default(),
             judged_by: Default::default(),
+            monthly: Default::default(),
             dir,
         };
         for (code, o) in &cfg.rules.by_unit {
@@ -430,6 +477,11 @@ impl Engine {
             .received_by
             .entry((unit, sector, ev.channel.index() as u8))
             .or_default() += 1;
+        let month = month_index(&self.cal, ev.at);
+        self.monthly
+            .entry((month, unit, sector))
+            .or_default()
+            .received += 1;
         if ev.kind == EventType::Snapshot && ev.paused {
             self.pause(slot, ev.at, ev.reason.unwrap_or(PauseReason::Supplement));
             return;
@@ -699,7 +751,16 @@ impl Engine {
                 .entry((unit as u32, sector as u32, t))
                 .or_default() += 1;
         }
-        for c in [&mut self.by_unit[unit], &mut self.by_sector[sector]] {
+        let month = month_index(&self.cal, at);
+        let monthly = self
+            .monthly
+            .entry((month, unit as u32, sector as u32))
+            .or_default();
+        for c in [
+            &mut self.by_unit[unit],
+            &mut self.by_sector[sector],
+            monthly,
+        ] {
             match field {
                 Field::Rejected => c.rejected += 1,
                 Field::Withdrawn => c.withdrawn += 1,
@@ -854,6 +915,80 @@ impl Engine {
             g[3] += (f & AlertKind::Overdue.bit() != 0) as u64;
             g[4] += (f & flag::PAUSED != 0) as u64;
         }
+    }
+
+    /// The API view of a held record, as of `now`.
+    pub fn view(&self, slot: u32, now: Instant) -> RecordView {
+        use crate::time::format_rfc3339 as f;
+        let r = self.store.get(slot);
+        let flags = r.flags();
+        let firing = AlertKind::ALL
+            .iter()
+            .filter(|k| flags & k.bit() != 0)
+            .map(|k| k.as_str())
+            .collect();
+        let left = if r.due >= now {
+            self.cal.working_between(now, r.due)
+        } else {
+            -self.cal.working_between(r.due, now)
+        };
+        let running = r.running();
+        RecordView {
+            record_id: self.store.id(slot).to_string(),
+            state: if r.life() == Life::Open {
+                "open"
+            } else {
+                "closed"
+            },
+            paused: flags & flag::PAUSED != 0,
+            holder: self.unit_code(r.holder).to_string(),
+            receiving_unit: self.unit_code(r.recv_unit).to_string(),
+            level: self.level(r.recv_unit).as_str(),
+            sector: self.sector_code(r.sector()).to_string(),
+            procedure: self
+                .dir
+                .procedures
+                .get(r.procedure as usize)
+                .map(|p| p.code.clone())
+                .unwrap_or_default(),
+            channel: self.channel(slot).as_str(),
+            received_at: f(r.received_at),
+            due_at: f(r.due),
+            original_due_at: f(r.orig_due),
+            working_hours_left: left as f64 / crate::time::HOUR as f64,
+            firing,
+            hanging_at: (running && r.hang_at != i64::MAX).then(|| f(r.hang_at)),
+            due_soon_at: (running
+                && r.due_soon_at != i64::MAX
+                && flags & AlertKind::DueSoon.bit() == 0)
+                .then(|| f(r.due_soon_at)),
+        }
+    }
+
+    /// Firing alerts of open records from slot `from` on: (slot, kind), at most `limit`;
+    /// also returns the slot to continue from.
+    pub fn firing_alerts(
+        &self,
+        from: u32,
+        limit: usize,
+        mut keep: impl FnMut(u32, AlertKind) -> bool,
+    ) -> (Vec<(u32, AlertKind)>, Option<u32>) {
+        let mut out = Vec::new();
+        for slot in self.store.slots().skip(from as usize) {
+            let r = self.store.get(slot);
+            if r.life() != Life::Open || r.flags() & flag::FIRING == 0 {
+                continue;
+            }
+            if out.len() >= limit {
+                return (out, Some(slot));
+            }
+            for k in AlertKind::ALL {
+                if r.flags() & k.bit() != 0 && keep(slot, k) {
+                    out.push((slot, k));
+                }
+            }
+        }
+        (out, None)
     }
 
     /// Sector code of sector id `s`.
