@@ -153,12 +153,12 @@ pub struct Engine {
     by_unit: Vec<Counts>,
     by_sector: Vec<Counts>,
     /// Records received by (receiving unit, sector, channel) — `overdued_records_received_total`.
-    pub received_by: std::collections::HashMap<(u32, u32, u8), u64>,
+    pub received_by: hashbrown::HashMap<(u32, u32, u8), u64>,
     /// Records judged by (receiving unit, sector, timeliness 0 early / 1 on time / 2 late).
-    pub judged_by: std::collections::HashMap<(u32, u32, u8), u64>,
+    pub judged_by: hashbrown::HashMap<(u32, u32, u8), u64>,
     /// Counts by (local month as year*12+month-1, receiving unit, sector): receipts
     /// count in the month received, closures in the month closed (the rates API).
-    pub monthly: std::collections::HashMap<(i32, u32, u32), Counts>,
+    pub monthly: hashbrown::HashMap<(i32, u32, u32), Counts>,
 }
 
 /// A record as the JSON API shows it.
