@@ -232,5 +232,46 @@ p.flush()
         .collect();
     levels.sort();
     assert_eq!(levels, vec!["commune=1", "district=1"], "{last}");
+
+    // SIGHUP: a broken units.csv is refused and the running configuration stays;
+    // a valid one is swapped in, records kept (U2 becomes a district unit).
+    let hup = || {
+        assert!(Command::new("kill")
+            .args(["-HUP", &_daemon.0.id().to_string()])
+            .status()
+            .unwrap()
+            .success())
+    };
+    let units = dir.join("units.csv");
+    let good = std::fs::read_to_string(&units).unwrap();
+    std::fs::write(&units, good.replace("U2,Hai,commune", "U2,Hai,village")).unwrap();
+    hup();
+    wait_for("a refused reload", 20, || {
+        get(http, "/metrics").is_some_and(|r| {
+            r.1.contains(r#"overdued_config_reloads_total{result="refused"} 1"#)
+        })
+    });
+    assert_eq!(get(http, "/healthz").unwrap().0, 200);
+    std::fs::write(
+        &units,
+        good.replace("U2,Hai,commune", "U2,Hai,district") + "U3,Ba,commune,U1,u3@example.vn,\n",
+    )
+    .unwrap();
+    hup();
+    wait_for("a reload", 20, || {
+        get(http, "/metrics").is_some_and(|r| {
+            r.1.contains(r#"overdued_config_reloads_total{result="ok"} 1"#)
+        })
+    });
+    wait_for("U2 reported as a district unit", 20, || {
+        get(http, "/metrics").is_some_and(|r| {
+            r.1.contains(r#"overdued_records_overdue{level="district",unit="U2",sector="DD"} 1"#)
+        })
+    });
+    let (_, rec) = get(http, "/api/v1/records/R2").unwrap();
+    assert!(
+        rec.contains(r#""holder":"U2""#) && rec.contains(r#""level":"district""#),
+        "{rec}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -48,6 +48,10 @@ pub struct Shared {
     pub apply_seconds: prometheus::Histogram,
     /// The engines, by partition (the API reads them between consumer rounds).
     pub parts: Mutex<HashMap<i32, Part>>,
+    /// Set by SIGHUP: reload the configuration.
+    pub reload: AtomicBool,
+    /// Configuration reloads by result (`ok`, `refused`).
+    pub reloads: prometheus::IntCounterVec,
 }
 
 impl Shared {
@@ -74,6 +78,15 @@ impl Shared {
             .expect("static histogram options")
         });
         let _ = registry.register(Box::new(apply_seconds.clone()));
+        let reloads = prometheus::IntCounterVec::new(
+            prometheus::Opts::new(
+                "overdued_config_reloads_total",
+                "Configuration reloads (SIGHUP), by result.",
+            ),
+            &["result"],
+        )
+        .expect("static metric options");
+        let _ = registry.register(Box::new(reloads.clone()));
         Shared {
             snapshot: Mutex::new(Snapshot::default()),
             ready: AtomicBool::new(false),
@@ -81,6 +94,8 @@ impl Shared {
             registry,
             apply_seconds,
             parts: Mutex::new(HashMap::new()),
+            reload: AtomicBool::new(false),
+            reloads,
         }
     }
 }
@@ -170,13 +185,55 @@ pub fn run(cfg: Config) -> Result<(), Error> {
         tracing::info!("shutdown requested");
         sh.shutdown.store(true, Ordering::Relaxed);
     });
+    let sh = shared.clone();
+    rt.spawn(async move {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading the configuration");
+            sh.reload.store(true, Ordering::Relaxed);
+        }
+    });
     let result = consume(&cfg, &d, &shared);
     shared.shutdown.store(true, Ordering::Relaxed);
     rt.shutdown_timeout(Duration::from_secs(5));
     result
 }
 
+/// SIGHUP: validate everything first, then swap; a bad configuration is refused
+/// and the running one stays. `[kafka]`, `[http]`, `[state]` and `[alerts]` need a
+/// restart (a change there is logged, not applied).
+fn reload(cfg: &mut Config, parts: &mut HashMap<i32, Part>, shared: &Shared) {
+    match Config::load(&cfg.path) {
+        Ok(new) => {
+            if format!("{:?}", new.daemon) != format!("{:?}", cfg.daemon) {
+                tracing::warn!("[kafka], [http], [state] or [alerts] changed: they take effect at the next restart");
+            }
+            for part in parts.values_mut() {
+                part.engine.reconfigure(&new);
+            }
+            let daemon = cfg.daemon.clone();
+            *cfg = new;
+            cfg.daemon = daemon;
+            shared.reloads.with_label_values(&["ok"]).inc();
+            tracing::info!(
+                units = cfg.directory.units.len(),
+                procedures = cfg.directory.procedures.len(),
+                "configuration reloaded"
+            );
+        }
+        Err(e) => {
+            shared.reloads.with_label_values(&["refused"]).inc();
+            tracing::error!(error = %e, "configuration reload refused; the running configuration stays");
+        }
+    }
+}
+
 fn consume(cfg: &Config, d: &DaemonConfig, shared: &Shared) -> Result<(), Error> {
+    let mut cfg = cfg.clone();
+    let cfg = &mut cfg;
     let kafka_err = |what: &str, e: rdkafka::error::KafkaError| Error::Io {
         what: what.to_string(),
         source: std::io::Error::other(e.to_string()),
@@ -210,6 +267,9 @@ fn consume(cfg: &Config, d: &DaemonConfig, shared: &Shared) -> Result<(), Error>
         let mut next_msg = consumer.poll(Duration::from_millis(100));
         let mut guard = shared.parts.lock().unwrap_or_else(|p| p.into_inner());
         let parts = &mut *guard;
+        if shared.reload.swap(false, Ordering::Relaxed) {
+            reload(cfg, parts, shared);
+        }
         let mut polled = 0;
         while polled < 1000 {
             let Some(m) = next_msg.take() else {

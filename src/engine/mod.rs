@@ -238,16 +238,102 @@ impl Engine {
             monthly: Default::default(),
             dir,
         };
-        for (code, o) in &cfg.rules.by_unit {
-            if let Some(u) = e.dir.unit_id(code) {
-                set_over(&mut e.unit_over, u, *o);
+        e.set_overrides(&cfg.rules);
+        e
+    }
+
+    fn set_overrides(&mut self, rules: &Rules) {
+        self.unit_over.clear();
+        self.sector_over.clear();
+        for (code, o) in &rules.by_unit {
+            if let Some(u) = self.dir.unit_id(code) {
+                set_over(&mut self.unit_over, u, *o);
             }
         }
-        for (code, o) in &cfg.rules.by_sector {
-            let s = e.dir.sectors.intern(code);
-            set_over(&mut e.sector_over, s, *o);
+        for (code, o) in &rules.by_sector {
+            let s = self.dir.sectors.intern(code);
+            set_over(&mut self.sector_over, s, *o);
         }
-        e
+    }
+
+    /// Swaps in a new configuration (SIGHUP), keeping every record.
+    ///
+    /// Unit, sector and procedure ids are re-interned by code, so records, counts
+    /// and firing alerts carry over. New calendar and thresholds apply to timers
+    /// set from now on; timers already armed keep their instants. A record whose
+    /// procedure left the catalogue keeps its due time; a later supplement restart
+    /// then counts the working time between its receipt and its original due time.
+    pub fn reconfigure(&mut self, cfg: &Config) {
+        let old = std::mem::replace(&mut self.dir, cfg.directory.clone());
+        self.unknown_sector = self.dir.sectors.intern("unknown");
+        let units: Vec<u32> = (0..old.unit_names.len() as u32)
+            .map(|i| self.dir.unit_names.intern(old.unit_names.name(i)))
+            .collect();
+        let sectors: Vec<u32> = (0..old.sectors.len() as u32)
+            .map(|i| self.dir.sectors.intern(old.sectors.name(i)))
+            .collect();
+        let procs: Vec<u32> = old
+            .procedures
+            .iter()
+            .map(|p| {
+                self.dir
+                    .procedure_ids
+                    .get(&p.code)
+                    .copied()
+                    .unwrap_or(u32::MAX)
+            })
+            .collect();
+        let map = |v: &[u32], i: u32| v.get(i as usize).copied().unwrap_or(i);
+        let slots: Vec<u32> = self.store.slots().collect();
+        for slot in slots {
+            let cal = &self.cal;
+            let r = self.store.get_mut(slot);
+            if r.life() == Life::Free {
+                continue;
+            }
+            r.holder = map(&units, r.holder);
+            r.recv_unit = map(&units, r.recv_unit);
+            let sec = map(&sectors, r.sector());
+            r.set_sector(sec);
+            if r.procedure != u32::MAX {
+                r.procedure = map(&procs, r.procedure);
+                if r.procedure == u32::MAX && r.flags() & flag::FROM_DUE_AT == 0 {
+                    r.base_secs = (cal.working_between(r.received_at, r.orig_due) / SECOND)
+                        .clamp(0, u32::MAX as i64) as u32;
+                    r.set(flag::FROM_DUE_AT, true);
+                }
+            }
+        }
+        let mut by_unit = vec![Counts::default(); self.dir.unit_names.len()];
+        for (i, c) in self.by_unit.iter().enumerate() {
+            by_unit[map(&units, i as u32) as usize].add(c);
+        }
+        self.by_unit = by_unit;
+        let mut by_sector = vec![Counts::default(); self.dir.sectors.len()];
+        for (i, c) in self.by_sector.iter().enumerate() {
+            by_sector[map(&sectors, i as u32) as usize].add(c);
+        }
+        self.by_sector = by_sector;
+        self.received_by = self
+            .received_by
+            .drain()
+            .map(|((u, s, c), n)| ((map(&units, u), map(&sectors, s), c), n))
+            .collect();
+        self.judged_by = self
+            .judged_by
+            .drain()
+            .map(|((u, s, t), n)| ((map(&units, u), map(&sectors, s), t), n))
+            .collect();
+        let monthly: Vec<_> = self.monthly.drain().collect();
+        for ((m, u, s), c) in monthly {
+            self.monthly
+                .entry((m, map(&units, u), map(&sectors, s)))
+                .or_default()
+                .add(&c);
+        }
+        self.cal = cfg.calendar.clone();
+        self.rules = cfg.rules.clone();
+        self.set_overrides(&cfg.rules);
     }
 
     /// The simulated (or wall) clock: the largest instant seen.
