@@ -157,6 +157,7 @@ struct RawKafka {
 #[serde(deny_unknown_fields)]
 struct RawHttp {
     listen: Option<Spanned<String>>,
+    record_history: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -228,6 +229,8 @@ pub struct DaemonConfig {
     pub kafka: KafkaConfig,
     /// `[http] listen`.
     pub http_listen: std::net::SocketAddr,
+    /// `[http] record_history`: events kept per record for the API (0 = none).
+    pub record_history: usize,
     /// `[state] dir` (absolute, resolved against the config folder).
     pub state_dir: PathBuf,
     /// `[alerts] file`: alert transitions as NDJSON (default `<state dir>/alerts.ndjson`).
@@ -792,9 +795,21 @@ fn daemon_section(
         None if alerts_topic.is_none() => Some(state_dir.join("alerts.ndjson")),
         None => None,
     };
+    let record_history = match raw.http.as_ref().and_then(|h| h.record_history.clone()) {
+        Some(n) if !(0..=10_000).contains(n.get_ref()) => {
+            return src.err(
+                n.span(),
+                "http.record_history",
+                "must be a number of events from 0 to 10000",
+            );
+        }
+        Some(n) => *n.get_ref() as usize,
+        None => 64,
+    };
     Ok(DaemonConfig {
         kafka,
         http_listen,
+        record_history,
         state_dir,
         alerts_file,
         alerts_topic,

@@ -442,6 +442,19 @@ fn daemon_alerts_dead_letters_metrics_and_restart() {
     wait_for("A overdue resolved", 30, || {
         !find(&alerts(&file), "A", "overdue", "resolved").is_empty()
     });
+    // the record's history was rebuilt from the topic after the restart
+    let (st, body) = get(http, "/api/v1/records/A").unwrap();
+    assert_eq!(st, 200);
+    let rec: Value = serde_json::from_str(&body).unwrap();
+    let types: Vec<&str> = rec["history"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{body}"))
+        .iter()
+        .map(|h| h["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(types, vec!["received", "resolved"], "{rec}");
+    assert_eq!(rec["state"], "closed");
+    assert_eq!(rec["history"][0]["unit"], "U1");
     std::thread::sleep(Duration::from_secs(2));
     let after = alerts(&file);
     let key = |v: &Value| {

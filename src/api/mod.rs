@@ -69,10 +69,14 @@ async fn record(State(s): State<Arc<Shared>>, Path(id): Path<String>) -> (Status
     for part in parts.values() {
         if let Some(slot) = part.engine.find(&id) {
             let v = part.engine.view(slot, now_wall());
-            return (
-                StatusCode::OK,
-                Json(serde_json::to_value(v).unwrap_or_default()),
-            );
+            let mut j = serde_json::to_value(v).unwrap_or_default();
+            let history: Vec<_> = part
+                .history
+                .get(id.as_str())
+                .map(|h| h.iter().collect())
+                .unwrap_or_default();
+            j["history"] = serde_json::to_value(history).unwrap_or_default();
+            return (StatusCode::OK, Json(j));
         }
     }
     error(StatusCode::NOT_FOUND, format!("no record {id:?} is held"))

@@ -107,6 +107,25 @@ fn now_wall() -> Instant {
     d.as_micros() as i64
 }
 
+/// One applied event, as the record API shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct HistoryEntry {
+    /// `event_id`.
+    pub event_id: String,
+    /// Event type.
+    pub r#type: &'static str,
+    /// Event time.
+    pub at: String,
+    /// Unit named by the event, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unit: Option<String>,
+    /// Kafka offset.
+    pub offset: i64,
+    /// `ignored` reason, if the event was ignored.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ignored: Option<&'static str>,
+}
+
 /// Per-partition state.
 pub struct Part {
     /// The partition's records.
@@ -117,6 +136,8 @@ pub struct Part {
     silent_until: Instant,
     /// Next offset to process.
     next: i64,
+    /// The last applied events of each record, for the API (bounded per record).
+    pub history: HashMap<Box<str>, std::collections::VecDeque<HistoryEntry>>,
     caught_up: bool,
 }
 
@@ -308,10 +329,33 @@ fn consume(cfg: &Config, d: &DaemonConfig, shared: &Shared) -> Result<(), Error>
                     decoder_rejected[r.reason.index()] += 1;
                     Some(r)
                 }
-                Ok(ev) => match part.engine.apply(&ev) {
-                    Outcome::Rejected(r) => Some(r),
-                    _ => None,
-                },
+                Ok(ev) => {
+                    let outcome = part.engine.apply(&ev);
+                    if d.record_history > 0 && !matches!(outcome, Outcome::Rejected(_)) {
+                        let h = part
+                            .history
+                            .entry(ev.record_id.as_ref().into())
+                            .or_default();
+                        if h.len() >= d.record_history {
+                            h.pop_front();
+                        }
+                        h.push_back(HistoryEntry {
+                            event_id: ev.event_id.to_string(),
+                            r#type: ev.kind.as_str(),
+                            at: crate::time::format_rfc3339(ev.at),
+                            unit: ev.unit.as_ref().map(|u| u.to_string()),
+                            offset,
+                            ignored: match &outcome {
+                                Outcome::Ignored(r) => Some(r.as_str()),
+                                _ => None,
+                            },
+                        });
+                    }
+                    match outcome {
+                        Outcome::Rejected(r) => Some(r),
+                        _ => None,
+                    }
+                }
             };
             shared.apply_seconds.observe(t0.elapsed().as_secs_f64());
             if let Some(r) = rejection {
@@ -398,6 +442,13 @@ fn consume(cfg: &Config, d: &DaemonConfig, shared: &Shared) -> Result<(), Error>
                 rejected: decoder_rejected,
                 ..Default::default()
             };
+            // forget the history of records the engine no longer holds
+            for part in parts.values_mut() {
+                if part.history.len() > part.engine.held_records() {
+                    let e = &part.engine;
+                    part.history.retain(|id, _| e.find(id).is_some());
+                }
+            }
             let high = consumer
                 .context()
                 .high
@@ -459,6 +510,7 @@ fn on_rebalance(
                 parts.insert(
                     p,
                     Part {
+                        history: HashMap::new(),
                         engine: Engine::new(cfg),
                         resume_from,
                         silent_until: saved_wall,
