@@ -136,6 +136,9 @@ pub struct Part {
     silent_until: Instant,
     /// Next offset to process.
     next: i64,
+    /// Waiting for a dead-letter write to be retried.
+    blocked_until: Option<WallInstant>,
+    backoff: Duration,
     /// The last applied events of each record, for the API (bounded per record).
     pub history: HashMap<Box<str>, std::collections::VecDeque<HistoryEntry>>,
     caught_up: bool,
@@ -315,8 +318,10 @@ fn consume(cfg: &Config, d: &DaemonConfig, shared: &Shared) -> Result<(), Error>
             let Some(part) = parts.get_mut(&p) else {
                 continue;
             };
-            if offset < part.next {
-                continue; // a redelivery of something already applied
+            if offset < part.next || part.blocked_until.is_some() {
+                // a redelivery of something already applied, or the partition waits
+                // for a dead letter (it is rewound when it resumes)
+                continue;
             }
             let muted = offset < part.resume_from;
             if !muted {
@@ -365,35 +370,28 @@ fn consume(cfg: &Config, d: &DaemonConfig, shared: &Shared) -> Result<(), Error>
                 if !muted {
                     let headers =
                         kafka::dead_letter_headers(r.reason.as_str(), &r.detail, &topic, p, offset);
-                    // Nothing is lost: retry until the broker takes it (or we are stopped,
-                    // in which case the offset is not committed and it comes again).
-                    let mut backoff = Duration::from_millis(100);
-                    loop {
-                        match kafka::send_sync(
-                            &producer,
-                            &d.kafka.dead_letter_topic,
-                            m.key(),
-                            payload,
-                            Some(headers.clone()),
-                        ) {
-                            Ok(()) => break,
-                            Err(e) => {
-                                tracing::error!(error = %e, "dead-letter write failed; retrying");
-                                if shared.shutdown.load(Ordering::Relaxed) {
-                                    return finish(
-                                        &consumer,
-                                        &producer,
-                                        parts,
-                                        &applied,
-                                        &mut marks,
-                                        d,
-                                        &mut alerts_file,
-                                        &mut out,
-                                    );
-                                }
-                                std::thread::sleep(backoff);
-                                backoff = (backoff * 2).min(Duration::from_secs(5));
+                    // Nothing is lost: until the broker takes it, the partition waits
+                    // (paused, rewound to this message, retried with backoff) and
+                    // nothing past it is committed; other partitions and the timers
+                    // go on.
+                    match kafka::send_sync(
+                        &producer,
+                        &d.kafka.dead_letter_topic,
+                        m.key(),
+                        payload,
+                        Some(headers),
+                    ) {
+                        Ok(()) => part.backoff = Duration::from_millis(100),
+                        Err(e) => {
+                            tracing::error!(error = %e, partition = p, offset, "dead-letter write failed; retrying");
+                            part.blocked_until = Some(WallInstant::now() + part.backoff);
+                            part.backoff = (part.backoff * 2).min(Duration::from_secs(5));
+                            let mut tpl = TopicPartitionList::new();
+                            tpl.add_partition(&topic, p);
+                            if let Err(e) = consumer.pause(&tpl) {
+                                tracing::warn!(error = %e, "cannot pause the partition");
                             }
+                            continue;
                         }
                     }
                 }
@@ -409,6 +407,22 @@ fn consume(cfg: &Config, d: &DaemonConfig, shared: &Shared) -> Result<(), Error>
         }
         for ev in consumer.context().take_events() {
             on_rebalance(cfg, ev, parts, &marks, &applied);
+        }
+        // Partitions waiting for a dead letter: rewind and resume when it is time.
+        for (&p, part) in parts.iter_mut() {
+            if part.blocked_until.is_some_and(|t| t <= WallInstant::now()) {
+                part.blocked_until = None;
+                let mut tpl = TopicPartitionList::new();
+                tpl.add_partition(&topic, p);
+                if let Err(e) =
+                    consumer.seek(&topic, p, Offset::Offset(part.next), Duration::from_secs(5))
+                {
+                    tracing::warn!(error = %e, partition = p, "cannot rewind the partition");
+                }
+                if let Err(e) = consumer.resume(&tpl) {
+                    tracing::warn!(error = %e, "cannot resume the partition");
+                }
+            }
         }
         // Wall-clock timers.
         let now = now_wall();
@@ -511,6 +525,8 @@ fn on_rebalance(
                     p,
                     Part {
                         history: HashMap::new(),
+                        blocked_until: None,
+                        backoff: Duration::from_millis(100),
                         engine: Engine::new(cfg),
                         resume_from,
                         silent_until: saved_wall,

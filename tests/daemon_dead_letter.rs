@@ -1,0 +1,221 @@
+//! A broker that refuses the dead-letter write must not make the daemon lose the
+//! message: it retries, does not commit past it, and after a restart with a
+//! working dead-letter topic the message is dead-lettered and what follows it is
+//! applied. Needs the broker of `scripts/test.sh`.
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::TopicPartitionList;
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).ok()?;
+    Some((
+        buf.split_whitespace().nth(1)?.parse().ok()?,
+        buf.split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default(),
+    ))
+}
+
+fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+    let t = Instant::now();
+    while !f() {
+        assert!(
+            t.elapsed() < Duration::from_secs(secs),
+            "timed out after {secs} s waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn received_total(http: u16) -> Option<f64> {
+    let body = get(http, "/metrics")?.1;
+    body.lines()
+        .find(|l| l.starts_with("overdued_records_received_total{"))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+fn config(dir: &Path, brokers: &str, topic: &str, dlq: &str, http: u16) {
+    std::fs::write(
+        dir.join("overdued.toml"),
+        format!(
+            "[directory]\nunits = \"units.csv\"\nprocedures = \"procedures.csv\"\n\
+             [kafka]\nbrokers = \"{brokers}\"\ntopic = \"{topic}\"\ngroup_id = \"{topic}.g\"\ndead_letter_topic = \"{dlq}\"\n\
+             [kafka.properties]\n\"message.timeout.ms\" = \"3000\"\n\
+             [http]\nlisten = \"127.0.0.1:{http}\"\n[state]\ndir = \"state\"\n"
+        ),
+    )
+    .unwrap();
+}
+
+fn start(dir: &Path) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("daemon.log"))
+        .unwrap();
+    Command::new(env!("CARGO_BIN_EXE_overdued"))
+        .args(["--log-level", "info,librdkafka=error", "run", "--config"])
+        .arg(dir.join("overdued.toml"))
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap()
+}
+
+fn term(c: &mut Child) -> bool {
+    let _ = Command::new("kill")
+        .args(["-TERM", &c.id().to_string()])
+        .status();
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(30) {
+        if let Some(st) = c.try_wait().unwrap() {
+            return st.success();
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = c.kill();
+    false
+}
+
+#[test]
+fn refused_dead_letter_is_retried_and_not_committed_past() {
+    let brokers = match std::env::var("OVERDUED_TEST_KAFKA") {
+        Ok(b) => b,
+        Err(_) if std::env::var("CI").is_ok() => panic!("CI run without OVERDUED_TEST_KAFKA"),
+        Err(_) => return eprintln!("skipped: no broker (run the tests through scripts/test.sh)"),
+    };
+    let suffix = format!(
+        "{}-{}",
+        std::process::id(),
+        chrono::Utc::now().timestamp_millis()
+    );
+    let topic = format!("dlqtest.{suffix}");
+    let dlq = format!("{topic}.dlq");
+    let dir = std::env::temp_dir().join(format!("overdued-dlq-{suffix}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("units.csv"),
+        "code,name,level,parent,emails,head_email\nU1,Một,district,,u1@example.vn,\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("procedures.csv"),
+        "code,name,sector,duration,duration_unit\nP1,Thủ tục,DD,10,working_days\n",
+    )
+    .unwrap();
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .create()
+        .unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    for r in rt
+        .block_on(admin.create_topics(
+            &[
+                NewTopic::new(&topic, 1, TopicReplication::Fixed(1)),
+                NewTopic::new(&dlq, 1, TopicReplication::Fixed(1)),
+            ],
+            &AdminOptions::new(),
+        ))
+        .unwrap()
+    {
+        r.unwrap();
+    }
+    // one partition: a good record, a malformed message, another good record
+    let p: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .create()
+        .unwrap();
+    let ev = |id: &str| {
+        format!(
+            r#"{{"event_id":"{id}-1","record_id":"{id}","type":"received","at":"2024-03-04T08:00:00+07:00","unit":"U1","procedure":"P1"}}"#
+        )
+    };
+    for (k, v) in [
+        ("G1", ev("G1")),
+        ("BAD", "{nope".to_string()),
+        ("G2", ev("G2")),
+    ] {
+        p.send(BaseRecord::to(&topic).key(k).payload(&v)).unwrap();
+    }
+    p.flush(Duration::from_secs(10)).unwrap();
+
+    // The dead-letter topic name is one the broker cannot take.
+    let http = free_port();
+    config(&dir, &brokers, &topic, "no such topic!", http);
+    let mut d = start(&dir);
+    wait_for("/readyz", 90, || {
+        get(http, "/readyz").is_some_and(|r| r.0 == 200)
+    });
+    wait_for("G1 applied", 30, || received_total(http) == Some(1.0));
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(
+        received_total(http),
+        Some(1.0),
+        "nothing after the refused dead letter is applied"
+    );
+    assert!(term(&mut d), "graceful stop during the retries");
+    let log = std::fs::read_to_string(dir.join("daemon.log")).unwrap();
+    assert!(log.contains("dead-letter write failed; retrying"), "{log}");
+    // committed: up to the malformed message, not past it
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .set("group.id", format!("{topic}.g"))
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition(&topic, 0);
+    let committed = c.committed_offsets(tpl, Duration::from_secs(10)).unwrap();
+    let off = committed
+        .find_partition(&topic, 0)
+        .unwrap()
+        .offset()
+        .to_raw()
+        .unwrap_or(-1);
+    assert!(off <= 1, "committed past the refused message: {off}");
+
+    // Restart with a working dead-letter topic: the message is dead-lettered, G2 applied.
+    config(&dir, &brokers, &topic, &dlq, http);
+    let mut d = start(&dir);
+    wait_for("/readyz after restart", 90, || {
+        get(http, "/readyz").is_some_and(|r| r.0 == 200)
+    });
+    wait_for("G2 applied", 30, || received_total(http) == Some(2.0));
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .set("group.id", format!("{topic}.check"))
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
+    c.subscribe(&[&dlq]).unwrap();
+    let t = Instant::now();
+    let mut got = Vec::new();
+    while got.is_empty() && t.elapsed() < Duration::from_secs(60) {
+        if let Some(Ok(m)) = c.poll(Duration::from_millis(500)) {
+            got.push(m.payload().unwrap_or_default().to_vec());
+        }
+    }
+    assert_eq!(got, vec![b"{nope".to_vec()]);
+    assert!(term(&mut d));
+    let _ = std::fs::remove_dir_all(&dir);
+}
