@@ -435,6 +435,7 @@ fn consume(cfg: &Config, d: &DaemonConfig, shared: &Shared) -> Result<(), Error>
                 drain(&mut part.engine, false, &mut out, d, &producer);
             }
         }
+        consumer.context().fired_until.store(now, Ordering::Relaxed);
         let ready = !parts.is_empty() && parts.values().all(|p| p.caught_up);
         shared.ready.store(ready, Ordering::Relaxed);
         if !out.is_empty() || last_flush.elapsed() >= Duration::from_secs(1) {
@@ -517,10 +518,12 @@ fn on_rebalance(
 ) {
     match ev {
         RebalanceEvent::Assigned(list) => {
-            for (p, committed) in list {
+            for (p, committed, committed_wall) in list {
                 let (saved_offset, saved_wall) =
                     marks.partitions.get(&p).copied().unwrap_or((0, i64::MIN));
                 let resume_from = committed.max(saved_offset);
+                // the previous owner (this process or another) fired timers up to here
+                let saved_wall = saved_wall.max(committed_wall.unwrap_or(i64::MIN));
                 parts.insert(
                     p,
                     Part {
@@ -612,6 +615,12 @@ fn flush_and_commit(
         }
         if let Some(&o) = applied.get(&p) {
             let _ = tpl.add_partition_offset(topic, p, Offset::Offset(o));
+            // hand-over: the next owner fires silently what this one fired
+            if part.caught_up {
+                if let Some(mut e) = tpl.find_partition(topic, p) {
+                    e.set_metadata(format!("fired-until={now}"));
+                }
+            }
         }
     }
     if let Err(e) = save_watermarks(&d.state_dir, marks) {

@@ -28,8 +28,10 @@ use std::time::Duration;
 /// What happened in a rebalance, for the consumer loop.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RebalanceEvent {
-    /// Partitions assigned, with their committed offsets (0 = none).
-    Assigned(Vec<(i32, i64)>),
+    /// Partitions assigned, with their committed offsets (0 = none) and the
+    /// wall-clock instant up to which the previous owner fired timers (from the
+    /// commit metadata), if any.
+    Assigned(Vec<(i32, i64, Option<i64>)>),
     /// Partitions revoked (their applied offsets were committed).
     Revoked(Vec<i32>),
 }
@@ -42,6 +44,9 @@ pub struct Ctx {
     pub applied: Arc<Mutex<HashMap<i32, i64>>>,
     /// High watermark per partition, from librdkafka's statistics (every 5 s).
     pub high: Mutex<HashMap<i32, i64>>,
+    /// Wall-clock instant up to which this process has fired timers (committed as
+    /// metadata so that the next owner of a partition does not fire them again).
+    pub fired_until: std::sync::atomic::AtomicI64,
     topic: String,
 }
 
@@ -75,13 +80,18 @@ impl ConsumerContext for Ctx {
                 let mut parts = Vec::new();
                 let mut assign = TopicPartitionList::new();
                 for el in tpl.elements() {
-                    let off = committed
+                    let found = committed
                         .as_ref()
-                        .and_then(|t| t.find_partition(el.topic(), el.partition()))
+                        .and_then(|t| t.find_partition(el.topic(), el.partition()));
+                    let off = found
+                        .as_ref()
                         .and_then(|e| e.offset().to_raw())
                         .filter(|&o| o >= 0)
                         .unwrap_or(0);
-                    parts.push((el.partition(), off));
+                    let wall = found
+                        .as_ref()
+                        .and_then(|e| e.metadata().strip_prefix("fired-until=")?.parse().ok());
+                    parts.push((el.partition(), off, wall));
                     let _ =
                         assign.add_partition_offset(el.topic(), el.partition(), Offset::Beginning);
                 }
@@ -113,6 +123,10 @@ impl ConsumerContext for Ctx {
                             el.partition(),
                             Offset::Offset(o),
                         );
+                        let fired = self.fired_until.load(Ordering::Relaxed);
+                        if let Some(mut e) = commit.find_partition(&self.topic, el.partition()) {
+                            e.set_metadata(format!("fired-until={fired}"));
+                        }
                     }
                 }
                 if commit.count() > 0 {
@@ -193,6 +207,7 @@ pub fn consumer(
         events: Mutex::new(Vec::new()),
         applied,
         high: Mutex::new(HashMap::new()),
+        fired_until: std::sync::atomic::AtomicI64::new(i64::MIN),
         topic: k.topic.clone(),
     };
     let consumer: BaseConsumer<Ctx> = c.create_with_context(ctx)?;
