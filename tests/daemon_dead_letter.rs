@@ -3,6 +3,9 @@
 //! working dead-letter topic the message is dead-lettered and what follows it is
 //! applied. Needs the broker of `scripts/test.sh`.
 
+mod daemon_harness;
+use daemon_harness::{free_port, get, service, wait_for};
+
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
@@ -10,43 +13,9 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::TopicPartitionList;
-use std::io::{Read, Write};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn get(port: u16, path: &str) -> Option<(u16, String)> {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
-    let mut buf = String::new();
-    s.read_to_string(&mut buf).ok()?;
-    Some((
-        buf.split_whitespace().nth(1)?.parse().ok()?,
-        buf.split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_string())
-            .unwrap_or_default(),
-    ))
-}
-
-fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
-    let t = Instant::now();
-    while !f() {
-        assert!(
-            t.elapsed() < Duration::from_secs(secs),
-            "timed out after {secs} s waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
 
 fn received_total(http: u16) -> Option<f64> {
     let body = get(http, "/metrics")?.1;
@@ -100,10 +69,8 @@ fn term(c: &mut Child) -> bool {
 
 #[test]
 fn refused_dead_letter_is_retried_and_not_committed_past() {
-    let brokers = match std::env::var("OVERDUED_TEST_KAFKA") {
-        Ok(b) => b,
-        Err(_) if std::env::var("CI").is_ok() => panic!("CI run without OVERDUED_TEST_KAFKA"),
-        Err(_) => return eprintln!("skipped: no broker (run the tests through scripts/test.sh)"),
+    let Some(brokers) = service("OVERDUED_TEST_KAFKA") else {
+        return;
     };
     let suffix = format!(
         "{}-{}",

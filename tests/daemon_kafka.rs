@@ -6,6 +6,9 @@
 //! `/metrics` values, `/readyz`, a graceful stop, and a restart that resumes from
 //! the committed offsets without alerting anything twice.
 
+mod daemon_harness;
+use daemon_harness::{free_port, get, service, wait_for};
+
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
@@ -14,23 +17,9 @@ use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use serde_json::Value;
 use std::collections::HashMap;
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn broker() -> Option<String> {
-    match std::env::var("OVERDUED_TEST_KAFKA") {
-        Ok(b) => Some(b),
-        Err(_) if std::env::var("CI").is_ok() => {
-            panic!("CI run without OVERDUED_TEST_KAFKA: scripts/test.sh starts the broker")
-        }
-        Err(_) => {
-            eprintln!("skipped: no broker (run the tests through scripts/test.sh)");
-            None
-        }
-    }
-}
 
 fn now() -> chrono::DateTime<chrono::Utc> {
     chrono::Utc::now()
@@ -38,29 +27,6 @@ fn now() -> chrono::DateTime<chrono::Utc> {
 
 fn rfc(t: chrono::DateTime<chrono::Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// GET over plain HTTP/1.0; (status, body).
-fn get(port: u16, path: &str) -> Option<(u16, String)> {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
-    let mut buf = String::new();
-    s.read_to_string(&mut buf).ok()?;
-    let status = buf.split_whitespace().nth(1)?.parse().ok()?;
-    let body = buf
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    Some((status, body))
 }
 
 fn metric(body: &str, series: &str) -> Option<f64> {
@@ -111,17 +77,6 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-}
-
-fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
-    let t = Instant::now();
-    while !f() {
-        assert!(
-            t.elapsed() < Duration::from_secs(secs),
-            "timed out after {secs} s waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
@@ -214,7 +169,9 @@ fn received(id: &str, unit: &str, at: chrono::DateTime<chrono::Utc>, due_in: i64
 
 #[test]
 fn daemon_alerts_dead_letters_metrics_and_restart() {
-    let Some(brokers) = broker() else { return };
+    let Some(brokers) = service("OVERDUED_TEST_KAFKA") else {
+        return;
+    };
     let suffix = format!("{}-{}", std::process::id(), now().timestamp_millis());
     let topic = format!("records.events.{suffix}");
     let dir = std::env::temp_dir().join(format!("overdued-daemon-{suffix}"));

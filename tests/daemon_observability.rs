@@ -4,57 +4,12 @@
 //! Needs the broker, Python client, prometheus and promtool that `scripts/test.sh`
 //! provides.
 
-use std::io::{Read, Write};
+mod daemon_harness;
+use daemon_harness::{free_port, get, service, wait_for};
+
+use std::io::Write;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
-fn env(name: &str) -> Option<String> {
-    match std::env::var(name) {
-        Ok(v) => Some(v),
-        Err(_) if std::env::var("CI").is_ok() => {
-            panic!("CI run without {name}: scripts/test.sh provides it")
-        }
-        Err(_) => {
-            eprintln!("skipped: {name} not set (run the tests through scripts/test.sh)");
-            None
-        }
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn get(port: u16, path: &str) -> Option<(u16, String)> {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
-    let mut buf = String::new();
-    s.read_to_string(&mut buf).ok()?;
-    let status = buf.split_whitespace().nth(1)?.parse().ok()?;
-    Some((
-        status,
-        buf.split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_string())
-            .unwrap_or_default(),
-    ))
-}
-
-fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
-    let t = Instant::now();
-    while !f() {
-        assert!(
-            t.elapsed() < Duration::from_secs(secs),
-            "timed out after {secs} s waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
 
 struct Kill(Child);
 impl Drop for Kill {
@@ -87,8 +42,10 @@ fn write_config(dir: &Path, brokers: &str, topic: &str, http: u16) {
 
 #[test]
 fn python_producer_promtool_and_prometheus() {
-    let (Some(brokers), Some(python)) = (env("OVERDUED_TEST_KAFKA"), env("OVERDUED_TEST_PYTHON"))
-    else {
+    let (Some(brokers), Some(python)) = (
+        service("OVERDUED_TEST_KAFKA"),
+        service("OVERDUED_TEST_PYTHON"),
+    ) else {
         return;
     };
     for tool in ["prometheus", "promtool"] {
