@@ -7,6 +7,7 @@
 //! The product contract is `SPEC.md`; decisions where it is silent are documented
 //! in the module that makes them and collected in the README.
 
+pub mod alert;
 pub mod api;
 pub mod bench;
 pub mod config;
@@ -16,6 +17,7 @@ pub mod engine;
 pub mod error;
 pub mod event;
 pub mod metrics;
+pub mod notify;
 pub mod replay;
 pub mod report;
 pub mod sim;

@@ -1,0 +1,1 @@
+//! Alert notifications: grouping, dedup, silences, escalation, digests (issue 4).
