@@ -1,1 +1,697 @@
-//! Alert notifications: grouping, dedup, silences, escalation, digests (issue 4).
+//! Alert notifications (issue 4; SPEC §4 "Notifications"): from alert
+//! transitions to the e-mails unit heads receive.
+//!
+//! The [`Notifier`] is a pure state machine of (state, transitions, now), like the
+//! engine's rules: time is injected, never read. It decides *what* to send to
+//! *whom* and *when*; [`crate::notify`] renders and delivers. Modelled on
+//! Alertmanager's dispatcher:
+//!
+//! - **routing** ([`Notifier::route`]): an alert goes to the unit that holds the
+//!   record (`unit:<code>`: its `emails` and `head_email`); `unrouted` goes to the
+//!   administrator (`admin`) and to the unit that forwarded the record; an
+//!   `overdue` still firing at its escalation instant (`escalate_after` working
+//!   hours past due) also goes to the parent unit's head (`head:<parent>`). A
+//!   unit without any address, or a record held by a unit missing from the
+//!   directory, is routed to the administrator: nothing falls on the floor.
+//! - **grouping** per recipient: the first change waits `group_wait`, then at
+//!   most one e-mail per `group_interval` lists what newly fired and what
+//!   resolved; a resolution is only told to whom the firing was told. A
+//!   still-firing alert is never listed again before `repeat_interval`; with the
+//!   daily digest on (the default) the digest is the reminder, otherwise an
+//!   update lists it again once `repeat_interval` has passed (so nobody gets
+//!   reminders on a weekend just because 24 h went by).
+//! - **inhibition**: `overdue` hides `due_soon` of the same record.
+//! - **digest**: at `digest_at` local time on working days every recipient with
+//!   open alerts gets one e-mail listing them all, worst first.
+//! - **silences** mute e-mail (never metrics or the alerts file): a muted alert is
+//!   not listed while the silence lasts and is listed at the first flush after
+//!   it ends if it is still firing.
+//!
+//! The whole state is serialisable: the daemon saves it together with its
+//! partition watermarks (one atomic file), so after a crash the transitions it
+//! sees again are exactly those the saved state has not seen.
+
+pub mod silence;
+
+use crate::engine::calendar::Calendar;
+use crate::engine::directory::Directory;
+use crate::engine::AlertKind;
+use crate::time::{Instant, SECOND};
+use serde::{Deserialize, Serialize};
+pub use silence::{NewSilence, Silence, SilenceError};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// The administrator's recipient key.
+pub const ADMIN: &str = "admin";
+
+/// What the notification stage keeps of a firing alert.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlertInfo {
+    /// The record.
+    pub record_id: String,
+    /// Which alert.
+    #[serde(with = "kind_serde")]
+    pub kind: AlertKind,
+    /// The unit holding the record when it fired (the alert's unit).
+    pub unit: String,
+    /// Sector code.
+    pub sector: String,
+    /// Procedure code (empty if not in the catalogue).
+    pub procedure: String,
+    /// Receipt time.
+    pub received_at: Instant,
+    /// Due time when it fired.
+    pub due: Instant,
+    /// Fire time.
+    pub fired_at: Instant,
+    /// `overdue` only: when it escalates to the parent unit's head.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub escalate_at: Option<Instant>,
+    /// `unrouted` raised by a forward: the unit that forwarded it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forwarder: Option<String>,
+}
+
+mod kind_serde {
+    use crate::engine::AlertKind;
+    use serde::{Deserialize, Deserializer, Serializer};
+    pub fn serialize<S: Serializer>(k: &AlertKind, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(k.as_str())
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<AlertKind, D::Error> {
+        let s = String::deserialize(d)?;
+        super::parse_kind(&s).ok_or_else(|| serde::de::Error::custom("unknown alert kind"))
+    }
+}
+
+/// Parses an alert kind's wire spelling.
+pub fn parse_kind(s: &str) -> Option<AlertKind> {
+    AlertKind::ALL.into_iter().find(|k| k.as_str() == s)
+}
+
+/// The key of a firing alert: at most one per (record, kind).
+fn key(kind: AlertKind, record_id: &str) -> String {
+    format!("{}:{record_id}", kind.as_str())
+}
+
+/// Grouping and digest settings (`[email]`), in instant units.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    /// Wait before the first e-mail of a group.
+    pub group_wait: i64,
+    /// At most one e-mail per group per this.
+    pub group_interval: i64,
+    /// A still-firing alert is listed again after this.
+    pub repeat_interval: i64,
+    /// Digest time of day, seconds after local midnight (`None` = no digest).
+    pub digest_at: Option<i64>,
+    /// At most this many lines per e-mail (the rest are counted, not listed).
+    pub max_items: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            group_wait: 30 * SECOND,
+            group_interval: 300 * SECOND,
+            repeat_interval: 86_400 * SECOND,
+            digest_at: Some(7 * 3600 + 1800),
+            max_items: 1000,
+        }
+    }
+}
+
+/// Why an alert is in an e-mail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Fired since the recipient was last told.
+    New,
+    /// Still firing; told more than `repeat_interval` ago (or in a digest).
+    Firing,
+    /// Escalated to this recipient (the parent unit's head).
+    Escalated,
+    /// Resolved since the recipient was told it fired.
+    Resolved,
+}
+
+/// One line of an e-mail.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Item {
+    /// The alert.
+    pub info: AlertInfo,
+    /// Why it is listed.
+    pub status: Status,
+    /// For [`Status::Resolved`]: when.
+    pub resolved_at: Option<Instant>,
+}
+
+/// The two kinds of e-mail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// What changed since the last e-mail of the group.
+    Update,
+    /// The daily list of all open alerts.
+    Digest,
+}
+
+/// An e-mail decided: to be rendered, stored in the outbox, sent.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outgoing {
+    /// Sequence number (unique, increasing; part of the e-mail id).
+    pub seq: u64,
+    /// When it is sent (a group flush or digest instant).
+    pub at: Instant,
+    /// Recipient key: `unit:<code>`, `head:<code>` or `admin`.
+    pub recipient: String,
+    /// Update or digest.
+    pub kind: Kind,
+    /// Listed alerts, worst first (firing), then resolutions.
+    pub items: Vec<Item>,
+    /// Alerts not listed because of `max_items`.
+    pub omitted: usize,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+struct Group {
+    /// Keys of the open alerts routed here.
+    members: BTreeSet<String>,
+    /// Key → when the recipient was last told it is firing.
+    notified: BTreeMap<String, Instant>,
+    /// Resolutions to tell: (alert, resolved at).
+    resolved: Vec<(AlertInfo, Instant)>,
+    next_flush: Option<Instant>,
+    last_flush: Option<Instant>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Firing {
+    info: AlertInfo,
+    /// Recipient keys it was routed to.
+    routed: Vec<String>,
+}
+
+/// The notification state (serialisable; see the module docs).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct State {
+    alerts: BTreeMap<String, Firing>,
+    groups: BTreeMap<String, Group>,
+    escalations: BTreeSet<(Instant, String)>,
+    next_digest: Option<Instant>,
+    seq: u64,
+    /// Silences added through the API (config silences are not saved here).
+    pub silences: Vec<Silence>,
+    /// Instant up to which [`Notifier::advance`] ran.
+    clock: Instant,
+    /// Alerts muted by a silence at a flush, since start (for metrics).
+    #[serde(default)]
+    pub muted: u64,
+}
+
+/// The notification stage's decision maker.
+#[derive(Debug, Clone)]
+pub struct Notifier {
+    settings: Settings,
+    /// Silences from the configuration (read-only at run time).
+    config_silences: Vec<Silence>,
+    /// The persistent part.
+    pub state: State,
+}
+
+impl Notifier {
+    /// A notifier with empty state.
+    pub fn new(settings: Settings, config_silences: Vec<Silence>) -> Notifier {
+        Notifier {
+            settings,
+            config_silences,
+            state: State::default(),
+        }
+    }
+
+    /// A notifier resuming from a saved state.
+    pub fn with_state(settings: Settings, config_silences: Vec<Silence>, state: State) -> Notifier {
+        Notifier {
+            settings,
+            config_silences,
+            state,
+        }
+    }
+
+    /// Replaces settings and config silences (SIGHUP reload); state is kept.
+    pub fn reconfigure(&mut self, settings: Settings, config_silences: Vec<Silence>) {
+        if settings.digest_at != self.settings.digest_at {
+            self.state.next_digest = None;
+        }
+        self.settings = settings;
+        self.config_silences = config_silences;
+    }
+
+    /// Every silence in force or scheduled: configuration's, then the API's.
+    pub fn silences(&self) -> impl Iterator<Item = &Silence> {
+        self.config_silences.iter().chain(self.state.silences.iter())
+    }
+
+    /// Number of firing alerts known.
+    pub fn firing(&self) -> usize {
+        self.state.alerts.len()
+    }
+
+    /// Recipient keys for an alert (see the module docs).
+    pub fn route(info: &AlertInfo, dir: &Directory) -> Vec<String> {
+        let addressed = |code: &str| {
+            dir.unit_id(code)
+                .and_then(|u| dir.units.get(u as usize))
+                .is_some_and(|u| !u.emails.is_empty() || u.head_email.is_some())
+        };
+        let mut out = Vec::new();
+        match info.kind {
+            AlertKind::Unrouted => {
+                out.push(ADMIN.to_string());
+                if let Some(f) = &info.forwarder {
+                    if addressed(f) {
+                        out.push(format!("unit:{f}"));
+                    }
+                }
+            }
+            _ => {
+                if addressed(&info.unit) {
+                    out.push(format!("unit:{}", info.unit));
+                } else {
+                    out.push(ADMIN.to_string());
+                }
+            }
+        }
+        out
+    }
+
+    /// The parent unit whose head an `overdue` of `unit` escalates to.
+    fn escalation_target(unit: &str, dir: &Directory) -> Option<String> {
+        let u = dir.units.get(dir.unit_id(unit)? as usize)?;
+        let parent = dir.units.get(u.parent? as usize)?;
+        parent.head_email.as_ref()?;
+        Some(format!("head:{}", parent.code))
+    }
+
+    fn schedule(&mut self, rkey: &str, at: Instant) {
+        let (wait, interval) = (self.settings.group_wait, self.settings.group_interval);
+        let g = self.state.groups.entry(rkey.to_string()).or_default();
+        let earliest = match g.last_flush {
+            Some(l) => (at + wait).max(l + interval),
+            None => at + wait,
+        };
+        g.next_flush = Some(match g.next_flush {
+            Some(n) => n.min(earliest),
+            None => earliest,
+        });
+    }
+
+    /// An alert fired. A repeat of an alert already known (the same firing seen
+    /// again after a restart) changes nothing.
+    pub fn fire(&mut self, info: AlertInfo, dir: &Directory) {
+        let k = key(info.kind, &info.record_id);
+        if let Some(f) = self.state.alerts.get(&k) {
+            if f.info.fired_at == info.fired_at && f.info.unit == info.unit {
+                return;
+            }
+            // fired again without a resolution in between (a missed one): start over
+            let at = info.fired_at;
+            self.resolve(info.kind, &info.record_id.clone(), at);
+        }
+        let routed = Self::route(&info, dir);
+        let at = info.fired_at;
+        for r in &routed {
+            self.state
+                .groups
+                .entry(r.clone())
+                .or_default()
+                .members
+                .insert(k.clone());
+            self.schedule(r, at);
+        }
+        if let Some(e) = info.escalate_at {
+            self.state.escalations.insert((e, k.clone()));
+        }
+        self.state.alerts.insert(k, Firing { info, routed });
+    }
+
+    /// An alert resolved at `at`.
+    pub fn resolve(&mut self, kind: AlertKind, record_id: &str, at: Instant) {
+        let k = key(kind, record_id);
+        let Some(f) = self.state.alerts.remove(&k) else {
+            return;
+        };
+        if let Some(e) = f.info.escalate_at {
+            self.state.escalations.remove(&(e, k.clone()));
+        }
+        for r in &f.routed {
+            let told = match self.state.groups.get_mut(r) {
+                Some(g) => {
+                    g.members.remove(&k);
+                    if g.notified.remove(&k).is_some() {
+                        g.resolved.push((f.info.clone(), at));
+                        true
+                    } else {
+                        false
+                    }
+                }
+                None => false,
+            };
+            if told {
+                self.schedule(r, at);
+            }
+        }
+    }
+
+    /// Forgets alerts for which `keep` is false, without telling anyone (a
+    /// partition handed to another daemon).
+    pub fn forget(&mut self, mut keep: impl FnMut(&AlertInfo) -> bool) {
+        let gone: Vec<String> = self
+            .state
+            .alerts
+            .iter()
+            .filter(|(_, f)| !keep(&f.info))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in gone {
+            if let Some(f) = self.state.alerts.remove(&k) {
+                if let Some(e) = f.info.escalate_at {
+                    self.state.escalations.remove(&(e, k.clone()));
+                }
+                for r in &f.routed {
+                    if let Some(g) = self.state.groups.get_mut(r) {
+                        g.members.remove(&k);
+                        g.notified.remove(&k);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Takes over an alert that is already firing and was told by an earlier
+    /// owner (a partition rebuilt after a hand-over): it is known for digests
+    /// and resolutions, and not announced again.
+    pub fn adopt(&mut self, info: AlertInfo, dir: &Directory) {
+        let k = key(info.kind, &info.record_id);
+        if self.state.alerts.contains_key(&k) {
+            return;
+        }
+        let routed = Self::route(&info, dir);
+        for r in &routed {
+            let g = self.state.groups.entry(r.clone()).or_default();
+            g.members.insert(k.clone());
+            g.notified.insert(k.clone(), info.fired_at);
+        }
+        if let Some(e) = info.escalate_at {
+            self.state.escalations.insert((e, k.clone()));
+        }
+        self.state.alerts.insert(k, Firing { info, routed });
+    }
+
+    fn silenced(&self, info: &AlertInfo, at: Instant) -> bool {
+        self.silences().any(|s| s.mutes(info, at))
+    }
+
+    /// Whether `info` is hidden by an `overdue` of the same record.
+    fn inhibited(&self, info: &AlertInfo) -> bool {
+        info.kind == AlertKind::DueSoon
+            && self
+                .state
+                .alerts
+                .contains_key(&key(AlertKind::Overdue, &info.record_id))
+    }
+
+    /// Moves the clock to `now`: escalations, group flushes and digests due at or
+    /// before it happen, in time order, each at its own instant. Returns the
+    /// e-mails decided.
+    pub fn advance(&mut self, now: Instant, cal: &Calendar, dir: &Directory) -> Vec<Outgoing> {
+        let mut out = Vec::new();
+        if self.state.next_digest.is_none() {
+            self.state.next_digest = self.next_digest_after(self.state.clock.max(now - 1), cal);
+        }
+        // silences that ended since the last call: what they muted is told now
+        let prev = self.state.clock;
+        let ended: Vec<Instant> = self
+            .silences()
+            .map(|s| s.ends_at)
+            .filter(|&e| e > prev && e <= now)
+            .collect();
+        for e in ended {
+            let keys: Vec<String> = self
+                .state
+                .groups
+                .iter()
+                .filter(|(_, g)| !g.members.is_empty() || !g.resolved.is_empty())
+                .map(|(k, _)| k.clone())
+                .collect();
+            for k in keys {
+                self.schedule(&k, e - self.settings.group_wait);
+            }
+        }
+        loop {
+            let esc = self.state.escalations.first().map(|(t, _)| *t);
+            let flush = self
+                .state
+                .groups
+                .iter()
+                .filter_map(|(k, g)| g.next_flush.map(|t| (t, k)))
+                .min()
+                .map(|(t, k)| (t, k.clone()));
+            let digest = self.state.next_digest;
+            let t_next = [esc, flush.as_ref().map(|f| f.0), digest]
+                .into_iter()
+                .flatten()
+                .min();
+            let Some(t) = t_next else { break };
+            if t > now {
+                break;
+            }
+            if esc == Some(t) {
+                if let Some((_, k)) = self.state.escalations.pop_first() {
+                    self.escalate(&k, t, dir);
+                }
+            } else if flush.as_ref().map(|f| f.0) == Some(t) {
+                if let Some((_, k)) = flush {
+                    if let Some(o) = self.flush(&k, t) {
+                        out.push(o);
+                    }
+                }
+            } else {
+                self.digest(t, &mut out);
+                self.state.next_digest = self.next_digest_after(t, cal);
+            }
+        }
+        self.state.clock = self.state.clock.max(now);
+        out
+    }
+
+    fn escalate(&mut self, k: &str, at: Instant, dir: &Directory) {
+        let Some(f) = self.state.alerts.get(k) else {
+            return;
+        };
+        let Some(target) = Self::escalation_target(&f.info.unit, dir) else {
+            return;
+        };
+        if f.routed.contains(&target) {
+            return;
+        }
+        if let Some(f) = self.state.alerts.get_mut(k) {
+            f.routed.push(target.clone());
+        }
+        self.state
+            .groups
+            .entry(target.clone())
+            .or_default()
+            .members
+            .insert(k.to_string());
+        self.schedule(&target, at);
+    }
+
+    fn item(&self, k: &str, status: Status) -> Option<Item> {
+        self.state.alerts.get(k).map(|f| Item {
+            info: f.info.clone(),
+            status,
+            resolved_at: None,
+        })
+    }
+
+    fn flush(&mut self, rkey: &str, at: Instant) -> Option<Outgoing> {
+        let repeat = self.settings.repeat_interval;
+        let head = rkey.starts_with("head:");
+        let digest = self.settings.digest_at.is_some();
+        let g = self.state.groups.get(rkey)?.clone();
+        let mut items = Vec::new();
+        let mut told = Vec::new();
+        let mut muted = 0;
+        let mut next_reminder: Option<Instant> = None;
+        for k in &g.members {
+            let Some(f) = self.state.alerts.get(k) else {
+                continue;
+            };
+            if self.inhibited(&f.info) {
+                continue;
+            }
+            let last = g.notified.get(k).copied();
+            let status = match last {
+                None if head => Status::Escalated,
+                None => Status::New,
+                // with a daily digest, the digest is the reminder
+                Some(_) if digest => continue,
+                Some(l) if l + repeat <= at => Status::Firing,
+                Some(l) => {
+                    let r = l + repeat;
+                    next_reminder = Some(next_reminder.map_or(r, |n: Instant| n.min(r)));
+                    continue;
+                }
+            };
+            if self.silenced(&f.info, at) {
+                muted += 1;
+                continue;
+            }
+            if let Some(it) = self.item(k, status) {
+                items.push(it);
+                told.push(k.clone());
+            }
+        }
+        let mut resolved = Vec::new();
+        let mut keep_resolved = Vec::new();
+        for (info, when) in &g.resolved {
+            // a due_soon ended by its record's overdue is not news
+            if info.kind == AlertKind::DueSoon
+                && self
+                    .state
+                    .alerts
+                    .contains_key(&key(AlertKind::Overdue, &info.record_id))
+            {
+                continue;
+            }
+            if self.silenced(info, at) {
+                muted += 1;
+                keep_resolved.push((info.clone(), *when));
+                continue;
+            }
+            resolved.push(Item {
+                info: info.clone(),
+                status: Status::Resolved,
+                resolved_at: Some(*when),
+            });
+        }
+        self.state.muted += muted;
+        let g = self.state.groups.get_mut(rkey)?;
+        g.next_flush = next_reminder;
+        g.resolved = keep_resolved;
+        if items.is_empty() && resolved.is_empty() {
+            if g.members.is_empty() && g.resolved.is_empty() {
+                self.state.groups.remove(rkey);
+            }
+            return None;
+        }
+        g.last_flush = Some(at);
+        for k in &told {
+            g.notified.insert(k.clone(), at);
+        }
+        let reminder = at + repeat;
+        if !g.members.is_empty() && !digest {
+            g.next_flush = Some(g.next_flush.map_or(reminder, |n| n.min(reminder)));
+        }
+        sort_worst_first(&mut items, at);
+        items.extend(resolved);
+        let omitted = items.len().saturating_sub(self.settings.max_items);
+        items.truncate(self.settings.max_items);
+        self.state.seq += 1;
+        Some(Outgoing {
+            seq: self.state.seq,
+            at,
+            recipient: rkey.to_string(),
+            kind: Kind::Update,
+            items,
+            omitted,
+        })
+    }
+
+    fn digest(&mut self, at: Instant, out: &mut Vec<Outgoing>) {
+        let keys: Vec<String> = self.state.groups.keys().cloned().collect();
+        for rkey in keys {
+            let Some(g) = self.state.groups.get(&rkey) else {
+                continue;
+            };
+            let mut items = Vec::new();
+            for k in &g.members {
+                let Some(f) = self.state.alerts.get(k) else {
+                    continue;
+                };
+                if self.inhibited(&f.info) || self.silenced(&f.info, at) {
+                    continue;
+                }
+                let status = if rkey.starts_with("head:") {
+                    Status::Escalated
+                } else {
+                    Status::Firing
+                };
+                items.push(Item {
+                    info: f.info.clone(),
+                    status,
+                    resolved_at: None,
+                });
+            }
+            if items.is_empty() {
+                continue;
+            }
+            // what the digest lists is told: no separate reminder for a day
+            if let Some(g) = self.state.groups.get_mut(&rkey) {
+                for it in &items {
+                    g.notified
+                        .insert(key(it.info.kind, &it.info.record_id), at);
+                }
+            }
+            sort_worst_first(&mut items, at);
+            let omitted = items.len().saturating_sub(self.settings.max_items);
+            items.truncate(self.settings.max_items);
+            self.state.seq += 1;
+            out.push(Outgoing {
+                seq: self.state.seq,
+                at,
+                recipient: rkey,
+                kind: Kind::Digest,
+                items,
+                omitted,
+            });
+        }
+    }
+
+    /// The first digest instant after `t` (a working day at `digest_at`).
+    fn next_digest_after(&self, t: Instant, cal: &Calendar) -> Option<Instant> {
+        let at = self.settings.digest_at?;
+        let day0 = cal.local_day(t);
+        (day0..day0 + 400)
+            .filter(|&d| cal.is_working_day(d))
+            .map(|d| cal.day_start(d) + at * SECOND)
+            .find(|&i| i > t)
+    }
+}
+
+/// Worst first: overdue (longest overdue first), unrouted, due soon (nearest due
+/// first), hanging (oldest first); then by record id for a stable order.
+pub fn sort_worst_first(items: &mut [Item], _now: Instant) {
+    fn rank(k: AlertKind) -> u8 {
+        match k {
+            AlertKind::Overdue => 0,
+            AlertKind::Unrouted => 1,
+            AlertKind::DueSoon => 2,
+            AlertKind::Hanging => 3,
+        }
+    }
+    items.sort_by(|a, b| {
+        (a.status == Status::Resolved)
+            .cmp(&(b.status == Status::Resolved))
+            .then(rank(a.info.kind).cmp(&rank(b.info.kind)))
+            .then(match a.info.kind {
+                AlertKind::Hanging | AlertKind::Unrouted => a.info.fired_at.cmp(&b.info.fired_at),
+                _ => a.info.due.cmp(&b.info.due),
+            })
+            .then(a.info.record_id.cmp(&b.info.record_id))
+    });
+}
+
+#[cfg(test)]
+mod tests;

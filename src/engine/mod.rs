@@ -104,6 +104,9 @@ pub struct Transition {
     pub firing: bool,
     /// The unit the alert belongs to ([`Engine::unit_code`]).
     pub unit: u32,
+    /// For `unrouted` raised by a forward: the unit that forwarded the record
+    /// (it is told, SPEC §4); `u32::MAX` otherwise.
+    pub from: u32,
 }
 
 /// What became of an event.
@@ -502,6 +505,7 @@ impl Engine {
             kind,
             firing,
             unit,
+            from: u32::MAX,
         });
     }
 
@@ -731,6 +735,9 @@ impl Engine {
         self.store.get_mut(slot).holder = to;
         if !self.dir.is_known(to) {
             self.emit(at, slot, AlertKind::Unrouted, true);
+            if let Some(t) = self.transitions.last_mut() {
+                t.from = from;
+            }
         }
         if was_ds {
             self.emit(at, slot, AlertKind::DueSoon, true);
@@ -1048,6 +1055,29 @@ impl Engine {
                 && r.due_soon_at != i64::MAX
                 && flags & AlertKind::DueSoon.bit() == 0)
                 .then(|| f(r.due_soon_at)),
+        }
+    }
+
+    /// What the notification stage needs to know about an alert transition:
+    /// the record as it is now (due time, procedure, sector), the unit the alert
+    /// belongs to, and for `overdue` the escalation instant (`escalate_after`
+    /// working hours past due, thresholds of the holder and sector).
+    pub fn alert_info(&self, t: &Transition) -> crate::alert::AlertInfo {
+        let r = self.store.get(t.slot);
+        let th = self.thresholds(t.unit, r.sector());
+        let proc = self.dir.procedures.get(r.procedure as usize);
+        crate::alert::AlertInfo {
+            record_id: self.store.id(t.slot).to_string(),
+            kind: t.kind,
+            unit: self.unit_code(t.unit).to_string(),
+            sector: self.sector_code(r.sector()).to_string(),
+            procedure: proc.map(|p| p.code.clone()).unwrap_or_default(),
+            received_at: r.received_at,
+            due: r.due,
+            fired_at: t.at,
+            escalate_at: (t.kind == AlertKind::Overdue && t.firing)
+                .then(|| self.cal.forward(r.due, th.escalate_after)),
+            forwarder: (t.from != u32::MAX).then(|| self.unit_code(t.from).to_string()),
         }
     }
 
