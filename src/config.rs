@@ -123,8 +123,9 @@ pub struct Config {
     pub rules: Rules,
     /// Sections only the daemon reads (`kafka`, `http`, `state`, `alerts`).
     pub daemon: DaemonConfig,
-    /// `[email]`, kept as TOML for the notification stage.
-    pub email: Option<toml::Table>,
+    /// `[email]`: how alerts become e-mails (defaults when the section is absent;
+    /// `enabled` says whether it was given).
+    pub email: EmailConfig,
     /// Non-fatal findings (e.g. the calendar does not cover the current year).
     pub warnings: Vec<String>,
 }
@@ -139,7 +140,77 @@ struct RawConfig {
     http: Option<RawHttp>,
     state: Option<RawState>,
     alerts: Option<RawAlerts>,
-    email: Option<toml::Table>,
+    email: Option<RawEmail>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEmail {
+    smtp_url: Option<Spanned<String>>,
+    username: Option<Spanned<String>>,
+    password: Option<Spanned<String>>,
+    from: Option<Spanned<String>>,
+    admin: Option<Spanned<String>>,
+    language: Option<Spanned<String>>,
+    group_wait: Option<Spanned<String>>,
+    group_interval: Option<Spanned<String>>,
+    repeat_interval: Option<Spanned<String>>,
+    digest_at: Option<Spanned<String>>,
+    templates: Option<Spanned<String>>,
+    rate_limit_per_domain: Option<Spanned<i64>>,
+    max_items: Option<Spanned<i64>>,
+    #[serde(default)]
+    silence: Vec<Spanned<RawSilence>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSilence {
+    unit: Option<String>,
+    sector: Option<String>,
+    kind: Option<String>,
+    record: Option<String>,
+    starts_at: Option<String>,
+    ends_at: Option<String>,
+    #[serde(default)]
+    comment: String,
+}
+
+/// `[email]` (SPEC §7; issue 4), validated.
+#[derive(Debug, Clone)]
+pub struct EmailConfig {
+    /// Whether the configuration has an `[email]` section (the daemon sends
+    /// e-mail only then; replay and demo render with these settings either way).
+    pub enabled: bool,
+    /// SMTP server and delivery settings.
+    pub smtp: crate::notify::SmtpConfig,
+    /// `From:` as written (`name <address>`).
+    pub from: String,
+    /// Receives `unrouted` and alerts of units without addresses.
+    pub admin: Vec<String>,
+    /// `vi` or `en`.
+    pub language: String,
+    /// Grouping and digest.
+    pub settings: crate::alert::Settings,
+    /// The compiled templates.
+    pub templates: crate::notify::render::Templates,
+    /// `[[email.silence]]`.
+    pub silences: Vec<crate::alert::Silence>,
+}
+
+impl Default for EmailConfig {
+    fn default() -> Self {
+        EmailConfig {
+            enabled: false,
+            smtp: crate::notify::SmtpConfig::default(),
+            from: "overdued <no-reply@example.vn>".into(),
+            admin: vec!["hcc@example.vn".into()],
+            language: "vi".into(),
+            settings: crate::alert::Settings::default(),
+            templates: crate::notify::render::Templates::embedded("vi"),
+            silences: Vec::new(),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -158,6 +229,7 @@ struct RawKafka {
 struct RawHttp {
     listen: Option<Spanned<String>>,
     record_history: Option<Spanned<i64>>,
+    api_token: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -237,6 +309,9 @@ pub struct DaemonConfig {
     pub alerts_file: Option<PathBuf>,
     /// `[alerts] topic`: alert transitions as Kafka messages (key: record id).
     pub alerts_topic: Option<String>,
+    /// `[http] api_token`: bearer token of the API's mutating endpoints (none =
+    /// they are refused).
+    pub api_token: Option<Secret>,
 }
 
 #[derive(Deserialize)]
@@ -689,13 +764,14 @@ impl Config {
             }
         }
         let daemon = daemon_section(&src, base, &raw)?;
+        let email = email_section(&src, base, raw.email.as_ref())?;
         Ok(Config {
             path: path.to_path_buf(),
             calendar,
             directory,
             rules,
             daemon,
-            email: raw.email,
+            email,
             warnings,
         })
     }
@@ -806,6 +882,21 @@ fn daemon_section(
         Some(n) => *n.get_ref() as usize,
         None => 64,
     };
+    let api_token = match raw.http.as_ref().and_then(|h| h.api_token.clone()) {
+        None => None,
+        Some(t) => {
+            let v = resolve_secret(t.get_ref(), base)
+                .or_else(|m| src.err(t.span(), "http.api_token", m))?;
+            if v.expose().len() < 16 {
+                return src.err(
+                    t.span(),
+                    "http.api_token",
+                    "must be at least 16 characters (use env:NAME or file:PATH)",
+                );
+            }
+            Some(v)
+        }
+    };
     Ok(DaemonConfig {
         kafka,
         http_listen,
@@ -813,7 +904,178 @@ fn daemon_section(
         state_dir,
         alerts_file,
         alerts_topic,
+        api_token,
     })
+}
+
+fn email_section(
+    src: &Src<'_>,
+    base: &Path,
+    raw: Option<&RawEmail>,
+) -> Result<EmailConfig, ConfigError> {
+    let mut c = EmailConfig::default();
+    let Some(e) = raw else {
+        return Ok(c);
+    };
+    c.enabled = true;
+    if let Some(u) = &e.smtp_url {
+        let v = u.get_ref();
+        let ok = (v.starts_with("smtp://") || v.starts_with("smtps://"))
+            && v.split("://").nth(1).is_some_and(|h| !h.is_empty());
+        if !ok {
+            return src.err(
+                u.span(),
+                "email.smtp_url",
+                format!("{v:?} is not smtp://host:port or smtps://host:port"),
+            );
+        }
+        c.smtp.url = v.clone();
+    }
+    if let Some(u) = &e.username {
+        c.smtp.username = Some(u.get_ref().clone());
+    }
+    if let Some(p) = &e.password {
+        c.smtp.password = Some(
+            resolve_secret(p.get_ref(), base)
+                .or_else(|m| src.err(p.span(), "email.password", m))?,
+        );
+    }
+    if let Some(f) = &e.from {
+        let v = f.get_ref();
+        if v.parse::<lettre::message::Mailbox>().is_err() || v.contains(['\r', '\n']) {
+            return src.err(
+                f.span(),
+                "email.from",
+                format!("{v:?} is not an address like \"overdued <no-reply@example.vn>\""),
+            );
+        }
+        c.from = v.clone();
+    }
+    if let Some(a) = &e.admin {
+        let list: Vec<String> = a
+            .get_ref()
+            .split(';')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect();
+        if list.is_empty() || list.iter().any(|x| !valid_email(x)) {
+            return src.err(
+                a.span(),
+                "email.admin",
+                format!("{:?} is not a ';'-separated list of addresses", a.get_ref()),
+            );
+        }
+        c.admin = list;
+    }
+    if let Some(l) = &e.language {
+        if !matches!(l.get_ref().as_str(), "vi" | "en") {
+            return src.err(l.span(), "email.language", "must be \"vi\" or \"en\"");
+        }
+        c.language = l.get_ref().clone();
+    }
+    let dur =
+        |v: &Option<Spanned<String>>, field: &str, slot: &mut i64| -> Result<(), ConfigError> {
+            if let Some(d) = v {
+                *slot = parse_duration(d.get_ref()).ok_or(()).or_else(|_| {
+                    src.err(
+                        d.span(),
+                        field,
+                        format!("{:?} is not a duration like 30s, 5m, 24h", d.get_ref()),
+                    )
+                })?;
+            }
+            Ok(())
+        };
+    dur(
+        &e.group_wait,
+        "email.group_wait",
+        &mut c.settings.group_wait,
+    )?;
+    dur(
+        &e.group_interval,
+        "email.group_interval",
+        &mut c.settings.group_interval,
+    )?;
+    dur(
+        &e.repeat_interval,
+        "email.repeat_interval",
+        &mut c.settings.repeat_interval,
+    )?;
+    if let Some(d) = &e.digest_at {
+        c.settings.digest_at = match d.get_ref().as_str() {
+            "" => None,
+            v => Some(
+                parse_hhmm(v)
+                    .filter(|&x| x < 86_400)
+                    .map(i64::from)
+                    .ok_or(())
+                    .or_else(|_| {
+                        src.err(
+                            d.span(),
+                            "email.digest_at",
+                            format!("{v:?} is not a local time like 07:30 (or \"\" for no digest)"),
+                        )
+                    })?,
+            ),
+        };
+    }
+    if let Some(r) = &e.rate_limit_per_domain {
+        if !(0..=100_000).contains(r.get_ref()) {
+            return src.err(
+                r.span(),
+                "email.rate_limit_per_domain",
+                "must be e-mails per minute from 0 (no limit) to 100000",
+            );
+        }
+        c.smtp.rate_per_domain_per_minute = *r.get_ref() as u32;
+    }
+    if let Some(m) = &e.max_items {
+        if !(1..=100_000).contains(m.get_ref()) {
+            return src.err(m.span(), "email.max_items", "must be from 1 to 100000");
+        }
+        c.settings.max_items = *m.get_ref() as usize;
+    }
+    let dir = match &e.templates {
+        Some(t) => Some((base.join(t.get_ref()), Some(t))),
+        None => {
+            let d = base.join("templates");
+            d.join(&c.language).is_dir().then_some((d, None))
+        }
+    };
+    c.templates = match dir {
+        None => crate::notify::render::Templates::embedded(&c.language),
+        Some((d, span)) => crate::notify::render::Templates::load(&d.join(&c.language)).map_err(
+            |(file, line, msg)| ConfigError {
+                file,
+                line,
+                field: span.map(|_| "email.templates".to_string()),
+                message: msg,
+            },
+        )?,
+    };
+    for (i, s) in e.silence.iter().enumerate() {
+        let field = format!("email.silence[{i}]");
+        let r = s.get_ref();
+        let new = crate::alert::NewSilence {
+            unit: r.unit.clone(),
+            sector: r.sector.clone(),
+            kind: r.kind.clone(),
+            record: r.record.clone(),
+            starts_at: Some(
+                r.starts_at
+                    .clone()
+                    .unwrap_or_else(|| "1970-01-01T00:00:00Z".into()),
+            ),
+            ends_at: r.ends_at.clone(),
+            comment: r.comment.clone(),
+            created_by: "config".into(),
+        };
+        match new.validate(format!("cfg-{}", i + 1), 0) {
+            Ok(sil) => c.silences.push(sil),
+            Err(m) => return src.err(s.span(), &field, m.to_string()),
+        }
+    }
+    Ok(c)
 }
 
 fn csv_err(path: &Path, line: Option<u64>, field: &str, msg: impl Into<String>) -> ConfigError {

@@ -52,6 +52,9 @@ enum Cmd {
         /// Write rejected lines (NDJSON) here.
         #[arg(long = "dead-letter")]
         dead_letter: Option<PathBuf>,
+        /// Write the e-mails the daemon would send, as `.eml` files, to this folder.
+        #[arg(long)]
+        emails: Option<PathBuf>,
         /// Event files, in order; `-` reads stdin.
         #[arg(required = true)]
         events: Vec<String>,
@@ -153,6 +156,7 @@ fn run(cli: Cli) -> Result<(), Error> {
             alerts,
             report,
             dead_letter,
+            emails,
             events,
         } => {
             let cfg = load(&config)?;
@@ -166,10 +170,22 @@ fn run(cli: Cli) -> Result<(), Error> {
             };
             let mut alerts_w = alerts.as_deref().map(create).transpose()?;
             let mut dl_w = dead_letter.as_deref().map(create).transpose()?;
+            let mut eml = match &emails {
+                Some(d) => Some(
+                    overdued::notify::eml::EmlWriter::new(&cfg, d)
+                        .ctx(format!("cannot create {}", d.display()))?,
+                ),
+                None => None,
+            };
+            let mut hook = |e: &overdued::engine::Engine, t: &overdued::engine::Transition| {
+                if let Some(w) = eml.as_mut() {
+                    w.on_transition(e, t);
+                }
+            };
             let outputs = Outputs {
                 alerts: alerts_w.as_mut().map(|w| w as &mut dyn Write),
                 dead_letter: dl_w.as_mut().map(|w| w as &mut dyn Write),
-                on_transition: None,
+                on_transition: emails.is_some().then_some(&mut hook as _),
             };
             let mut replay = Replay::new(&cfg, outputs);
             replay.progress = true;
@@ -177,6 +193,12 @@ fn run(cli: Cli) -> Result<(), Error> {
                 replay.feed(f).ctx(f.clone())?;
             }
             let rep = replay.finish(until).ctx("writing output")?;
+            let clock = replay.engine.clock();
+            drop(replay);
+            if let Some(w) = eml.as_mut() {
+                let n = w.finish(clock).map_err(Error::Usage)?;
+                eprintln!("replay: {n} e-mails written");
+            }
             if let Some(p) = report {
                 std::fs::write(&p, rep.to_json() + "\n")
                     .ctx(format!("cannot write {}", p.display()))?;

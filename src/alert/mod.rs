@@ -249,7 +249,9 @@ impl Notifier {
 
     /// Every silence in force or scheduled: configuration's, then the API's.
     pub fn silences(&self) -> impl Iterator<Item = &Silence> {
-        self.config_silences.iter().chain(self.state.silences.iter())
+        self.config_silences
+            .iter()
+            .chain(self.state.silences.iter())
     }
 
     /// Number of firing alerts known.
@@ -640,8 +642,7 @@ impl Notifier {
             // what the digest lists is told: no separate reminder for a day
             if let Some(g) = self.state.groups.get_mut(&rkey) {
                 for it in &items {
-                    g.notified
-                        .insert(key(it.info.kind, &it.info.record_id), at);
+                    g.notified.insert(key(it.info.kind, &it.info.record_id), at);
                 }
             }
             sort_worst_first(&mut items, at);

@@ -103,15 +103,16 @@ pub struct NewSilence {
 impl NewSilence {
     /// Validates into a [`Silence`] with id `id`; `now` is the default start.
     pub fn validate(self, id: String, now: Instant) -> Result<Silence, SilenceError> {
-        let clean = |v: Option<String>, what: &'static str| -> Result<Option<String>, SilenceError> {
-            match v {
-                Some(s) if s.len() > MAX_VALUE || s.chars().any(char::is_control) => {
-                    Err(SilenceError::BadValue(what))
+        let clean =
+            |v: Option<String>, what: &'static str| -> Result<Option<String>, SilenceError> {
+                match v {
+                    Some(s) if s.len() > MAX_VALUE || s.chars().any(char::is_control) => {
+                        Err(SilenceError::BadValue(what))
+                    }
+                    Some(s) if s.is_empty() => Ok(None),
+                    other => Ok(other),
                 }
-                Some(s) if s.is_empty() => Ok(None),
-                other => Ok(other),
-            }
-        };
+            };
         let unit = clean(self.unit, "unit")?;
         let sector = clean(self.sector, "sector")?;
         let record = clean(self.record, "record")?;

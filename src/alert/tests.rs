@@ -54,12 +54,19 @@ fn five_hundred_overdue_records_make_one_email() {
     let t0 = t("2026-03-02T09:00:00+07:00");
     for i in 0..500 {
         n.fire(
-            info(&format!("R{i:03}"), AlertKind::Overdue, "VPDKDD", t0 + i * SECOND / 10),
+            info(
+                &format!("R{i:03}"),
+                AlertKind::Overdue,
+                "VPDKDD",
+                t0 + i * SECOND / 10,
+            ),
             &c.directory,
         );
     }
     // nothing before group_wait
-    assert!(n.advance(t0 + 29 * SECOND, &c.calendar, &c.directory).is_empty());
+    assert!(n
+        .advance(t0 + 29 * SECOND, &c.calendar, &c.directory)
+        .is_empty());
     let out = n.advance(t0 + 60 * SECOND, &c.calendar, &c.directory);
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].recipient, "unit:VPDKDD");
@@ -85,12 +92,20 @@ fn group_interval_batches_changes_and_resolutions_are_told_once() {
     let out = n.advance(t0 + MINUTE, &c.calendar, &c.directory);
     assert_eq!(out.len(), 1);
     // B fires 1 min after the first e-mail, A resolves: one e-mail at last + 5 min
-    n.fire(info("B", AlertKind::Hanging, "VPDKDD", t0 + 90 * SECOND), &c.directory);
+    n.fire(
+        info("B", AlertKind::Hanging, "VPDKDD", t0 + 90 * SECOND),
+        &c.directory,
+    );
     n.resolve(AlertKind::Hanging, "A", t0 + 100 * SECOND);
     // C fires and resolves before any e-mail: never told
-    n.fire(info("C", AlertKind::Hanging, "VPDKDD", t0 + 110 * SECOND), &c.directory);
+    n.fire(
+        info("C", AlertKind::Hanging, "VPDKDD", t0 + 110 * SECOND),
+        &c.directory,
+    );
     n.resolve(AlertKind::Hanging, "C", t0 + 120 * SECOND);
-    assert!(n.advance(t0 + 5 * MINUTE, &c.calendar, &c.directory).is_empty());
+    assert!(n
+        .advance(t0 + 5 * MINUTE, &c.calendar, &c.directory)
+        .is_empty());
     let out = n.advance(t0 + 10 * MINUTE, &c.calendar, &c.directory);
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].at, t0 + 30 * SECOND + 5 * MINUTE);
@@ -109,8 +124,14 @@ fn overdue_inhibits_due_soon_of_the_same_record() {
     let mut n = Notifier::new(settings(), vec![]);
     let t0 = t("2026-03-02T09:00:00+07:00");
     n.fire(info("A", AlertKind::DueSoon, "VPDKDD", t0), &c.directory);
-    n.fire(info("A", AlertKind::Overdue, "VPDKDD", t0 + SECOND), &c.directory);
-    n.fire(info("B", AlertKind::DueSoon, "VPDKDD", t0 + SECOND), &c.directory);
+    n.fire(
+        info("A", AlertKind::Overdue, "VPDKDD", t0 + SECOND),
+        &c.directory,
+    );
+    n.fire(
+        info("B", AlertKind::DueSoon, "VPDKDD", t0 + SECOND),
+        &c.directory,
+    );
     let out = n.advance(t0 + MINUTE, &c.calendar, &c.directory);
     assert_eq!(
         summary(&out[0]).2,
@@ -121,7 +142,9 @@ fn overdue_inhibits_due_soon_of_the_same_record() {
     );
     // the engine resolves A's due_soon when overdue fires: not news either
     n.resolve(AlertKind::DueSoon, "A", t0 + 2 * MINUTE);
-    assert!(n.advance(t0 + 20 * MINUTE, &c.calendar, &c.directory).is_empty());
+    assert!(n
+        .advance(t0 + 20 * MINUTE, &c.calendar, &c.directory)
+        .is_empty());
 }
 
 #[test]
@@ -272,7 +295,9 @@ fn a_repeated_firing_after_restart_changes_nothing_and_state_round_trips() {
     let mut m = Notifier::with_state(settings(), vec![], state);
     assert_eq!(m.state, n.state);
     m.fire(a, &c.directory);
-    assert!(m.advance(t0 + 3600 * SECOND, &c.calendar, &c.directory).is_empty());
+    assert!(m
+        .advance(t0 + 3600 * SECOND, &c.calendar, &c.directory)
+        .is_empty());
 }
 
 #[test]

@@ -10,7 +10,9 @@
 //!    to the **notification log** only after the SMTP server accepted it (250);
 //!    the log is what makes a restart neither lose nor repeat an e-mail.
 
+pub mod eml;
 pub mod outbox;
+pub mod render;
 pub mod smtp;
 
 use crate::config::Secret;

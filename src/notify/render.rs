@@ -1,0 +1,470 @@
+//! Rendering: an [`Outgoing`] decision → a complete multipart e-mail ([`Email`]).
+//!
+//! Templates are minijinja files users can edit (`config/templates/<lang>/`:
+//! `subject.txt`, `body.txt`, `body.html`); the defaults are compiled in, so the
+//! demo needs no files. The same function renders for SMTP and for the `.eml`
+//! files of `replay --emails` and `demo`: what a user opens is what unit heads get.
+//!
+//! Values from events are untrusted. Every value put in a template is stripped of
+//! control characters and capped ([`MAX_VALUE`]); `body.html` is auto-escaped by
+//! the engine (so `<script>` in a procedure name arrives as text); the subject is
+//! stripped of CR/LF after rendering and capped ([`MAX_SUBJECT`]), then lettre
+//! encodes it per RFC 2047. No value from an event ever reaches another header:
+//! recipients come from the unit directory and the configuration.
+
+use super::Email;
+use crate::alert::{Item, Kind, Outgoing, Status, ADMIN};
+use crate::config::Config;
+use crate::engine::AlertKind;
+use crate::time::{Instant, SECOND};
+use minijinja::Environment;
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Longest value (in characters) taken from an event into an e-mail.
+pub const MAX_VALUE: usize = 200;
+/// Longest subject, in characters.
+pub const MAX_SUBJECT: usize = 200;
+
+const FILES: [&str; 3] = ["subject.txt", "body.txt", "body.html"];
+
+const VI: [&str; 3] = [
+    include_str!("../../config/templates/vi/subject.txt"),
+    include_str!("../../config/templates/vi/body.txt"),
+    include_str!("../../config/templates/vi/body.html"),
+];
+const EN: [&str; 3] = [
+    include_str!("../../config/templates/en/subject.txt"),
+    include_str!("../../config/templates/en/body.txt"),
+    include_str!("../../config/templates/en/body.html"),
+];
+
+/// Compiled templates of one language.
+#[derive(Clone)]
+pub struct Templates {
+    env: Arc<Environment<'static>>,
+    lang: String,
+    source: String,
+}
+
+impl std::fmt::Debug for Templates {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Templates({}, {})", self.lang, self.source)
+    }
+}
+
+fn env_with(
+    sources: [(String, String); 3],
+) -> Result<Environment<'static>, (String, Option<usize>, String)> {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+    env.set_keep_trailing_newline(true);
+    for (name, text) in sources {
+        env.add_template_owned(name.clone(), text)
+            .map_err(|e| (name, e.line(), e.to_string()))?;
+    }
+    Ok(env)
+}
+
+impl Templates {
+    /// The built-in templates (`vi` unless `lang` is `en`).
+    pub fn embedded(lang: &str) -> Templates {
+        let (lang, texts) = if lang == "en" { ("en", EN) } else { ("vi", VI) };
+        let sources = [0, 1, 2].map(|i| (FILES[i].to_string(), texts[i].to_string()));
+        Templates {
+            env: Arc::new(env_with(sources).expect("built-in templates compile")),
+            lang: lang.into(),
+            source: "built-in".into(),
+        }
+    }
+
+    /// Loads `subject.txt`, `body.txt`, `body.html` from `dir`; an error names the
+    /// file and line.
+    pub fn load(dir: &Path) -> Result<Templates, (PathBuf, Option<usize>, String)> {
+        let mut sources = Vec::new();
+        for f in FILES {
+            let p = dir.join(f);
+            let text = std::fs::read_to_string(&p)
+                .map_err(|e| (p.clone(), None, format!("cannot read template: {e}")))?;
+            sources.push((f.to_string(), text));
+        }
+        let arr: [(String, String); 3] = sources
+            .try_into()
+            .map_err(|_| (dir.to_path_buf(), None, "templates missing".to_string()))?;
+        let env = env_with(arr).map_err(|(name, line, msg)| {
+            (dir.join(name), line, format!("template error: {msg}"))
+        })?;
+        let lang = dir
+            .file_name()
+            .and_then(|s| s.to_str())
+            .unwrap_or("vi")
+            .to_string();
+        Ok(Templates {
+            env: Arc::new(env),
+            lang,
+            source: dir.display().to_string(),
+        })
+    }
+
+    /// The language (`vi`, `en`).
+    pub fn lang(&self) -> &str {
+        &self.lang
+    }
+}
+
+/// Strips control characters and caps the length of an untrusted value.
+pub fn clean(s: &str) -> String {
+    s.chars()
+        .filter(|c| !c.is_control())
+        .take(MAX_VALUE)
+        .collect()
+}
+
+#[derive(Serialize)]
+struct ItemCtx {
+    record_id: String,
+    kind: &'static str,
+    status: Status,
+    procedure_code: String,
+    procedure_name: String,
+    sector: String,
+    received_at: String,
+    due_at: String,
+    /// Last day on which the apology letter can go out (the working day before
+    /// the due date).
+    apology_by: String,
+    overdue: bool,
+    left: String,
+    holder_code: String,
+    holder_name: String,
+    forwarder_code: String,
+    forwarder_name: String,
+    fired_at: String,
+    resolved_at: String,
+}
+
+#[derive(Serialize, Default)]
+struct Counts {
+    overdue: usize,
+    unrouted: usize,
+    due_soon: usize,
+    hanging: usize,
+    resolved: usize,
+    escalated: usize,
+    firing: usize,
+}
+
+#[derive(Serialize)]
+struct Ctx<'a> {
+    kind: Kind,
+    recipient_kind: &'a str,
+    recipient_code: String,
+    recipient_name: String,
+    sent_at: String,
+    counts: Counts,
+    firing: Vec<ItemCtx>,
+    resolved: Vec<ItemCtx>,
+    omitted: usize,
+}
+
+/// Local `HH:MM dd/mm/yyyy`.
+fn local(cfg: &Config, t: Instant) -> String {
+    let off = cfg.calendar.utc_offset_secs(t);
+    let secs = t.div_euclid(SECOND) + off;
+    let (y, m, d) = crate::time::civil_from_days(secs.div_euclid(86_400));
+    let sod = secs.rem_euclid(86_400);
+    format!("{:02}:{:02} {d:02}/{m:02}/{y}", sod / 3600, sod / 60 % 60)
+}
+
+fn local_date(day: i64) -> String {
+    let (y, m, d) = crate::time::civil_from_days(day);
+    format!("{d:02}/{m:02}/{y}")
+}
+
+/// Working time as days and hours of the calendar's working day, in the language.
+fn span(cfg: &Config, lang: &str, w: i64) -> String {
+    let day = cfg.calendar.day_working_time().max(SECOND);
+    let (d, rest) = (w / day, w % day);
+    let h = rest / (3600 * SECOND);
+    let m = rest / (60 * SECOND) % 60;
+    let mut parts = Vec::new();
+    let vi = lang != "en";
+    if d > 0 {
+        parts.push(if vi {
+            format!("{d} ngày")
+        } else {
+            format!("{d} d")
+        });
+    }
+    if h > 0 {
+        parts.push(if vi {
+            format!("{h} giờ")
+        } else {
+            format!("{h} h")
+        });
+    }
+    if d == 0 && m > 0 {
+        parts.push(if vi {
+            format!("{m} phút")
+        } else {
+            format!("{m} min")
+        });
+    }
+    if parts.is_empty() {
+        parts.push(if vi { "0 phút".into() } else { "0 min".into() });
+    }
+    parts.join(" ")
+}
+
+fn unit_name(cfg: &Config, code: &str) -> String {
+    cfg.directory
+        .unit_id(code)
+        .and_then(|u| cfg.directory.units.get(u as usize))
+        .map(|u| u.name.clone())
+        .unwrap_or_default()
+}
+
+fn item_ctx(cfg: &Config, lang: &str, it: &Item, now: Instant) -> ItemCtx {
+    let i = &it.info;
+    let cal = &cfg.calendar;
+    let overdue = now > i.due;
+    let w = if overdue {
+        cal.working_between(i.due, now)
+    } else {
+        cal.working_between(now, i.due)
+    };
+    let left = if overdue {
+        if lang == "en" {
+            format!("overdue by {} of working time", span(cfg, lang, w))
+        } else {
+            format!("quá hạn {} làm việc", span(cfg, lang, w))
+        }
+    } else if lang == "en" {
+        format!("{} of working time left", span(cfg, lang, w))
+    } else {
+        format!("còn {} làm việc", span(cfg, lang, w))
+    };
+    // the working day before the due date
+    let due_day = cal.local_day(i.due);
+    let apology_day = (1..30)
+        .map(|k| due_day - k)
+        .find(|&d| cal.is_working_day(d))
+        .unwrap_or(due_day - 1);
+    let proc_name = cfg
+        .directory
+        .procedure_ids
+        .get(&i.procedure)
+        .and_then(|&p| cfg.directory.procedures.get(p as usize))
+        .map(|p| p.name.clone())
+        .unwrap_or_default();
+    let fwd = i.forwarder.clone().unwrap_or_default();
+    ItemCtx {
+        record_id: clean(&i.record_id),
+        kind: i.kind.as_str(),
+        status: it.status,
+        procedure_code: clean(&i.procedure),
+        procedure_name: clean(&proc_name),
+        sector: clean(&i.sector),
+        received_at: local(cfg, i.received_at),
+        due_at: local(cfg, i.due),
+        apology_by: local_date(apology_day),
+        overdue,
+        left,
+        holder_code: clean(&i.unit),
+        holder_name: clean(&unit_name(cfg, &i.unit)),
+        forwarder_name: clean(&unit_name(cfg, &fwd)),
+        forwarder_code: clean(&fwd),
+        fired_at: local(cfg, i.fired_at),
+        resolved_at: it.resolved_at.map(|t| local(cfg, t)).unwrap_or_default(),
+    }
+}
+
+/// The addresses of a recipient key (deduplicated; the administrator when a
+/// unit has none).
+pub fn addresses(cfg: &Config, recipient: &str) -> Vec<String> {
+    let dir = &cfg.directory;
+    let unit = |code: &str| {
+        dir.unit_id(code)
+            .and_then(|u| dir.units.get(u as usize))
+            .cloned()
+    };
+    let mut out: Vec<String> = if recipient == ADMIN {
+        cfg.email.admin.clone()
+    } else if let Some(code) = recipient.strip_prefix("unit:") {
+        unit(code)
+            .map(|u| u.emails.iter().cloned().chain(u.head_email).collect())
+            .unwrap_or_default()
+    } else if let Some(code) = recipient.strip_prefix("head:") {
+        unit(code).and_then(|u| u.head_email).into_iter().collect()
+    } else {
+        Vec::new()
+    };
+    let mut seen = std::collections::HashSet::new();
+    out.retain(|a| seen.insert(a.to_ascii_lowercase()));
+    if out.is_empty() {
+        out = cfg.email.admin.clone();
+    }
+    out
+}
+
+/// The e-mail id of a decision: sequence first, so ids sort in creation order.
+pub fn email_id(o: &Outgoing) -> String {
+    let r: String = o
+        .recipient
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(80)
+        .collect();
+    let kind = match o.kind {
+        Kind::Update => "u",
+        Kind::Digest => "d",
+    };
+    format!("{:012}-{kind}-{r}", o.seq)
+}
+
+/// Why rendering failed (a template error at run time, e.g. an edited template
+/// using an unknown variable).
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    /// The template failed.
+    #[error("template {0}: {1}")]
+    Template(&'static str, String),
+    /// The message could not be built (an address in the directory or the
+    /// configuration is unusable).
+    #[error("cannot build the message: {0}")]
+    Message(String),
+}
+
+/// Renders a decision into a complete e-mail.
+pub fn render(cfg: &Config, o: &Outgoing) -> Result<Email, RenderError> {
+    let t = &cfg.email.templates;
+    let lang = t.lang();
+    let (rkind, rcode) = if o.recipient == ADMIN {
+        ("admin", String::new())
+    } else if let Some(c) = o.recipient.strip_prefix("unit:") {
+        ("unit", c.to_string())
+    } else if let Some(c) = o.recipient.strip_prefix("head:") {
+        ("head", c.to_string())
+    } else {
+        ("admin", String::new())
+    };
+    let mut counts = Counts::default();
+    let mut firing = Vec::new();
+    let mut resolved = Vec::new();
+    for it in &o.items {
+        let c = item_ctx(cfg, lang, it, o.at);
+        if it.status == Status::Resolved {
+            counts.resolved += 1;
+            resolved.push(c);
+            continue;
+        }
+        counts.firing += 1;
+        if it.status == Status::Escalated {
+            counts.escalated += 1;
+        }
+        match it.info.kind {
+            AlertKind::Overdue => counts.overdue += 1,
+            AlertKind::Unrouted => counts.unrouted += 1,
+            AlertKind::DueSoon => counts.due_soon += 1,
+            AlertKind::Hanging => counts.hanging += 1,
+        }
+        firing.push(c);
+    }
+    let ctx = Ctx {
+        kind: o.kind,
+        recipient_kind: rkind,
+        recipient_name: clean(&unit_name(cfg, &rcode)),
+        recipient_code: clean(&rcode),
+        sent_at: local(cfg, o.at),
+        counts,
+        firing,
+        resolved,
+        omitted: o.omitted,
+    };
+    let run = |name: &'static str| -> Result<String, RenderError> {
+        t.env
+            .get_template(name)
+            .and_then(|tpl| tpl.render(&ctx))
+            .map_err(|e| RenderError::Template(name, e.to_string()))
+    };
+    let subject: String = run("subject.txt")?
+        .split(['\r', '\n'])
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(MAX_SUBJECT)
+        .collect();
+    let text = run("body.txt")?;
+    let html = run("body.html")?;
+    let id = email_id(o);
+    let to = addresses(cfg, &o.recipient);
+    build(cfg, &id, o.at, &to, &subject, text, html)
+}
+
+fn build(
+    cfg: &Config,
+    id: &str,
+    at: Instant,
+    to: &[String],
+    subject: &str,
+    text: String,
+    html: String,
+) -> Result<Email, RenderError> {
+    use lettre::message::{header::ContentType, Mailbox, MultiPart, SinglePart};
+    let from: Mailbox = cfg
+        .email
+        .from
+        .parse()
+        .map_err(|e| RenderError::Message(format!("from: {e}")))?;
+    let domain = from.email.domain().to_string();
+    let mut b = lettre::Message::builder()
+        .from(from.clone())
+        .subject(subject)
+        .date(std::time::UNIX_EPOCH + std::time::Duration::from_micros(at.max(0) as u64))
+        .message_id(Some(format!("<{id}@{domain}>")))
+        .user_agent("overdued".into());
+    let mut rcpt = Vec::new();
+    for a in to {
+        let m: Mailbox = a
+            .parse()
+            .map_err(|e| RenderError::Message(format!("recipient {a:?}: {e}")))?;
+        rcpt.push(m.email.to_string());
+        b = b.to(m);
+    }
+    // a stable boundary: the same decision renders to the same bytes
+    let boundary = format!(
+        "overdued-{:016x}",
+        xxhash_rust::xxh3::xxh3_64(id.as_bytes())
+    );
+    let body = MultiPart::alternative()
+        .boundary(boundary)
+        .singlepart(
+            SinglePart::builder()
+                .header(ContentType::TEXT_PLAIN)
+                .body(text),
+        )
+        .singlepart(
+            SinglePart::builder()
+                .header(ContentType::TEXT_HTML)
+                .body(html),
+        );
+    let msg = b
+        .multipart(body)
+        .map_err(|e| RenderError::Message(e.to_string()))?;
+    Ok(Email {
+        id: id.to_string(),
+        from: from.email.to_string(),
+        to: rcpt,
+        bytes: msg.formatted(),
+    })
+}
