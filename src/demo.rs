@@ -3,7 +3,8 @@
 //! Writes the embedded sample configuration to `<out>/config/`, generates a
 //! province year (2024, calibrated to Quảng Nam's report, see [`crate::sim`]),
 //! replays it through the engine to the end of the year, writes
-//! `events.ndjson`, `alerts.ndjson`, `report.json`, `dead-letter.ndjson`, and
+//! `events.ndjson`, `alerts.ndjson`, `report.json`, `dead-letter.ndjson`, the
+//! e-mails of the year's last week as `.eml` under `emails/`, and
 //! prints the on-time rates per level and the units over the 5 % late threshold —
 //! all from the engine's own report, not from the generator's plan.
 
@@ -36,7 +37,35 @@ pub const EMBEDDED: &[(&str, &str)] = &[
         "calendar/vn-2026.toml",
         include_str!("../config/calendar/vn-2026.toml"),
     ),
+    (
+        "templates/vi/subject.txt",
+        include_str!("../config/templates/vi/subject.txt"),
+    ),
+    (
+        "templates/vi/body.txt",
+        include_str!("../config/templates/vi/body.txt"),
+    ),
+    (
+        "templates/vi/body.html",
+        include_str!("../config/templates/vi/body.html"),
+    ),
+    (
+        "templates/en/subject.txt",
+        include_str!("../config/templates/en/subject.txt"),
+    ),
+    (
+        "templates/en/body.txt",
+        include_str!("../config/templates/en/body.txt"),
+    ),
+    (
+        "templates/en/body.html",
+        include_str!("../config/templates/en/body.html"),
+    ),
 ];
+
+/// The demo writes the e-mails of the last this-many days of the year (all of them
+/// are decided; a whole year would be tens of thousands of files).
+pub const EMAIL_DAYS: i64 = 1;
 
 /// The late-rate threshold of Decision 766 ratings, in percent.
 pub const LATE_THRESHOLD: f64 = 5.0;
@@ -166,12 +195,23 @@ pub fn run(out: &Path, records: u32, seed: u64) -> Result<(), Error> {
     let mut alerts = create("alerts.ndjson")?;
     let mut dead = create("dead-letter.ndjson")?;
     let until = cfg.calendar.day_start(days_from_civil(year + 1, 1, 1));
+    let emails_dir = out.join("emails");
+    if emails_dir.is_dir() {
+        // stale e-mails of an earlier run would mislead
+        fs::remove_dir_all(&emails_dir).ctx(format!("cannot clear {}", emails_dir.display()))?;
+    }
+    let mut eml = crate::notify::eml::EmlWriter::new(&cfg, &emails_dir)
+        .ctx(format!("cannot create {}", emails_dir.display()))?;
+    eml.write_from = until - EMAIL_DAYS * 86_400 * crate::time::SECOND;
+    let mut hook = |e: &crate::engine::Engine, t: &crate::engine::Transition| {
+        eml.on_transition(e, t);
+    };
     let mut replay = Replay::new(
         &cfg,
         Outputs {
             alerts: Some(&mut alerts),
             dead_letter: Some(&mut dead),
-            on_transition: None,
+            on_transition: Some(&mut hook),
         },
     );
     let path = events_path.to_string_lossy().to_string();
@@ -180,6 +220,8 @@ pub fn run(out: &Path, records: u32, seed: u64) -> Result<(), Error> {
     let stats = replay.summary.clone();
     let alerts_by_kind = replay.engine.stats.alerts;
     drop(replay);
+    let written = eml.finish(until).map_err(Error::Usage)?;
+    let decided = eml.decided;
     fs::write(out.join("report.json"), rep.to_json() + "\n").ctx("report.json")?;
     let secs = t0.elapsed().as_secs_f64();
 
@@ -196,6 +238,11 @@ pub fn run(out: &Path, records: u32, seed: u64) -> Result<(), Error> {
         o,
         "\nalerts fired: {} hanging, {} due_soon, {} overdue, {} unrouted; {} events ignored (duplicates, closed records); {} lines dead-lettered",
         alerts_by_kind[1], alerts_by_kind[2], alerts_by_kind[3], alerts_by_kind[0], stats.ignored, stats.rejected_total()
+    );
+    let _ = writeln!(
+        o,
+        "e-mails: {decided} over the year (grouped per unit); the last {EMAIL_DAYS} days' {written} written to {}/emails/ as .eml",
+        out.display()
     );
     let _ = writeln!(
         o,

@@ -107,6 +107,10 @@ pub struct Settings {
     pub digest_at: Option<i64>,
     /// At most this many lines per e-mail (the rest are counted, not listed).
     pub max_items: usize,
+    /// Whether a resolution alone triggers an e-mail. Off by default: unit heads
+    /// act on what fires; resolutions ride along in the next e-mail that has
+    /// something firing, and the digest shows what is still open.
+    pub send_resolved: bool,
 }
 
 impl Default for Settings {
@@ -117,6 +121,7 @@ impl Default for Settings {
             repeat_interval: 86_400 * SECOND,
             digest_at: Some(7 * 3600 + 1800),
             max_items: 1000,
+            send_resolved: false,
         }
     }
 }
@@ -177,6 +182,9 @@ pub struct Outgoing {
 struct Group {
     /// Keys of the open alerts routed here.
     members: BTreeSet<String>,
+    /// Members to list at the next flush (never told, or due for a reminder).
+    #[serde(default)]
+    unsent: BTreeSet<String>,
     /// Key → when the recipient was last told it is firing.
     notified: BTreeMap<String, Instant>,
     /// Resolutions to tell: (alert, resolved at).
@@ -323,12 +331,9 @@ impl Notifier {
         let routed = Self::route(&info, dir);
         let at = info.fired_at;
         for r in &routed {
-            self.state
-                .groups
-                .entry(r.clone())
-                .or_default()
-                .members
-                .insert(k.clone());
+            let g = self.state.groups.entry(r.clone()).or_default();
+            g.members.insert(k.clone());
+            g.unsent.insert(k.clone());
             self.schedule(r, at);
         }
         if let Some(e) = info.escalate_at {
@@ -346,10 +351,12 @@ impl Notifier {
         if let Some(e) = f.info.escalate_at {
             self.state.escalations.remove(&(e, k.clone()));
         }
+        let send_resolved = self.settings.send_resolved;
         for r in &f.routed {
             let told = match self.state.groups.get_mut(r) {
                 Some(g) => {
                     g.members.remove(&k);
+                    g.unsent.remove(&k);
                     if g.notified.remove(&k).is_some() {
                         g.resolved.push((f.info.clone(), at));
                         true
@@ -359,7 +366,7 @@ impl Notifier {
                 }
                 None => false,
             };
-            if told {
+            if told && send_resolved {
                 self.schedule(r, at);
             }
         }
@@ -383,6 +390,7 @@ impl Notifier {
                 for r in &f.routed {
                     if let Some(g) = self.state.groups.get_mut(r) {
                         g.members.remove(&k);
+                        g.unsent.remove(&k);
                         g.notified.remove(&k);
                     }
                 }
@@ -443,7 +451,7 @@ impl Notifier {
                 .state
                 .groups
                 .iter()
-                .filter(|(_, g)| !g.members.is_empty() || !g.resolved.is_empty())
+                .filter(|(_, g)| !g.unsent.is_empty())
                 .map(|(k, _)| k.clone())
                 .collect();
             for k in keys {
@@ -500,102 +508,93 @@ impl Notifier {
         if let Some(f) = self.state.alerts.get_mut(k) {
             f.routed.push(target.clone());
         }
-        self.state
-            .groups
-            .entry(target.clone())
-            .or_default()
-            .members
-            .insert(k.to_string());
+        let g = self.state.groups.entry(target.clone()).or_default();
+        g.members.insert(k.to_string());
+        g.unsent.insert(k.to_string());
         self.schedule(&target, at);
-    }
-
-    fn item(&self, k: &str, status: Status) -> Option<Item> {
-        self.state.alerts.get(k).map(|f| Item {
-            info: f.info.clone(),
-            status,
-            resolved_at: None,
-        })
     }
 
     fn flush(&mut self, rkey: &str, at: Instant) -> Option<Outgoing> {
         let repeat = self.settings.repeat_interval;
         let head = rkey.starts_with("head:");
         let digest = self.settings.digest_at.is_some();
-        let g = self.state.groups.get(rkey)?.clone();
+        let mut g = self.state.groups.remove(rkey)?;
+        g.next_flush = None;
+        // without a digest, still-firing alerts are listed again after repeat_interval
+        if !digest {
+            for (k, &l) in &g.notified {
+                if l + repeat <= at {
+                    g.unsent.insert(k.clone());
+                }
+            }
+        }
         let mut items = Vec::new();
-        let mut told = Vec::new();
+        let mut keep = BTreeSet::new();
         let mut muted = 0;
-        let mut next_reminder: Option<Instant> = None;
-        for k in &g.members {
-            let Some(f) = self.state.alerts.get(k) else {
+        for k in std::mem::take(&mut g.unsent) {
+            let Some(f) = self.state.alerts.get(&k) else {
                 continue;
             };
             if self.inhibited(&f.info) {
                 continue;
             }
-            let last = g.notified.get(k).copied();
-            let status = match last {
-                None if head => Status::Escalated,
-                None => Status::New,
-                // with a daily digest, the digest is the reminder
-                Some(_) if digest => continue,
-                Some(l) if l + repeat <= at => Status::Firing,
-                Some(l) => {
-                    let r = l + repeat;
-                    next_reminder = Some(next_reminder.map_or(r, |n: Instant| n.min(r)));
-                    continue;
-                }
-            };
             if self.silenced(&f.info, at) {
                 muted += 1;
+                keep.insert(k);
                 continue;
             }
-            if let Some(it) = self.item(k, status) {
-                items.push(it);
-                told.push(k.clone());
-            }
-        }
-        let mut resolved = Vec::new();
-        let mut keep_resolved = Vec::new();
-        for (info, when) in &g.resolved {
-            // a due_soon ended by its record's overdue is not news
-            if info.kind == AlertKind::DueSoon
-                && self
-                    .state
-                    .alerts
-                    .contains_key(&key(AlertKind::Overdue, &info.record_id))
-            {
-                continue;
-            }
-            if self.silenced(info, at) {
-                muted += 1;
-                keep_resolved.push((info.clone(), *when));
-                continue;
-            }
-            resolved.push(Item {
-                info: info.clone(),
-                status: Status::Resolved,
-                resolved_at: Some(*when),
+            let status = match g.notified.get(&k) {
+                None if head => Status::Escalated,
+                None => Status::New,
+                Some(_) => Status::Firing,
+            };
+            items.push(Item {
+                info: f.info.clone(),
+                status,
+                resolved_at: None,
             });
         }
+        g.unsent = keep;
         self.state.muted += muted;
-        let g = self.state.groups.get_mut(rkey)?;
-        g.next_flush = next_reminder;
-        g.resolved = keep_resolved;
+        let mut resolved = Vec::new();
+        if !items.is_empty() || self.settings.send_resolved {
+            for (info, when) in std::mem::take(&mut g.resolved) {
+                // a due_soon ended by its record's overdue is not news
+                if info.kind == AlertKind::DueSoon
+                    && self
+                        .state
+                        .alerts
+                        .contains_key(&key(AlertKind::Overdue, &info.record_id))
+                {
+                    continue;
+                }
+                if self.silenced(&info, at) {
+                    continue;
+                }
+                resolved.push(Item {
+                    info,
+                    status: Status::Resolved,
+                    resolved_at: Some(when),
+                });
+            }
+        }
         if items.is_empty() && resolved.is_empty() {
-            if g.members.is_empty() && g.resolved.is_empty() {
-                self.state.groups.remove(rkey);
+            if !g.members.is_empty() || !g.resolved.is_empty() || g.last_flush.is_some() {
+                if !digest && !g.notified.is_empty() {
+                    g.next_flush = g.notified.values().map(|&l| l + repeat).min();
+                }
+                self.state.groups.insert(rkey.to_string(), g);
             }
             return None;
         }
         g.last_flush = Some(at);
-        for k in &told {
-            g.notified.insert(k.clone(), at);
+        for it in &items {
+            g.notified.insert(key(it.info.kind, &it.info.record_id), at);
         }
-        let reminder = at + repeat;
-        if !g.members.is_empty() && !digest {
-            g.next_flush = Some(g.next_flush.map_or(reminder, |n| n.min(reminder)));
+        if !digest && !g.notified.is_empty() {
+            g.next_flush = g.notified.values().map(|&l| l + repeat).min();
         }
+        self.state.groups.insert(rkey.to_string(), g);
         sort_worst_first(&mut items, at);
         items.extend(resolved);
         let omitted = items.len().saturating_sub(self.settings.max_items);
@@ -658,6 +657,10 @@ impl Notifier {
                 omitted,
             });
         }
+        self.state.groups.retain(|_, g| {
+            g.resolved.clear();
+            !g.members.is_empty() || g.next_flush.is_some()
+        });
     }
 
     /// The first digest instant after `t` (a working day at `digest_at`).

@@ -188,7 +188,15 @@ fn unrouted_goes_to_admin_and_the_forwarder_overdue_escalates_to_parent_head() {
         )]
     );
     assert_eq!(out[0].at, t0 + 3600 * SECOND + 30 * SECOND);
-    // resolution reaches both the unit and the parent head
+    // resolution reaches both the unit and the parent head (when resolutions
+    // are sent on their own)
+    n.reconfigure(
+        Settings {
+            send_resolved: true,
+            ..settings()
+        },
+        vec![],
+    );
     n.resolve(AlertKind::Overdue, "O", t0 + 3 * 3600 * SECOND);
     let out = n.advance(t0 + 4 * 3600 * SECOND, &c.calendar, &c.directory);
     let mut who: Vec<_> = out.iter().map(|o| o.recipient.clone()).collect();
@@ -341,5 +349,30 @@ fn silence_validation() {
             ..Default::default()
         }),
         Err(SilenceError::BadTime("ends_at"))
+    );
+}
+
+#[test]
+fn resolutions_ride_along_with_the_next_firing_by_default() {
+    let c = cfg();
+    let mut n = Notifier::new(settings(), vec![]);
+    let t0 = t("2026-03-02T09:00:00+07:00");
+    n.fire(info("A", AlertKind::Hanging, "VPDKDD", t0), &c.directory);
+    assert_eq!(n.advance(t0 + MINUTE, &c.calendar, &c.directory).len(), 1);
+    n.resolve(AlertKind::Hanging, "A", t0 + 2 * MINUTE);
+    assert!(n
+        .advance(t0 + 3600 * SECOND, &c.calendar, &c.directory)
+        .is_empty());
+    n.fire(
+        info("B", AlertKind::Overdue, "VPDKDD", t0 + 2 * 3600 * SECOND),
+        &c.directory,
+    );
+    let out = n.advance(t0 + 3 * 3600 * SECOND, &c.calendar, &c.directory);
+    assert_eq!(
+        summary(&out[0]).2,
+        vec![
+            ("B".to_string(), "overdue", Status::New),
+            ("A".to_string(), "hanging", Status::Resolved)
+        ]
     );
 }
