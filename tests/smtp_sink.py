@@ -13,7 +13,8 @@ overwrite).
 --mode 451 / 550 answers every RCPT with a transient / permanent error;
 --transient-rcpt / --permanent-rcpt do so only for recipients containing TEXT;
 --delay-ms waits before answering the final "." (to widen the window in which
-a client can be killed mid-send). Prints "ready" once it accepts connections.
+a client can be killed mid-send). DIR/sessions holds the number of EHLOs
+(SMTP sessions) so far. Prints "ready" once it accepts connections.
 """
 
 import argparse
@@ -37,6 +38,15 @@ class Sink:
         nums = [int(m.group(1)) for f in os.listdir(out)
                 if (m := re.fullmatch(r"(\d+)\.eml", f))]
         self.next = max(nums, default=0) + 1
+        self.sessions = 0
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        # One EHLO per SMTP session (no STARTTLS here): counted in DIR/sessions
+        # so tests can check that connections are reused.
+        session.host_name = hostname
+        self.sessions += 1
+        self._write("sessions", str(self.sessions).encode())
+        return responses
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         if self.mode == "451" or (self.transient_rcpt and self.transient_rcpt in address):

@@ -470,6 +470,7 @@ impl Sender {
             server_failures: 0,
             server_blocked_until: None,
             jitter: Jitter::new(),
+            new_work: false,
         };
         let thread = std::thread::Builder::new()
             .name("overdued-smtp".into())
@@ -579,6 +580,8 @@ struct Worker {
     server_blocked_until: Option<Instant>,
     limiter: RateLimiter,
     jitter: Jitter,
+    /// An id was queued since the current pass started: look again at once.
+    new_work: bool,
 }
 
 fn earliest(a: Option<Instant>, b: Instant) -> Option<Instant> {
@@ -603,6 +606,7 @@ impl Worker {
                 || self.outbox.is_sent(&id);
             if !known {
                 self.queue.insert(id, Retry::default());
+                self.new_work = true;
             }
             // Count it as held before it leaves the channel count, so that
             // `depth()` never dips to 0 in between.
@@ -638,10 +642,14 @@ impl Worker {
                 break;
             }
             self.retry_unlogged();
+            self.new_work = false;
             let wake = self.pass();
             self.update_depth();
             if self.stopping() {
                 break;
+            }
+            if self.new_work {
+                continue;
             }
             let wake = if self.unlogged.is_empty() {
                 wake
@@ -662,7 +670,7 @@ impl Worker {
                     Err(_) => break,
                 },
                 // Everything queued is waiting on something without a time
-                // (cannot happen by construction, but never spin).
+                // (cannot happen by construction, but never spin either).
                 None => match self.rx.recv_timeout(Duration::from_secs(1)) {
                     Ok(m) => Some(m),
                     Err(mpsc::RecvTimeoutError::Timeout) => None,
