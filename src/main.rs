@@ -107,6 +107,32 @@ enum Cmd {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Test and operations tool: sends the outbox of a state folder and exits
+    /// when it is empty (the crash-safety tests kill it with SIGKILL).
+    #[command(hide = true)]
+    OutboxSend {
+        /// The state folder (`outbox/`, `notifications.log`).
+        #[arg(long)]
+        state: PathBuf,
+        /// SMTP URL (smtp://host:port[?tls=none|required], smtps://host:port).
+        #[arg(long)]
+        smtp: String,
+        /// First put this many generated test e-mails into the outbox.
+        #[arg(long, default_value_t = 0)]
+        fill: u32,
+        /// Recipient of the generated e-mails.
+        #[arg(long, default_value = "unit-head@so-noivu.example.vn")]
+        to: String,
+        /// Per-domain rate limit per minute (0 = none).
+        #[arg(long, default_value_t = 0)]
+        rate: u32,
+        /// First retry delay, milliseconds.
+        #[arg(long, default_value_t = 100)]
+        backoff_min_ms: u64,
+        /// Retry delay cap, milliseconds.
+        #[arg(long, default_value_t = 2000)]
+        backoff_max_ms: u64,
+    },
 }
 
 fn init_logs(level: &str, json: bool) {
@@ -144,8 +170,99 @@ fn create(p: &Path) -> Result<BufWriter<File>, Error> {
         .ctx(format!("cannot create {}", p.display()))
 }
 
+/// `overdued outbox-send`: optionally fills the outbox with generated e-mails,
+/// then sends it through the real sender and exits once it is empty. Prints
+/// `filled N` after the fill is durable and `sent N` at the end (stdout).
+#[allow(clippy::too_many_arguments)]
+fn outbox_send(
+    state: &Path,
+    smtp: String,
+    fill: u32,
+    to: &str,
+    rate: u32,
+    backoff_min_ms: u64,
+    backoff_max_ms: u64,
+) -> Result<(), Error> {
+    use overdued::notify::outbox::Outbox;
+    use overdued::notify::smtp::{Sender, SenderMetrics};
+    use overdued::notify::{Email, SmtpConfig};
+    use std::time::Duration;
+
+    let (outbox, report) = Outbox::open(state)?;
+    tracing::info!(?report, "outbox opened");
+    let cfg = SmtpConfig {
+        url: smtp,
+        rate_per_domain_per_minute: rate,
+        timeout: Duration::from_secs(10),
+        backoff_min: Duration::from_millis(backoff_min_ms),
+        backoff_max: Duration::from_millis(backoff_max_ms),
+        ..SmtpConfig::default()
+    };
+    let metrics =
+        SenderMetrics::unregistered().map_err(|e| Error::Usage(format!("metrics: {e}")))?;
+    let mut sender = Sender::start(cfg, outbox.clone(), metrics)?;
+    // Ids sort in creation order: a nanosecond stamp of this run, then a counter.
+    let run = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    for n in 0..fill {
+        let id = format!("fill-{run:024}-{n:06}");
+        let msg = lettre::Message::builder()
+            .from(
+                "overdued <no-reply@overdued.example.vn>"
+                    .parse()
+                    .map_err(|e| Error::Usage(format!("from: {e}")))?,
+            )
+            .to(to.parse().map_err(|e| Error::Usage(format!("--to: {e}")))?)
+            .subject(format!("Hồ sơ quá hạn #{n}"))
+            .message_id(Some(format!("<{id}@overdued.example.vn>")))
+            .body(format!("Test e-mail {n} ({id}).\n"))
+            .map_err(|e| Error::Usage(format!("building a test e-mail: {e}")))?;
+        let email = Email {
+            id: id.clone(),
+            from: "no-reply@overdued.example.vn".into(),
+            to: vec![to.to_string()],
+            bytes: msg.formatted(),
+        };
+        if outbox.put(&email)? {
+            sender.submit(id);
+        }
+    }
+    println!("filled {fill}");
+    let _ = std::io::stdout().flush();
+    let mut sent = 0;
+    loop {
+        sent += sender.take_sent().len();
+        if sender.depth() == 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    sender.shutdown(Duration::from_secs(30));
+    sent += sender.take_sent().len();
+    println!("sent {sent}");
+    Ok(())
+}
+
 fn run(cli: Cli) -> Result<(), Error> {
     match cli.cmd {
+        Cmd::OutboxSend {
+            state,
+            smtp,
+            fill,
+            to,
+            rate,
+            backoff_min_ms,
+            backoff_max_ms,
+        } => outbox_send(
+            &state,
+            smtp,
+            fill,
+            &to,
+            rate,
+            backoff_min_ms,
+            backoff_max_ms,
+        ),
         Cmd::Run { config } => {
             let cfg = load(&config)?;
             overdued::daemon::run(cfg)

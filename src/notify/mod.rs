@@ -81,4 +81,11 @@ pub enum NotifyError {
     /// The SMTP URL or credentials are unusable.
     #[error("invalid SMTP settings: {0}")]
     Settings(String),
+    /// An e-mail id that cannot be a file name (only `[A-Za-z0-9._-]`, not
+    /// starting with a dot).
+    #[error("invalid e-mail id {0:?}")]
+    InvalidId(String),
+    /// A stored file could not be decoded or encoded.
+    #[error("corrupt outbox data: {0}")]
+    Corrupt(String),
 }
