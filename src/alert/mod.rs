@@ -70,6 +70,10 @@ pub struct AlertInfo {
     /// `unrouted` raised by a forward: the unit that forwarded it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub forwarder: Option<String>,
+    /// The Kafka partition of the record (daemon only: a revoked partition's
+    /// alerts are forgotten, its new owner adopts them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition: Option<i32>,
 }
 
 mod kind_serde {
@@ -260,6 +264,21 @@ impl Notifier {
         self.config_silences
             .iter()
             .chain(self.state.silences.iter())
+    }
+
+    /// Schedules a flush of every group holding alerts not yet told (a silence
+    /// was deleted: what it muted is told at the next flush).
+    pub fn release(&mut self, at: Instant) {
+        let keys: Vec<String> = self
+            .state
+            .groups
+            .iter()
+            .filter(|(_, g)| !g.unsent.is_empty())
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in keys {
+            self.schedule(&k, at);
+        }
     }
 
     /// Number of firing alerts known.

@@ -26,6 +26,7 @@ fn info(record: &str, kind: AlertKind, unit: &str, at: Instant) -> AlertInfo {
         fired_at: at,
         escalate_at: None,
         forwarder: None,
+        partition: None,
     }
 }
 

@@ -60,6 +60,141 @@ fn now_wall() -> i64 {
         .as_micros() as i64
 }
 
+/// Checks `Authorization: Bearer <token>` in constant time. Without a configured
+/// token the mutating endpoints are refused (403), never open.
+fn authorize(s: &Shared, headers: &axum::http::HeaderMap) -> Result<(), (StatusCode, Json<Value>)> {
+    let Some(want) = s.api_token.as_ref() else {
+        return Err(error(
+            StatusCode::FORBIDDEN,
+            "changes are disabled: set [http] api_token (env:NAME or file:PATH) to enable them",
+        ));
+    };
+    let got = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    let (a, b) = (got.as_bytes(), want.expose().as_bytes());
+    let mut diff = a.len() ^ b.len();
+    for (i, &x) in b.iter().enumerate() {
+        diff |= (x ^ a.get(i).copied().unwrap_or(0)) as usize;
+    }
+    if diff != 0 {
+        tracing::warn!("API change refused: missing or wrong bearer token");
+        return Err(error(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong bearer token",
+        ));
+    }
+    Ok(())
+}
+
+fn silence_json(sil: &crate::alert::Silence, source: &str, now: i64) -> Value {
+    let mut v = serde_json::to_value(sil).unwrap_or_default();
+    v["source"] = json!(source);
+    v["active"] = json!(sil.active(now));
+    v
+}
+
+async fn silences(State(s): State<Arc<Shared>>) -> (StatusCode, Json<Value>) {
+    let n = s.notifier.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(n) = n.as_ref() else {
+        return error(StatusCode::NOT_FOUND, "e-mail is not configured ([email])");
+    };
+    let now = now_wall();
+    let list: Vec<Value> = n
+        .silences()
+        .map(|x| {
+            let src = if x.id.starts_with("cfg-") {
+                "config"
+            } else {
+                "api"
+            };
+            silence_json(x, src, now)
+        })
+        .collect();
+    (StatusCode::OK, Json(json!({ "silences": list })))
+}
+
+async fn add_silence(
+    State(s): State<Arc<Shared>>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> (StatusCode, Json<Value>) {
+    if let Err(e) = authorize(&s, &headers) {
+        return e;
+    }
+    if body.len() > 16 * 1024 {
+        return error(StatusCode::PAYLOAD_TOO_LARGE, "a silence is at most 16 KiB");
+    }
+    let new: crate::alert::NewSilence = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("invalid JSON: {e}")),
+    };
+    let now = now_wall();
+    let mut guard = s.notifier.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(n) = guard.as_mut() else {
+        return error(StatusCode::NOT_FOUND, "e-mail is not configured ([email])");
+    };
+    if n.state.silences.len() >= 10_000 {
+        return error(
+            StatusCode::INSUFFICIENT_STORAGE,
+            "too many silences (10000)",
+        );
+    }
+    let id = format!("s-{:x}-{}", now, n.state.silences.len());
+    let sil = match new.validate(id, now) {
+        Ok(v) => v,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    let mut list = n.state.silences.clone();
+    // ended silences are dropped after a week
+    list.retain(|x| x.ends_at + 7 * 86_400 * crate::time::SECOND > now);
+    list.push(sil.clone());
+    // durable before acknowledged: a silence survives a crash right after the 201
+    if let Err(e) = crate::daemon::save_silences(&s.silences_file, &list) {
+        tracing::error!(error = %e, "cannot save silences");
+        return error(StatusCode::INTERNAL_SERVER_ERROR, "cannot save the silence");
+    }
+    n.state.silences = list;
+    tracing::info!(id = %sil.id, window = %sil.window(), unit = ?sil.unit, sector = ?sil.sector, kind = ?sil.kind, record = ?sil.record, "silence added");
+    (StatusCode::CREATED, Json(silence_json(&sil, "api", now)))
+}
+
+async fn delete_silence(
+    State(s): State<Arc<Shared>>,
+    headers: axum::http::HeaderMap,
+    Path(id): Path<String>,
+) -> (StatusCode, Json<Value>) {
+    if let Err(e) = authorize(&s, &headers) {
+        return e;
+    }
+    let mut guard = s.notifier.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(n) = guard.as_mut() else {
+        return error(StatusCode::NOT_FOUND, "e-mail is not configured ([email])");
+    };
+    if id.starts_with("cfg-") {
+        return error(
+            StatusCode::CONFLICT,
+            "a silence of the configuration file is removed there (then SIGHUP)",
+        );
+    }
+    let mut list = n.state.silences.clone();
+    let before = list.len();
+    list.retain(|x| x.id != id);
+    if list.len() == before {
+        return error(StatusCode::NOT_FOUND, "no such silence");
+    }
+    if let Err(e) = crate::daemon::save_silences(&s.silences_file, &list) {
+        tracing::error!(error = %e, "cannot save silences");
+        return error(StatusCode::INTERNAL_SERVER_ERROR, "cannot save the change");
+    }
+    n.state.silences = list;
+    n.release(now_wall());
+    tracing::info!(id = %id, "silence deleted");
+    (StatusCode::OK, Json(json!({ "deleted": id })))
+}
+
 fn error(status: StatusCode, msg: impl Into<String>) -> (StatusCode, Json<Value>) {
     (status, Json(json!({ "error": msg.into() })))
 }
@@ -222,6 +357,11 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/api/v1/records/{id}", get(record))
         .route("/api/v1/alerts", get(alerts))
         .route("/api/v1/rates", get(rates))
+        .route("/api/v1/silences", get(silences).post(add_silence))
+        .route(
+            "/api/v1/silences/{id}",
+            axum::routing::delete(delete_silence),
+        )
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))

@@ -15,11 +15,14 @@
 //! advanced silently to that instant, and only what came due after it is output —
 //! once, with its true fire time.
 
+use crate::alert::Notifier;
 use crate::config::{Config, DaemonConfig};
 use crate::engine::{Engine, Outcome};
 use crate::error::{Context, Error};
 use crate::event::{decode, RejectReason};
 use crate::metrics::Snapshot;
+use crate::notify::outbox::Outbox;
+use crate::notify::smtp::{Sender, SenderHandle, SenderMetrics};
 use crate::replay::write_alert;
 use crate::source::kafka::{self, RebalanceEvent};
 use crate::time::Instant;
@@ -52,10 +55,21 @@ pub struct Shared {
     pub reload: AtomicBool,
     /// Configuration reloads by result (`ok`, `refused`).
     pub reloads: prometheus::IntCounterVec,
+    /// The e-mail stage's decisions (None without `[email]`); the API edits its
+    /// silences.
+    pub notifier: Mutex<Option<Notifier>>,
+    /// `overdued_notifications_total`, send latency, outbox depth.
+    pub mail_metrics: SenderMetrics,
+    /// Bearer token of the mutating API endpoints.
+    pub api_token: Option<crate::config::Secret>,
+    /// Where silences made through the API are kept (`<state>/silences.json`).
+    pub silences_file: std::path::PathBuf,
+    /// Current time for the API (tests may not move it; the engine never reads it).
+    pub started: std::time::Instant,
 }
 
 impl Shared {
-    fn new() -> Shared {
+    fn new(d: &DaemonConfig) -> Shared {
         let registry = prometheus::Registry::new();
         #[cfg(target_os = "linux")]
         {
@@ -87,7 +101,16 @@ impl Shared {
         )
         .expect("static metric options");
         let _ = registry.register(Box::new(reloads.clone()));
+        let mail_metrics = SenderMetrics::new(&registry)
+            .or_else(|_| SenderMetrics::unregistered())
+            .expect("static metric options");
+        mail_metrics.notifications.with_label_values(&["silenced"]);
         Shared {
+            notifier: Mutex::new(None),
+            mail_metrics,
+            api_token: d.api_token.clone(),
+            silences_file: d.state_dir.join("silences.json"),
+            started: std::time::Instant::now(),
             snapshot: Mutex::new(Snapshot::default()),
             ready: AtomicBool::new(false),
             shutdown: AtomicBool::new(false),
@@ -148,6 +171,16 @@ pub struct Part {
 struct Watermarks {
     /// partition → (next offset output, wall instant up to which timers fired)
     partitions: BTreeMap<i32, (i64, Instant)>,
+    /// The notification state as of these watermarks (saved in the same atomic
+    /// write, so after a crash the transitions seen again are exactly those it
+    /// has not seen).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    notifier: Option<crate::alert::State>,
+    /// E-mails decided and stored in the outbox, not yet confirmed sent: what a
+    /// restart must send (an outbox file not listed here was written by a run
+    /// that crashed before saving its decision, and is decided again).
+    #[serde(default)]
+    outbox: std::collections::BTreeSet<String>,
 }
 
 fn load_watermarks(dir: &Path) -> Watermarks {
@@ -160,11 +193,48 @@ fn load_watermarks(dir: &Path) -> Watermarks {
 fn save_watermarks(dir: &Path, w: &Watermarks) -> std::io::Result<()> {
     let tmp = dir.join("watermarks.json.tmp");
     {
-        let mut f = File::create(&tmp)?;
-        f.write_all(serde_json::to_string(w).unwrap_or_default().as_bytes())?;
+        let mut f = std::io::BufWriter::new(File::create(&tmp)?);
+        serde_json::to_writer(&mut f, w).map_err(std::io::Error::other)?;
+        let f = f.into_inner().map_err(|e| e.into_error())?;
         f.sync_all()?;
     }
-    std::fs::rename(&tmp, dir.join("watermarks.json"))
+    std::fs::rename(&tmp, dir.join("watermarks.json"))?;
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// The e-mail stage of a running daemon.
+struct Mail {
+    outbox: Outbox,
+    sender: SenderHandle,
+    /// Stored in the outbox, to submit once the decision is saved.
+    to_submit: Vec<String>,
+    /// `state.muted` already counted.
+    muted_counted: u64,
+}
+
+/// Loads the silences made through the API.
+pub fn load_silences(path: &Path) -> Vec<crate::alert::Silence> {
+    match std::fs::read_to_string(path) {
+        Ok(s) => serde_json::from_str(&s).unwrap_or_else(|e| {
+            tracing::error!(file = %path.display(), error = %e, "cannot read silences; starting without them");
+            Vec::new()
+        }),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// Saves the API's silences atomically (temp file, fsync, rename).
+pub fn save_silences(path: &Path, list: &[crate::alert::Silence]) -> std::io::Result<()> {
+    let tmp = path.with_extension("json.tmp");
+    {
+        let mut f = File::create(&tmp)?;
+        f.write_all(&serde_json::to_vec_pretty(list).map_err(std::io::Error::other)?)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)
 }
 
 /// Runs the daemon until SIGTERM/SIGINT.
@@ -174,7 +244,7 @@ pub fn run(cfg: Config) -> Result<(), Error> {
         "cannot create the state folder {}",
         d.state_dir.display()
     ))?;
-    let shared = Arc::new(Shared::new());
+    let shared = Arc::new(Shared::new(&d));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -229,9 +299,20 @@ pub fn run(cfg: Config) -> Result<(), Error> {
 /// SIGHUP: validate everything first, then swap; a bad configuration is refused
 /// and the running one stays. `[kafka]`, `[http]`, `[state]` and `[alerts]` need a
 /// restart (a change there is logged, not applied).
-fn reload(cfg: &mut Config, parts: &mut HashMap<i32, Part>, shared: &Shared) {
+fn reload(
+    cfg: &mut Config,
+    parts: &mut HashMap<i32, Part>,
+    shared: &Shared,
+    notifier: Option<&mut Notifier>,
+) {
     match Config::load(&cfg.path) {
         Ok(new) => {
+            if let Some(n) = notifier {
+                n.reconfigure(new.email.settings.clone(), new.email.silences.clone());
+            }
+            if format!("{:?}", new.email.smtp) != format!("{:?}", cfg.email.smtp) {
+                tracing::warn!("the SMTP settings changed: they take effect at the next restart");
+            }
             if format!("{:?}", new.daemon) != format!("{:?}", cfg.daemon) {
                 tracing::warn!("[kafka], [http], [state] or [alerts] changed: they take effect at the next restart");
             }
@@ -277,6 +358,52 @@ fn consume(cfg: &Config, d: &DaemonConfig, shared: &Shared) -> Result<(), Error>
         None => None,
     };
     let mut marks = load_watermarks(&d.state_dir);
+    let mut mail = if cfg.email.enabled {
+        let (outbox, report) = Outbox::open(&d.state_dir).map_err(|e| Error::Io {
+            what: "opening the e-mail outbox".into(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+        tracing::info!(report = ?report, "outbox opened");
+        // an outbox entry the saved state does not list was decided by a run
+        // that crashed before saving: it will be decided again, not sent twice
+        let orphans = outbox
+            .remove_orphans(&marks.outbox.iter().cloned().collect())
+            .map_err(|e| Error::Io {
+                what: "cleaning the e-mail outbox".into(),
+                source: std::io::Error::other(e.to_string()),
+            })?;
+        if orphans > 0 {
+            tracing::info!(orphans, "outbox entries of an unsaved decision removed");
+        }
+        // ids no longer in the outbox were sent (or failed) before the crash
+        marks.outbox.retain(|id| outbox.contains(id));
+        let sender = Sender::start(
+            cfg.email.smtp.clone(),
+            outbox.clone(),
+            shared.mail_metrics.clone(),
+        )
+        .map_err(|e| Error::Io {
+            what: "starting the SMTP sender".into(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+        let mut state = marks.notifier.take().unwrap_or_default();
+        state.silences = load_silences(&shared.silences_file);
+        let muted = state.muted;
+        *shared.notifier.lock().unwrap_or_else(|p| p.into_inner()) = Some(Notifier::with_state(
+            cfg.email.settings.clone(),
+            cfg.email.silences.clone(),
+            state,
+        ));
+        tracing::info!(smtp = %cfg.email.smtp.url, "e-mail enabled");
+        Some(Mail {
+            outbox,
+            sender,
+            to_submit: Vec::new(),
+            muted_counted: muted,
+        })
+    } else {
+        None
+    };
     let mut out: Vec<u8> = Vec::with_capacity(1 << 16);
     let mut last_flush = WallInstant::now();
     let mut last_metrics = WallInstant::now() - Duration::from_secs(10);
@@ -291,8 +418,9 @@ fn consume(cfg: &Config, d: &DaemonConfig, shared: &Shared) -> Result<(), Error>
         let mut next_msg = consumer.poll(Duration::from_millis(100));
         let mut guard = shared.parts.lock().unwrap_or_else(|p| p.into_inner());
         let parts = &mut *guard;
+        let mut nguard = shared.notifier.lock().unwrap_or_else(|p| p.into_inner());
         if shared.reload.swap(false, Ordering::Relaxed) {
-            reload(cfg, parts, shared);
+            reload(cfg, parts, shared, nguard.as_mut());
         }
         let mut polled = 0;
         while polled < 1000 {
@@ -301,7 +429,7 @@ fn consume(cfg: &Config, d: &DaemonConfig, shared: &Shared) -> Result<(), Error>
             };
             next_msg = consumer.poll(Duration::ZERO);
             for ev in consumer.context().take_events() {
-                on_rebalance(cfg, ev, parts, &marks, &applied);
+                on_rebalance(cfg, ev, parts, &marks, &applied, nguard.as_mut());
             }
             let m = match m {
                 Ok(m) => m,
@@ -325,7 +453,7 @@ fn consume(cfg: &Config, d: &DaemonConfig, shared: &Shared) -> Result<(), Error>
             }
             let muted = offset < part.resume_from;
             if !muted {
-                catch_up(p, part, &applied);
+                catch_up(p, part, &applied, nguard.as_mut(), cfg);
             }
             let payload = m.payload().unwrap_or(&[]);
             let t0 = WallInstant::now();
@@ -396,7 +524,16 @@ fn consume(cfg: &Config, d: &DaemonConfig, shared: &Shared) -> Result<(), Error>
                     }
                 }
             }
-            drain(&mut part.engine, muted, &mut out, d, &producer);
+            drain(
+                &mut part.engine,
+                p,
+                muted,
+                &mut out,
+                d,
+                &producer,
+                nguard.as_mut(),
+                cfg,
+            );
             part.next = offset + 1;
             if !muted {
                 applied
@@ -406,7 +543,7 @@ fn consume(cfg: &Config, d: &DaemonConfig, shared: &Shared) -> Result<(), Error>
             }
         }
         for ev in consumer.context().take_events() {
-            on_rebalance(cfg, ev, parts, &marks, &applied);
+            on_rebalance(cfg, ev, parts, &marks, &applied, nguard.as_mut());
         }
         // Partitions waiting for a dead letter: rewind and resume when it is time.
         for (&p, part) in parts.iter_mut() {
@@ -428,17 +565,31 @@ fn consume(cfg: &Config, d: &DaemonConfig, shared: &Shared) -> Result<(), Error>
         let now = now_wall();
         for (&p, part) in parts.iter_mut() {
             if part.next >= part.resume_from {
-                catch_up(p, part, &applied);
+                catch_up(p, part, &applied, nguard.as_mut(), cfg);
             }
             if part.caught_up {
                 part.engine.advance(now);
-                drain(&mut part.engine, false, &mut out, d, &producer);
+                drain(
+                    &mut part.engine,
+                    p,
+                    false,
+                    &mut out,
+                    d,
+                    &producer,
+                    nguard.as_mut(),
+                    cfg,
+                );
             }
         }
+        if let (Some(n), Some(m)) = (nguard.as_mut(), mail.as_mut()) {
+            decide_emails(n, m, cfg, now, &mut marks, shared);
+        }
+        drop(nguard);
         consumer.context().fired_until.store(now, Ordering::Relaxed);
         let ready = !parts.is_empty() && parts.values().all(|p| p.caught_up);
         shared.ready.store(ready, Ordering::Relaxed);
-        if !out.is_empty() || last_flush.elapsed() >= Duration::from_secs(1) {
+        let new_mail = mail.as_ref().is_some_and(|m| !m.to_submit.is_empty());
+        if !out.is_empty() || new_mail || last_flush.elapsed() >= Duration::from_secs(1) {
             flush_and_commit(
                 &consumer,
                 parts,
@@ -449,6 +600,8 @@ fn consume(cfg: &Config, d: &DaemonConfig, shared: &Shared) -> Result<(), Error>
                 &mut out,
                 now,
                 &topic,
+                shared,
+                mail.as_mut(),
             )?;
             last_flush = WallInstant::now();
         }
@@ -481,7 +634,7 @@ fn consume(cfg: &Config, d: &DaemonConfig, shared: &Shared) -> Result<(), Error>
         }
     }
     let mut guard = shared.parts.lock().unwrap_or_else(|p| p.into_inner());
-    finish(
+    let r = finish(
         &consumer,
         &producer,
         &mut guard,
@@ -490,18 +643,108 @@ fn consume(cfg: &Config, d: &DaemonConfig, shared: &Shared) -> Result<(), Error>
         d,
         &mut alerts_file,
         &mut out,
-    )
+        shared,
+        mail.as_mut(),
+    );
+    if let Some(m) = mail.as_mut() {
+        if !m.sender.shutdown(Duration::from_secs(5)) {
+            tracing::warn!(
+                "the SMTP sender did not stop in time; unsent e-mails stay in the outbox"
+            );
+        }
+    }
+    r
+}
+
+/// Renders what the notifier decided up to `now` into the outbox; the ids are
+/// submitted for sending only after the decision is saved (flush_and_commit).
+fn decide_emails(
+    n: &mut Notifier,
+    m: &mut Mail,
+    cfg: &Config,
+    now: Instant,
+    marks: &mut Watermarks,
+    shared: &Shared,
+) {
+    for o in n.advance(now, &cfg.calendar, &cfg.directory) {
+        match crate::notify::render::render(cfg, &o) {
+            Ok(email) => match m.outbox.put(&email) {
+                Ok(_) => {
+                    tracing::info!(id = %email.id, to = ?email.to, items = o.items.len(), "e-mail decided");
+                    marks.outbox.insert(email.id.clone());
+                    m.to_submit.push(email.id);
+                }
+                Err(e) => {
+                    // the decision is lost with this e-mail: count and log it loudly
+                    tracing::error!(id = %email.id, error = %e, "cannot store an e-mail in the outbox");
+                    shared
+                        .mail_metrics
+                        .notifications
+                        .with_label_values(&["failed"])
+                        .inc();
+                }
+            },
+            Err(e) => {
+                tracing::error!(recipient = %o.recipient, error = %e, "cannot render an e-mail");
+                shared
+                    .mail_metrics
+                    .notifications
+                    .with_label_values(&["failed"])
+                    .inc();
+            }
+        }
+    }
+    let muted = n.state.muted;
+    if muted > m.muted_counted {
+        shared
+            .mail_metrics
+            .notifications
+            .with_label_values(&["silenced"])
+            .inc_by(muted - m.muted_counted);
+        m.muted_counted = muted;
+    }
 }
 
 /// Once a rebuilt partition reaches its resume point: fire silently what the
 /// previous run already output (timers up to its last wall instant), then go live.
-fn catch_up(p: i32, part: &mut Part, applied: &Mutex<HashMap<i32, i64>>) {
+fn catch_up(
+    p: i32,
+    part: &mut Part,
+    applied: &Mutex<HashMap<i32, i64>>,
+    notifier: Option<&mut Notifier>,
+    cfg: &Config,
+) {
     if part.caught_up {
         return;
     }
     part.engine.advance(part.silent_until);
     part.engine.transitions.clear();
     part.caught_up = true;
+    // alerts already firing (told by this process before a restart, or by the
+    // partition's previous owner): known for digests and resolutions, not
+    // announced again
+    if let Some(n) = notifier {
+        let e = &part.engine;
+        let (firing, _) = e.firing_alerts(0, usize::MAX, |_, _| true);
+        let at = if part.silent_until == i64::MIN {
+            e.clock()
+        } else {
+            part.silent_until
+        };
+        for (slot, kind) in firing {
+            let t = crate::engine::Transition {
+                at,
+                slot,
+                kind,
+                firing: true,
+                unit: e.record(slot).holder,
+                from: u32::MAX,
+            };
+            let mut info = e.alert_info(&t);
+            info.partition = Some(p);
+            n.adopt(info, &cfg.directory);
+        }
+    }
     applied
         .lock()
         .unwrap_or_else(|p| p.into_inner())
@@ -515,6 +758,7 @@ fn on_rebalance(
     parts: &mut HashMap<i32, Part>,
     marks: &Watermarks,
     applied: &Mutex<HashMap<i32, i64>>,
+    mut notifier: Option<&mut Notifier>,
 ) {
     match ev {
         RebalanceEvent::Assigned(list) => {
@@ -544,18 +788,26 @@ fn on_rebalance(
             for p in list {
                 parts.remove(&p);
                 applied.lock().unwrap_or_else(|p| p.into_inner()).remove(&p);
+                // the new owner adopts these alerts
+                if let Some(n) = notifier.as_deref_mut() {
+                    n.forget(|i| i.partition != Some(p));
+                }
             }
         }
     }
 }
 
 /// Moves the engine's transitions to the output buffer (or drops them when muted).
+#[allow(clippy::too_many_arguments)]
 fn drain(
     engine: &mut Engine,
+    partition: i32,
     muted: bool,
     out: &mut Vec<u8>,
     d: &DaemonConfig,
     producer: &rdkafka::producer::BaseProducer<kafka::Deliveries>,
+    mut notifier: Option<&mut Notifier>,
+    cfg: &Config,
 ) {
     if engine.transitions.is_empty() {
         return;
@@ -563,6 +815,15 @@ fn drain(
     let ts = std::mem::take(&mut engine.transitions);
     if !muted {
         for t in &ts {
+            if let Some(n) = notifier.as_deref_mut() {
+                if t.firing {
+                    let mut info = engine.alert_info(t);
+                    info.partition = Some(partition);
+                    n.fire(info, &cfg.directory);
+                } else {
+                    n.resolve(t.kind, engine.record_id(t.slot), t.at);
+                }
+            }
             let start = out.len();
             write_alert(out, engine, t);
             tracing::info!(
@@ -599,6 +860,8 @@ fn flush_and_commit(
     out: &mut Vec<u8>,
     now: Instant,
     topic: &str,
+    shared: &Shared,
+    mail: Option<&mut Mail>,
 ) -> Result<(), Error> {
     if let Some(f) = file.as_mut() {
         if !out.is_empty() {
@@ -623,8 +886,35 @@ fn flush_and_commit(
             }
         }
     }
-    if let Err(e) = save_watermarks(&d.state_dir, marks) {
-        tracing::error!(error = %e, "cannot save watermarks");
+    if let Some(m) = mail.as_ref() {
+        for id in m
+            .sender
+            .take_sent()
+            .into_iter()
+            .chain(m.sender.take_failed())
+        {
+            marks.outbox.remove(&id);
+        }
+    }
+    marks.notifier = shared
+        .notifier
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .as_ref()
+        .map(|n| n.state.clone());
+    let saved = save_watermarks(&d.state_dir, marks);
+    marks.notifier = None;
+    match saved {
+        Err(e) => tracing::error!(error = %e, "cannot save watermarks"),
+        Ok(()) => {
+            // only now may the decided e-mails go: a crash before the save
+            // decides them again instead of sending them twice
+            if let Some(m) = mail {
+                for id in m.to_submit.drain(..) {
+                    m.sender.submit(id);
+                }
+            }
+        }
     }
     if tpl.count() > 0 {
         if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
@@ -644,6 +934,8 @@ fn finish(
     d: &DaemonConfig,
     file: &mut Option<File>,
     out: &mut Vec<u8>,
+    shared: &Shared,
+    mail: Option<&mut Mail>,
 ) -> Result<(), Error> {
     use rdkafka::producer::Producer;
     let _ = producer.flush(Duration::from_secs(10));
@@ -657,6 +949,8 @@ fn finish(
         out,
         now_wall(),
         &d.kafka.topic,
+        shared,
+        mail,
     )?;
     let applied = applied.lock().unwrap_or_else(|p| p.into_inner()).clone();
     let mut tpl = TopicPartitionList::new();

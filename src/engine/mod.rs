@@ -1078,6 +1078,7 @@ impl Engine {
             escalate_at: (t.kind == AlertKind::Overdue && t.firing)
                 .then(|| self.cal.forward(r.due, th.escalate_after)),
             forwarder: (t.from != u32::MAX).then(|| self.unit_code(t.from).to_string()),
+            partition: None,
         }
     }
 

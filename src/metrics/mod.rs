@@ -31,8 +31,6 @@ pub struct Snapshot {
     pub ignored: [u64; 2],
     /// Alerts fired by kind.
     pub alerts: [u64; 4],
-    /// Notifications by result.
-    pub notifications: BTreeMap<String, u64>,
     /// Consumer lag per partition (messages).
     pub lag: BTreeMap<i32, i64>,
 }
@@ -219,19 +217,8 @@ pub fn render(s: &Snapshot) -> String {
             s.alerts[k as usize]
         );
     }
-    family(
-        &mut out,
-        "overdued_notifications_total",
-        "counter",
-        "Notifications, by result.",
-    );
-    for r in ["sent", "failed"] {
-        let _ = writeln!(
-            out,
-            "overdued_notifications_total{{result=\"{r}\"}} {}",
-            s.notifications.get(r).copied().unwrap_or(0)
-        );
-    }
+    // overdued_notifications_total{result} comes from the delivery stage's
+    // registry (crate::notify::smtp::SenderMetrics), present at 0 without e-mail.
     family(
         &mut out,
         "overdued_consumer_lag",
