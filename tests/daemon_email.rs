@@ -1,0 +1,323 @@
+//! `overdued run` with e-mail, against a real Kafka-protocol broker (Tansu, from
+//! `scripts/test.sh`) and a real SMTP server (aiosmtpd, `tests/smtp_sink.py`).
+//!
+//! Asserts: alerts of many records become one e-mail per unit, to the unit's
+//! addresses; the silences API needs the bearer token and mutes e-mail (not
+//! metrics); with the SMTP server down the e-mail waits in the outbox, the daemon
+//! is killed with SIGKILL, and after a restart with the server up each e-mail is
+//! delivered exactly once (nothing earlier is sent again).
+
+mod daemon_harness;
+mod smtp_harness;
+use daemon_harness::{free_port, get, service, wait_for};
+use smtp_harness::{python, received, SmtpSink};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+const TOKEN: &str = "test-token-0123456789abcdef";
+
+fn rfc(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+struct Daemon(Child);
+
+impl Daemon {
+    fn start(cfg: &Path, log: &Path) -> Daemon {
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .unwrap();
+        Daemon(
+            Command::new(env!("CARGO_BIN_EXE_overdued"))
+                .args(["--log-level", "info,librdkafka=warn", "run", "--config"])
+                .arg(cfg)
+                .env("OVERDUED_TEST_API_TOKEN", TOKEN)
+                .stdout(Stdio::null())
+                .stderr(out)
+                .spawn()
+                .unwrap(),
+        )
+    }
+    fn kill9(&mut self) {
+        let _ = self.0.kill(); // SIGKILL
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+fn setup(dir: &Path, brokers: &str, topic: &str, http: u16, smtp: u16) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(
+        dir.join("overdued.toml"),
+        format!(
+            r#"
+[calendar]
+periods = ["00:00-24:00"]
+weekdays = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+[directory]
+units = "units.csv"
+procedures = "procedures.csv"
+[rules]
+hanging_after_hours = 0.002      # 7.2 s
+[kafka]
+brokers = "{brokers}"
+topic = "{topic}"
+group_id = "{topic}.group"
+dead_letter_topic = "{topic}.dlq"
+[http]
+listen = "127.0.0.1:{http}"
+api_token = "env:OVERDUED_TEST_API_TOKEN"
+[state]
+dir = "state"
+[email]
+smtp_url = "smtp://127.0.0.1:{smtp}"
+from = "overdued <no-reply@example.vn>"
+admin = "hcc@example.vn"
+group_wait = "2s"
+group_interval = "5s"
+digest_at = ""
+"#
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("units.csv"),
+        "code,name,level,parent,emails,head_email\n\
+         U1,Phòng Tư pháp,district,,u1@example.vn,h1@example.vn\n\
+         U2,UBND xã Tam Xuân,commune,,u2@example.vn,h2@example.vn\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("procedures.csv"),
+        "code,name,sector,duration,duration_unit\nP1,Chứng thực bản sao,TP,1,working_days\n",
+    )
+    .unwrap();
+    dir.join("overdued.toml")
+}
+
+fn create_topic(brokers: &str, topic: &str) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .unwrap();
+    let dlq = format!("{topic}.dlq");
+    let topics = [
+        NewTopic::new(topic, 2, TopicReplication::Fixed(1)),
+        NewTopic::new(&dlq, 1, TopicReplication::Fixed(1)),
+    ];
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    for r in rt
+        .block_on(admin.create_topics(&topics, &AdminOptions::new()))
+        .unwrap()
+    {
+        r.unwrap();
+    }
+}
+
+fn receive(p: &BaseProducer, topic: &str, prefix: &str, n: usize, unit: &str) {
+    let at = rfc(chrono::Utc::now());
+    for i in 0..n {
+        let id = format!("{prefix}{i:02}");
+        let v = format!(
+            r#"{{"event_id":"{id}-1","record_id":"{id}","type":"received","at":"{at}","unit":"{unit}","procedure":"P1"}}"#
+        );
+        p.send(BaseRecord::to(topic).key(&id).payload(&v)).unwrap();
+    }
+    p.flush(Duration::from_secs(10)).unwrap();
+}
+
+/// An HTTP/1.0 request with an optional bearer token: (status, body).
+fn request(port: u16, method: &str, path: &str, token: Option<&str>, body: &str) -> (u16, String) {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    write!(
+        s,
+        "{method} {path} HTTP/1.0\r\nHost: x\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).unwrap();
+    let status = buf.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (status, buf.split_once("\r\n\r\n").unwrap().1.to_string())
+}
+
+fn metric(body: &str, series: &str) -> f64 {
+    body.lines()
+        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(-1.0)
+}
+
+/// How many received messages list `record` as newly firing.
+fn told(dir: &Path, record: &str) -> usize {
+    received(dir)
+        .iter()
+        .filter(|m| {
+            m.text
+                .as_deref()
+                .unwrap_or("")
+                .lines()
+                .any(|l| l.contains("MỚI]") && l.trim_end().ends_with(&format!("Hồ sơ {record}")))
+        })
+        .count()
+}
+
+#[test]
+fn daemon_groups_mails_honours_silences_and_survives_kill_9_exactly_once() {
+    let Some(brokers) = service("OVERDUED_TEST_KAFKA") else {
+        return;
+    };
+    let Some(py) = python() else {
+        return;
+    };
+    let suffix = format!(
+        "{}-{}",
+        std::process::id(),
+        chrono::Utc::now().timestamp_millis()
+    );
+    let topic = format!("records.mail.{suffix}");
+    let dir = std::env::temp_dir().join(format!("overdued-mail-{suffix}"));
+    let (http, smtp) = (free_port(), free_port());
+    let cfg = setup(&dir, &brokers, &topic, http, smtp);
+    let log = dir.join("daemon.log");
+    create_topic(&brokers, &topic);
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .create()
+        .unwrap();
+    let sink_dir = dir.join("smtp");
+    let sink = SmtpSink::start(&py, smtp, &sink_dir, &[]);
+
+    // 1. 20 records at U1 and 5 at U2 hang 7.2 s after receipt: one e-mail each
+    receive(&producer, &topic, "A", 20, "U1");
+    receive(&producer, &topic, "B", 5, "U2");
+    let mut d = Daemon::start(&cfg, &log);
+    wait_for("the two grouped e-mails", 90, || {
+        received(&sink_dir).len() >= 2
+    });
+    std::thread::sleep(Duration::from_secs(3)); // nothing more may come
+    let got = received(&sink_dir);
+    assert_eq!(got.len(), 2, "one e-mail per unit");
+    let mut rcpts: Vec<Vec<String>> = got.iter().map(|m| m.rcpt_tos.clone()).collect();
+    rcpts.sort();
+    assert_eq!(
+        rcpts,
+        vec![
+            vec!["u1@example.vn".to_string(), "h1@example.vn".to_string()],
+            vec!["u2@example.vn".to_string(), "h2@example.vn".to_string()],
+        ]
+    );
+    for m in &got {
+        let text = m.text.as_deref().unwrap();
+        let n = text.matches("[CHƯA XỬ LÝ (TREO) – MỚI]").count();
+        assert!(n == 20 || n == 5, "{text}");
+        assert!(m.subject.as_deref().unwrap().contains("chưa xử lý"));
+    }
+    let (_, metrics) = get(http, "/metrics").unwrap();
+    assert_eq!(
+        metric(&metrics, "overdued_notifications_total{result=\"sent\"}"),
+        2.0
+    );
+
+    // 2. silences: changes need the token; a silence of U2 mutes its e-mail
+    let body = r#"{"unit":"U2","ends_at":"2099-01-01T00:00:00Z","comment":"test"}"#;
+    assert_eq!(request(http, "POST", "/api/v1/silences", None, body).0, 401);
+    assert_eq!(
+        request(
+            http,
+            "POST",
+            "/api/v1/silences",
+            Some("wrong-token-xxxxxxxxxxxx"),
+            body
+        )
+        .0,
+        401
+    );
+    let (st, created) = request(http, "POST", "/api/v1/silences", Some(TOKEN), body);
+    assert_eq!(st, 201, "{created}");
+    let (_, list) = get(http, "/api/v1/silences").unwrap();
+    assert!(list.contains("\"unit\":\"U2\""), "{list}");
+
+    // 3. the SMTP server goes down; new alerts for U1 (and silenced U2) are decided
+    sink.stop();
+    receive(&producer, &topic, "C", 10, "U1");
+    receive(&producer, &topic, "S", 3, "U2");
+    let outbox = dir.join("state/outbox");
+    wait_for("an e-mail waiting in the outbox", 60, || {
+        std::fs::read_dir(&outbox)
+            .map(|rd| {
+                rd.flatten()
+                    .any(|e| e.file_name().to_string_lossy().ends_with(".eml"))
+            })
+            .unwrap_or(false)
+    });
+    std::thread::sleep(Duration::from_secs(2)); // a retry or two against the dead server
+    let (_, metrics) = get(http, "/metrics").unwrap();
+    assert!(
+        metric(&metrics, "overdued_outbox_depth") >= 1.0,
+        "{metrics}"
+    );
+    assert!(
+        metric(
+            &metrics,
+            "overdued_notifications_total{result=\"silenced\"}"
+        ) >= 3.0
+    );
+    // silences mute e-mail, never metrics
+    assert!(
+        metric(
+            &metrics,
+            "overdued_records_hanging{level=\"commune\",unit=\"U2\",sector=\"TP\"}"
+        ) >= 8.0
+    );
+    // 4. crash with a full outbox
+    d.kill9();
+
+    // 5. the server is back, the daemon restarts: delivered exactly once
+    let sink = SmtpSink::start(&py, smtp, &sink_dir, &[]);
+    let _d = Daemon::start(&cfg, &log);
+    wait_for("the outbox e-mail after the restart", 120, || {
+        told(&sink_dir, "C09") >= 1
+    });
+    std::thread::sleep(Duration::from_secs(8)); // time for any duplicate to show up
+    for i in 0..10 {
+        assert_eq!(told(&sink_dir, &format!("C{i:02}")), 1, "C{i:02}");
+    }
+    for i in 0..20 {
+        assert_eq!(
+            told(&sink_dir, &format!("A{i:02}")),
+            1,
+            "A{i:02} told again"
+        );
+    }
+    for i in 0..3 {
+        assert_eq!(
+            told(&sink_dir, &format!("S{i:02}")),
+            0,
+            "S{i:02} was silenced"
+        );
+    }
+    assert_eq!(received(&sink_dir).len(), 3);
+    // the silence survived the crash
+    let (_, list) = get(http, "/api/v1/silences").unwrap();
+    assert!(list.contains("\"unit\":\"U2\""), "{list}");
+    drop(sink);
+}
