@@ -39,13 +39,7 @@ P2,<script>alert(1)</script> Cấp bản sao,TP,5,working_days
 fn config(d: &Path, extra: &str) -> PathBuf {
     let cal = d.join("calendar");
     std::fs::create_dir_all(&cal).unwrap();
-    for y in ["2026"] {
-        std::fs::copy(
-            format!("config/calendar/vn-{y}.toml"),
-            cal.join(format!("vn-{y}.toml")),
-        )
-        .unwrap();
-    }
+    std::fs::copy("config/calendar/vn-2026.toml", cal.join("vn-2026.toml")).unwrap();
     std::fs::write(d.join("units.csv"), UNITS).unwrap();
     std::fs::write(d.join("procedures.csv"), PROCEDURES).unwrap();
     let p = d.join("overdued.toml");
