@@ -398,7 +398,16 @@ fn kill_9_during_sending_loses_nothing() {
     let sink = SmtpSink::start(&py, free_port(), &dir.join("sink"), &["--delay-ms", "30"]);
     const N: usize = 150;
     let mut child = outbox_send(&state, &sink.url(), &["--fill", &N.to_string()]);
+    // Sending starts while the outbox fills; the kill comes after every `put`
+    // returned (the e-mails were accepted for sending).
+    assert_eq!(wait_line(&mut child, "filled", 60), format!("filled {N}"));
     wait_for("some e-mails delivered", 60, || count(&sink.dir) >= 15);
+    // A varying point inside the next send (body, final dot, server's delay,
+    // log append), so that runs explore the whole in-flight window.
+    let jitter_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos() % 80);
+    std::thread::sleep(Duration::from_millis(u64::from(jitter_ms)));
     child.kill().unwrap(); // SIGKILL, most likely while a send is in flight
     child.wait().unwrap();
     let at_kill = count(&sink.dir);
@@ -425,8 +434,9 @@ fn kill_9_during_sending_loses_nothing() {
     assert_eq!(distinct, want, "every e-mail delivered at least once");
     let duplicates = all.len() - distinct.len();
     eprintln!(
-        "kill -9 during sending: {at_kill} at the server / {logged_at_kill} logged at the kill, \
-         restart {line:?} in {restart_time:?}, {} received, {duplicates} duplicate(s)",
+        "kill -9 during sending (+{jitter_ms} ms): {at_kill} at the server / {logged_at_kill} \
+         logged at the kill, restart {line:?} in {restart_time:?}, {} received, \
+         {duplicates} duplicate(s)",
         all.len()
     );
     assert!(
