@@ -398,7 +398,16 @@ fn kill_9_during_sending_loses_nothing() {
     let sink = SmtpSink::start(&py, free_port(), &dir.join("sink"), &["--delay-ms", "30"]);
     const N: usize = 150;
     let mut child = outbox_send(&state, &sink.url(), &["--fill", &N.to_string()]);
+    // Sending starts while the outbox fills; the kill comes after every `put`
+    // returned (the e-mails were accepted for sending).
+    assert_eq!(wait_line(&mut child, "filled", 60), format!("filled {N}"));
     wait_for("some e-mails delivered", 60, || count(&sink.dir) >= 15);
+    // A varying point inside the next send (body, final dot, server's delay,
+    // log append), so that runs explore the whole in-flight window.
+    let jitter_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos() % 80);
+    std::thread::sleep(Duration::from_millis(u64::from(jitter_ms)));
     child.kill().unwrap(); // SIGKILL, most likely while a send is in flight
     child.wait().unwrap();
     let at_kill = count(&sink.dir);
@@ -425,8 +434,9 @@ fn kill_9_during_sending_loses_nothing() {
     assert_eq!(distinct, want, "every e-mail delivered at least once");
     let duplicates = all.len() - distinct.len();
     eprintln!(
-        "kill -9 during sending: {at_kill} at the server / {logged_at_kill} logged at the kill, \
-         restart {line:?} in {restart_time:?}, {} received, {duplicates} duplicate(s)",
+        "kill -9 during sending (+{jitter_ms} ms): {at_kill} at the server / {logged_at_kill} \
+         logged at the kill, restart {line:?} in {restart_time:?}, {} received, \
+         {duplicates} duplicate(s)",
         all.len()
     );
     assert!(
@@ -487,4 +497,57 @@ fn rate_limit_per_domain_delays_the_sixth() {
         "timing: rate_limit {:?} (burst of 6 in {burst:?})",
         t0.elapsed()
     );
+}
+
+#[test]
+fn authentication_bad_password_waits_good_password_delivers() {
+    let Some(py) = python() else { return };
+    let t0 = Instant::now();
+    let dir = test_dir("auth");
+    let sink = SmtpSink::start(
+        &py,
+        free_port(),
+        &dir.join("sink"),
+        &["--auth", "overdued:s3cret-pw"],
+    );
+    let (outbox, _) = Outbox::open(&dir.join("state")).unwrap();
+    outbox
+        .put(&email("0001-auth", &["truong-phong@ubnd.example.vn"]))
+        .unwrap();
+
+    // A wrong password: the server says 535 to AUTH. That is the session, not
+    // the e-mail: it must wait (retried), not go to failed/.
+    let mut bad = config(sink.url(), 0);
+    bad.username = Some("overdued".into());
+    bad.password = Some(overdued::config::resolve_secret("wrong", &dir).unwrap());
+    let metrics = SenderMetrics::unregistered().unwrap();
+    let mut sender = Sender::start(bad, outbox.clone(), metrics.clone()).unwrap();
+    wait_for("retries with the wrong password", 10, || {
+        metrics.count("retry") >= 2
+    });
+    assert_eq!(metrics.count("failed"), 0, "a 535 must not fail the e-mail");
+    assert_eq!(count(&sink.dir), 0);
+    assert_eq!(outbox.pending().unwrap(), ["0001-auth"]);
+    assert!(outbox.failed().unwrap().is_empty());
+    assert!(sender.shutdown(Duration::from_secs(10)));
+
+    // The right password, from a file (as `password = "file:..."` would).
+    std::fs::write(dir.join("smtp-password"), "s3cret-pw\n").unwrap();
+    let mut good = config(sink.url(), 0);
+    good.username = Some("overdued".into());
+    good.password = Some(overdued::config::resolve_secret("file:smtp-password", &dir).unwrap());
+    assert!(
+        !format!("{good:?}").contains("s3cret"),
+        "Debug must hide the password"
+    );
+    let metrics = SenderMetrics::unregistered().unwrap();
+    let mut sender = Sender::start(good, outbox.clone(), metrics.clone()).unwrap();
+    wait_for("delivery with the right password", 10, || {
+        sender.depth() == 0
+    });
+    assert_eq!(sender.take_sent(), ["0001-auth"]);
+    assert_eq!(count(&sink.dir), 1);
+    assert_eq!(logged_ids(&outbox), ["0001-auth"]);
+    assert!(sender.shutdown(Duration::from_secs(10)));
+    eprintln!("timing: authentication {:?}", t0.elapsed());
 }

@@ -1,7 +1,7 @@
 """A real SMTP server for the e-mail delivery tests (aiosmtpd 1.4.6).
 
 Usage: smtp_sink.py PORT DIR [--mode ok|451|550] [--transient-rcpt TEXT]
-                    [--permanent-rcpt TEXT] [--delay-ms N]
+                    [--permanent-rcpt TEXT] [--delay-ms N] [--auth USER:PASS]
 
 Listens on 127.0.0.1:PORT and stores each accepted message as DIR/<n>.eml (the
 bytes as received) with its envelope in DIR/<n>.json ({"mail_from", "rcpt_tos"}).
@@ -12,6 +12,7 @@ overwrite).
 
 --mode 451 / 550 answers every RCPT with a transient / permanent error;
 --transient-rcpt / --permanent-rcpt do so only for recipients containing TEXT;
+--auth USER:PASSWORD requires that login (AUTH PLAIN/LOGIN, no TLS);
 --delay-ms waits before answering the final "." (to widen the window in which
 a client can be killed mid-send). DIR/sessions holds the number of EHLOs
 (SMTP sessions) so far. Prints "ready" once it accepts connections.
@@ -26,6 +27,7 @@ import signal
 import threading
 
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
 
 
 class Sink:
@@ -88,10 +90,25 @@ def main():
     p.add_argument("--transient-rcpt", default="")
     p.add_argument("--permanent-rcpt", default="")
     p.add_argument("--delay-ms", type=int, default=0)
+    p.add_argument("--auth", default="", help="USER:PASSWORD required (AUTH PLAIN/LOGIN)")
     a = p.parse_args()
     os.makedirs(a.dir, exist_ok=True)
     sink = Sink(a.dir, a.mode, a.transient_rcpt, a.permanent_rcpt, a.delay_ms)
-    ctl = Controller(sink, hostname="127.0.0.1", port=a.port)
+    kwargs = {}
+    if a.auth:
+        user, password = a.auth.split(":", 1)
+
+        def authenticator(server, session, envelope, mechanism, auth_data):
+            ok = (isinstance(auth_data, LoginPassword)
+                  and auth_data.login.decode() == user
+                  and auth_data.password.decode() == password)
+            # handled=False: let aiosmtpd answer 535 on failure.
+            return AuthResult(success=ok, handled=False)
+
+        # Plain-text AUTH is fine on loopback in a test.
+        kwargs = dict(authenticator=authenticator, auth_required=True,
+                      auth_require_tls=False)
+    ctl = Controller(sink, hostname="127.0.0.1", port=a.port, **kwargs)
     ctl.start()
     print("ready", flush=True)
     stop = threading.Event()

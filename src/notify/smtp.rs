@@ -895,6 +895,26 @@ mod tests {
     }
 
     #[test]
+    fn metrics_register_with_stable_names() {
+        let reg = Registry::new();
+        let m = SenderMetrics::new(&reg).unwrap();
+        m.notifications.with_label_values(&["silenced"]).inc();
+        let names: Vec<String> = reg.gather().iter().map(|f| f.name().to_string()).collect();
+        assert_eq!(
+            names,
+            [
+                "overdued_notification_send_seconds",
+                "overdued_notifications_total",
+                "overdued_outbox_depth"
+            ]
+        );
+        assert_eq!(m.count("sent"), 0);
+        assert_eq!(m.count("silenced"), 1);
+        // Registering the same names twice is refused, not duplicated.
+        assert!(SenderMetrics::new(&reg).is_err());
+    }
+
+    #[test]
     fn backoff_doubles_caps_and_jitters() {
         let (min, max) = (Duration::from_secs(1), Duration::from_secs(10));
         assert_eq!(backoff(min, max, 1, 0.5), Duration::from_secs(1));
