@@ -103,7 +103,7 @@ digest_at = ""
     .unwrap();
     std::fs::write(
         dir.join("procedures.csv"),
-        "code,name,sector,duration,duration_unit\nP1,Chứng thực bản sao,TP,1,working_days\n",
+        "code,name,sector,duration,duration_unit\nP1,Chứng thực bản sao,TP,1,working_days\nP2,<script>alert(1)</script>,TP,1,working_days\n",
     )
     .unwrap();
     dir.join("overdued.toml")
@@ -206,9 +206,20 @@ fn daemon_groups_mails_honours_silences_and_survives_kill_9_exactly_once() {
     let sink_dir = dir.join("smtp");
     let sink = SmtpSink::start(&py, smtp, &sink_dir, &[]);
 
-    // 1. 20 records at U1 and 5 at U2 hang 7.2 s after receipt: one e-mail each
+    // 1. 20 records at U1 and 5 at U2 hang 7.2 s after receipt: one e-mail each;
+    //    one more at U1 has CR/LF and a Bcc header in its id and a procedure whose
+    //    name is a <script>
     receive(&producer, &topic, "A", 20, "U1");
     receive(&producer, &topic, "B", 5, "U2");
+    let evil = serde_json::json!({
+        "event_id": "evil-1", "record_id": "X\r\nBcc: evil@example.com\r\n",
+        "type": "received", "at": rfc(chrono::Utc::now()), "unit": "U1", "procedure": "P2"
+    })
+    .to_string();
+    producer
+        .send(BaseRecord::to(&topic).key("X").payload(&evil))
+        .unwrap();
+    producer.flush(Duration::from_secs(10)).unwrap();
     let mut d = Daemon::start(&cfg, &log);
     wait_for("the two grouped e-mails", 90, || {
         received(&sink_dir).len() >= 2
@@ -228,8 +239,19 @@ fn daemon_groups_mails_honours_silences_and_survives_kill_9_exactly_once() {
     for m in &got {
         let text = m.text.as_deref().unwrap();
         let n = text.matches("[CHƯA XỬ LÝ (TREO) – MỚI]").count();
-        assert!(n == 20 || n == 5, "{text}");
+        let u1 = m.rcpt_tos[0] == "u1@example.vn";
+        assert_eq!(n, if u1 { 21 } else { 5 }, "{text}");
         assert!(m.subject.as_deref().unwrap().contains("chưa xử lý"));
+        // no header injection: the id's CR/LF never reach a header
+        let parsed = mail_parser::MessageParser::default().parse(&m.raw).unwrap();
+        assert!(parsed.header("Bcc").is_none());
+        assert!(!m.rcpt_tos.iter().any(|r| r.contains("evil")));
+        if u1 {
+            assert!(text.contains("Hồ sơ XBcc: evil@example.com"), "{text}");
+            let html = m.html.as_deref().unwrap();
+            assert!(html.contains("&lt;script&gt;alert(1)"), "{html}");
+            assert!(!html.contains("<script>"));
+        }
     }
     let (_, metrics) = get(http, "/metrics").unwrap();
     assert_eq!(

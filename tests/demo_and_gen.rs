@@ -111,6 +111,37 @@ fn demo_runs_out_of_the_box_and_matches_the_calibration() {
         let v: serde_json::Value = serde_json::from_str(l).unwrap();
         assert_eq!(v["reason"], "invalid_json", "{l}");
     }
+    // the e-mails of the year's last day, as .eml files a mail client opens:
+    // updates and the morning digests, multipart, in Vietnamese, to units.csv addresses
+    let mut emls: Vec<PathBuf> = std::fs::read_dir(demo.join("emails"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    emls.sort();
+    assert!(emls.len() > 100, "{} e-mails", emls.len());
+    let digests = emls
+        .iter()
+        .filter(|p| p.to_string_lossy().contains("-d-unit_"))
+        .count();
+    assert!(digests >= 10, "{digests} digests");
+    for p in emls.iter().step_by(97) {
+        let raw = std::fs::read(p).unwrap();
+        let m = mail_parser::MessageParser::default().parse(&raw).unwrap();
+        assert!(m.subject().unwrap().starts_with("[overdued] "), "{p:?}");
+        assert!(m.body_text(0).unwrap().contains("Hạn trả kết quả"), "{p:?}");
+        assert!(m.body_html(0).unwrap().contains("<table"), "{p:?}");
+        let to = m
+            .to()
+            .unwrap()
+            .first()
+            .unwrap()
+            .address()
+            .unwrap()
+            .to_string();
+        assert!(to.ends_with("@example.vn"), "{to}");
+        let date = m.date().unwrap();
+        assert_eq!((date.year, date.month, date.day), (2024, 12, 31), "{p:?}");
+    }
     // the report the demo wrote is what `replay` computes from the same files
     let cfg = demo.join("config/overdued.toml");
     let rep2 = dir.join("replayed.json");

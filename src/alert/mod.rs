@@ -224,6 +224,11 @@ pub struct State {
 /// The notification stage's decision maker.
 #[derive(Debug, Clone)]
 pub struct Notifier {
+    /// Alerts are grouped from this instant on at the earliest: a daemon that
+    /// starts sets it to its start time, so what came due while it was down
+    /// (fire times in the past) is collected for `group_wait` instead of going
+    /// out partition by partition as each catches up.
+    pub schedule_floor: Instant,
     settings: Settings,
     /// Silences from the configuration (read-only at run time).
     config_silences: Vec<Silence>,
@@ -235,6 +240,7 @@ impl Notifier {
     /// A notifier with empty state.
     pub fn new(settings: Settings, config_silences: Vec<Silence>) -> Notifier {
         Notifier {
+            schedule_floor: i64::MIN,
             settings,
             config_silences,
             state: State::default(),
@@ -244,6 +250,7 @@ impl Notifier {
     /// A notifier resuming from a saved state.
     pub fn with_state(settings: Settings, config_silences: Vec<Silence>, state: State) -> Notifier {
         Notifier {
+            schedule_floor: i64::MIN,
             settings,
             config_silences,
             state,
@@ -323,6 +330,7 @@ impl Notifier {
     }
 
     fn schedule(&mut self, rkey: &str, at: Instant) {
+        let at = at.max(self.schedule_floor).max(self.state.clock);
         let (wait, interval) = (self.settings.group_wait, self.settings.group_interval);
         let g = self.state.groups.entry(rkey.to_string()).or_default();
         let earliest = match g.last_flush {

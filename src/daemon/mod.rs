@@ -389,11 +389,14 @@ fn consume(cfg: &Config, d: &DaemonConfig, shared: &Shared) -> Result<(), Error>
         let mut state = marks.notifier.take().unwrap_or_default();
         state.silences = load_silences(&shared.silences_file);
         let muted = state.muted;
-        *shared.notifier.lock().unwrap_or_else(|p| p.into_inner()) = Some(Notifier::with_state(
+        let mut n = Notifier::with_state(
             cfg.email.settings.clone(),
             cfg.email.silences.clone(),
             state,
-        ));
+        );
+        // what came due while the daemon was down is grouped from now on
+        n.schedule_floor = now_wall();
+        *shared.notifier.lock().unwrap_or_else(|p| p.into_inner()) = Some(n);
         tracing::info!(smtp = %cfg.email.smtp.url, "e-mail enabled");
         Some(Mail {
             outbox,
