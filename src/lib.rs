@@ -9,6 +9,7 @@
 
 pub mod api;
 pub mod bench;
+pub mod bench_kafka;
 pub mod config;
 pub mod daemon;
 pub mod demo;
