@@ -73,9 +73,10 @@ fn peak_rss_kb() -> u64 {
         .unwrap_or(0)
 }
 
-struct Rng(u64);
+/// xorshift64: fast, reproducible, good enough to pick records and units.
+pub(crate) struct Rng(pub(crate) u64);
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
@@ -85,19 +86,42 @@ impl Rng {
 
 const CHUNK: u64 = 1 << 20;
 
-struct Gen<'c> {
+/// Event lines on numbered records (shared with `bench-kafka`).
+pub(crate) struct Gen<'c> {
     cfg: &'c Config,
-    procs: Vec<String>,
-    units: Vec<String>,
-    buf: Vec<u8>,
+    pub(crate) procs: Vec<String>,
+    pub(crate) units: Vec<String>,
+    pub(crate) buf: Vec<u8>,
     next_event: u64,
 }
 
-impl Gen<'_> {
-    fn id(n: u64) -> String {
+impl<'c> Gen<'c> {
+    /// A generator over the configuration's units and its procedures of at least
+    /// five days (so that no deadline falls inside a benchmark).
+    pub(crate) fn new(cfg: &'c Config, capacity: usize) -> Gen<'c> {
+        Gen {
+            cfg,
+            procs: cfg
+                .directory
+                .procedures
+                .iter()
+                .filter(|p| {
+                    p.duration.n >= 5
+                        && p.duration.unit != crate::engine::calendar::DurationUnit::WorkingHours
+                })
+                .map(|p| p.code.clone())
+                .collect(),
+            units: cfg.directory.units.iter().map(|u| u.code.clone()).collect(),
+            buf: Vec::with_capacity(capacity),
+            next_event: 0,
+        }
+    }
+    /// The record id of record `n` (25 characters, like a real record code).
+    pub(crate) fn id(n: u64) -> String {
         format!("000.00.20.H47-{n:011}")
     }
-    fn line(&mut self, rec: u64, kind: &str, at: Instant, extra: &str) {
+    /// Appends one event line for record `rec`.
+    pub(crate) fn line(&mut self, rec: u64, kind: &str, at: Instant, extra: &str) {
         let off = self.cfg.calendar.utc_offset_secs(at);
         let _ = write!(
             self.buf,
@@ -109,11 +133,49 @@ impl Gen<'_> {
         let _ = writeln!(self.buf, "\"{extra}}}");
         self.next_event += 1;
     }
-    fn received(&mut self, rec: u64, at: Instant, r: &mut Rng) {
+    /// Appends a `received` line: random unit and procedure.
+    pub(crate) fn received(&mut self, rec: u64, at: Instant, r: &mut Rng) {
         let u = &self.units[(r.next() % self.units.len() as u64) as usize];
         let p = &self.procs[(r.next() % self.procs.len() as u64) as usize];
         let extra = format!(",\"unit\":\"{u}\",\"procedure\":\"{p}\",\"channel\":\"online\"");
         self.line(rec, "received", at, &extra);
+    }
+}
+
+impl Gen<'_> {
+    /// Appends one event of the mixed workload on a random record below
+    /// `next_rec`: 45 % advanced, 10 % forwarded, 5 % paused, 5 % resumed,
+    /// 5 % extended, 10 % resolved, 20 % a new record (`next_rec` grows).
+    /// Returns the record the event is about.
+    pub(crate) fn mixed(&mut self, clock: Instant, next_rec: &mut u64, r: &mut Rng) -> u64 {
+        let rec = r.next() % *next_rec;
+        match r.next() % 100 {
+            0..=44 => self.line(rec, "advanced", clock, ""),
+            45..=54 => {
+                let u = self.units[(r.next() % self.units.len() as u64) as usize].clone();
+                self.line(rec, "forwarded", clock, &format!(",\"unit\":\"{u}\""));
+            }
+            55..=59 => self.line(rec, "paused", clock, ",\"reason\":\"supplement\""),
+            60..=64 => self.line(rec, "resumed", clock, ""),
+            65..=69 => {
+                let mut d = Vec::new();
+                write_rfc3339_offset(&mut d, clock + 200 * HOUR, 7 * 3600);
+                self.line(
+                    rec,
+                    "extended",
+                    clock,
+                    &format!(",\"due_at\":\"{}\"", String::from_utf8_lossy(&d)),
+                );
+            }
+            70..=79 => self.line(rec, "resolved", clock, ""),
+            _ => {
+                let n = *next_rec;
+                self.received(n, clock, r);
+                *next_rec += 1;
+                return n;
+            }
+        }
+        rec
     }
 }
 
@@ -137,22 +199,7 @@ fn apply_all(engine: &mut Engine, buf: &[u8]) -> u64 {
 pub fn run(cfg: &Config, opts: &BenchOptions, log: &mut dyn Write) -> BenchResult {
     let mut res = BenchResult::default();
     let mut r = Rng(opts.seed | 1);
-    let mut g = Gen {
-        cfg,
-        procs: cfg
-            .directory
-            .procedures
-            .iter()
-            .filter(|p| {
-                p.duration.n >= 5
-                    && p.duration.unit != crate::engine::calendar::DurationUnit::WorkingHours
-            })
-            .map(|p| p.code.clone())
-            .collect(),
-        units: cfg.directory.units.iter().map(|u| u.code.clone()).collect(),
-        buf: Vec::with_capacity((CHUNK * 200) as usize),
-        next_event: 0,
-    };
+    let mut g = Gen::new(cfg, (CHUNK * 200) as usize);
     let mut engine = Engine::new(cfg);
     // Receipts spread over working hours, 50 µs of event time apart at first.
     let t0 = crate::time::parse_rfc3339("2025-03-03T07:00:00+07:00").unwrap_or(0);
@@ -208,32 +255,7 @@ pub fn run(cfg: &Config, opts: &BenchOptions, log: &mut dyn Write) -> BenchResul
         let n = CHUNK.min(opts.events - done);
         for _ in 0..n {
             clock += mixed_gap;
-            let rec = r.next() % next_rec;
-            let dice = r.next() % 100;
-            match dice {
-                0..=44 => g.line(rec, "advanced", clock, ""),
-                45..=54 => {
-                    let u = g.units[(r.next() % g.units.len() as u64) as usize].clone();
-                    g.line(rec, "forwarded", clock, &format!(",\"unit\":\"{u}\""));
-                }
-                55..=59 => g.line(rec, "paused", clock, ",\"reason\":\"supplement\""),
-                60..=64 => g.line(rec, "resumed", clock, ""),
-                65..=69 => {
-                    let mut d = Vec::new();
-                    write_rfc3339_offset(&mut d, clock + 200 * HOUR, 7 * 3600);
-                    g.line(
-                        rec,
-                        "extended",
-                        clock,
-                        &format!(",\"due_at\":\"{}\"", String::from_utf8_lossy(&d)),
-                    );
-                }
-                70..=79 => g.line(rec, "resolved", clock, ""),
-                _ => {
-                    g.received(next_rec, clock, &mut r);
-                    next_rec += 1;
-                }
-            }
+            g.mixed(clock, &mut next_rec, &mut r);
         }
         let t = WallInstant::now();
         apply_all(&mut engine, &g.buf);

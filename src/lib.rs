@@ -10,6 +10,7 @@
 pub mod alert;
 pub mod api;
 pub mod bench;
+pub mod bench_kafka;
 pub mod config;
 pub mod daemon;
 pub mod demo;

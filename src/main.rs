@@ -101,6 +101,39 @@ enum Cmd {
         #[arg(long, default_value_t = 7)]
         seed: u64,
     },
+    /// End to end: a broker's backlog through the daemon (see BENCHMARKS.md).
+    BenchKafka {
+        /// Bootstrap servers of the broker to use (a fresh topic is created).
+        #[arg(long)]
+        brokers: String,
+        /// The broker's pid, to report its CPU time.
+        #[arg(long)]
+        broker_pid: Option<u32>,
+        /// Partitions of the events topic.
+        #[arg(long, default_value_t = 12)]
+        partitions: i32,
+        /// Backlog events produced before the daemon starts.
+        #[arg(long, default_value_t = 1_000_000)]
+        events: u64,
+        /// Records whose deadlines fall in the same wall-clock second.
+        #[arg(long, default_value_t = 100_000)]
+        timers: u64,
+        /// Spread of those deadlines within the second, in ms (0: one instant).
+        #[arg(long, default_value_t = 1000)]
+        spread_ms: u64,
+        /// Open records for timing the metrics pass (0: skip).
+        #[arg(long, default_value_t = 1_000_000)]
+        gauge_open: u64,
+        /// Extra librdkafka property for the daemon, KEY=VALUE (repeatable).
+        #[arg(long = "property")]
+        properties: Vec<String>,
+        /// Working folder (configuration, state, alerts, daemon log); emptied first.
+        #[arg(long, default_value = "target/bench-kafka")]
+        dir: PathBuf,
+        /// Random seed.
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+    },
     /// Validates the configuration and its data files.
     CheckConfig {
         /// The configuration file.
@@ -375,6 +408,79 @@ fn run(cli: Cli) -> Result<(), Error> {
                 "peak RSS                  {:.1} MB",
                 r.peak_rss_kb as f64 / 1024.0
             );
+            Ok(())
+        }
+        Cmd::BenchKafka {
+            brokers,
+            broker_pid,
+            partitions,
+            events,
+            timers,
+            spread_ms,
+            gauge_open,
+            properties,
+            dir,
+            seed,
+        } => {
+            let properties = properties
+                .iter()
+                .map(|p| {
+                    p.split_once('=')
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .ok_or_else(|| {
+                            Error::Usage(format!("--property {p:?}: expected KEY=VALUE"))
+                        })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let dir = std::path::absolute(&dir).ctx(format!("{}", dir.display()))?;
+            let opts = overdued::bench_kafka::BenchKafkaOptions {
+                brokers,
+                broker_pid,
+                exe: overdued::bench_kafka::default_exe(),
+                dir,
+                partitions,
+                events,
+                timers,
+                spread_ms,
+                gauge_open,
+                properties,
+                seed,
+            };
+            let r = overdued::bench_kafka::run(&opts, &mut std::io::stderr())
+                .map_err(|e| Error::Usage(format!("bench-kafka: {e}")))?;
+            println!("partitions                      {partitions}");
+            println!(
+                "backlog events                  {events}  (produced in {:.1} s, not timed)",
+                r.produce_s
+            );
+            println!("join (start → first event)      {:.1} s", r.join_s);
+            println!("catch-up (first → last event)   {:.2} s", r.catch_up_s);
+            println!("end-to-end events/s             {:.0}", r.events_per_s);
+            println!(
+                "CPU during catch-up             daemon {:.2} s{}",
+                r.daemon_cpu_s,
+                r.broker_cpu_s
+                    .map(|b| format!(", broker {b:.2} s"))
+                    .unwrap_or_default()
+            );
+            println!("engine alone, same events/s     {:.0}", r.engine_only_eps);
+            println!(
+                "alert latency ({} of {} overdue in one second, spread {spread_ms} ms; applied {:.1} s before)",
+                r.fired.0, r.fired.1, r.latency_slack_s
+            );
+            println!(
+                "  p50 / p99 / max / min         {:.1} / {:.1} / {:.1} / {:.1} ms",
+                r.latency_ms[0], r.latency_ms[1], r.latency_ms[2], r.latency_ms[3]
+            );
+            println!(
+                "daemon peak RSS                 {:.0} MB",
+                r.daemon_peak_rss_mb
+            );
+            if let Some((med, max)) = r.gauge_scan_ms {
+                println!(
+                    "metrics pass, {gauge_open} open         median {med:.1} ms, max {max:.1} ms"
+                );
+            }
             Ok(())
         }
         Cmd::Demo { out, records, seed } => overdued::demo::run(&out, records, seed),

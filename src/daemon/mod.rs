@@ -414,11 +414,18 @@ fn consume(cfg: &Config, d: &DaemonConfig, shared: &Shared) -> Result<(), Error>
     let mut decoder_rejected = [0u64; 10];
     tracing::info!(topic = %topic, group = %d.kafka.group_id, "consuming");
 
+    // A message polled ahead (each message is handled after the poll that follows
+    // it, so that a rebalance seen in that poll is applied first). It must survive
+    // the end of a round: dropping it would skip an event for good.
+    let mut carried = None;
     while !shared.shutdown.load(Ordering::Relaxed) {
         // The HTTP API reads the engines between rounds (a round is ≤ 100 ms of polling).
         // Wait for a message without holding the engines (the API reads them then);
         // the round that follows holds them: up to 1000 messages, timers, housekeeping.
-        let mut next_msg = consumer.poll(Duration::from_millis(100));
+        let mut next_msg = match carried.take() {
+            Some(m) => Some(m),
+            None => consumer.poll(Duration::from_millis(100)),
+        };
         let mut guard = shared.parts.lock().unwrap_or_else(|p| p.into_inner());
         let parts = &mut *guard;
         let mut nguard = shared.notifier.lock().unwrap_or_else(|p| p.into_inner());
@@ -545,6 +552,7 @@ fn consume(cfg: &Config, d: &DaemonConfig, shared: &Shared) -> Result<(), Error>
                     .insert(p, part.next);
             }
         }
+        carried = next_msg;
         for ev in consumer.context().take_events() {
             on_rebalance(cfg, ev, parts, &marks, &applied, nguard.as_mut());
         }
