@@ -12,6 +12,7 @@ mod smtp_harness;
 use daemon_harness::{free_port, get, service, wait_for};
 use smtp_harness::{python, received, SmtpSink};
 
+use chrono::Timelike;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
@@ -342,4 +343,179 @@ fn daemon_groups_mails_honours_silences_and_survives_kill_9_exactly_once() {
     let (_, list) = get(http, "/api/v1/silences").unwrap();
     assert!(list.contains("\"unit\":\"U2\""), "{list}");
     drop(sink);
+}
+
+/// Escalation to the parent unit's head and the daily digest, through SMTP: the
+/// digest time is set to the next minute (calendar in UTC, working all day).
+#[test]
+fn daemon_escalates_to_the_parent_head_and_sends_the_digest() {
+    let Some(brokers) = service("OVERDUED_TEST_KAFKA") else {
+        return;
+    };
+    let Some(py) = python() else {
+        return;
+    };
+    let suffix = format!(
+        "{}-{}",
+        std::process::id(),
+        chrono::Utc::now().timestamp_millis()
+    );
+    let topic = format!("records.digest.{suffix}");
+    let dir = std::env::temp_dir().join(format!("overdued-digest-{suffix}"));
+    let (http, smtp) = (free_port(), free_port());
+    std::fs::create_dir_all(&dir).unwrap();
+    // the digest: the first whole minute at least 75 s from now (UTC)
+    let at = chrono::Utc::now() + chrono::Duration::seconds(75);
+    let digest = at
+        .with_second(0)
+        .and_then(|t| t.with_nanosecond(0))
+        .unwrap()
+        + chrono::Duration::minutes(1);
+    let digest_at = digest.format("%H:%M").to_string();
+    std::fs::write(
+        dir.join("overdued.toml"),
+        format!(
+            r#"
+[calendar]
+timezone = "UTC"
+periods = ["00:00-24:00"]
+weekdays = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+[directory]
+units = "units.csv"
+procedures = "procedures.csv"
+[rules]
+hanging_after_hours = 1
+due_soon_before_hours = 0.0005   # 1.8 s
+escalate_after_hours = 0.001     # 3.6 s
+[kafka]
+brokers = "{brokers}"
+topic = "{topic}"
+group_id = "{topic}.group"
+dead_letter_topic = "{topic}.dlq"
+[http]
+listen = "127.0.0.1:{http}"
+[state]
+dir = "state"
+[email]
+smtp_url = "smtp://127.0.0.1:{smtp}"
+from = "overdued <no-reply@example.vn>"
+admin = "hcc@example.vn"
+group_wait = "1s"
+group_interval = "3s"
+digest_at = "{digest_at}"
+"#
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("units.csv"),
+        "code,name,level,parent,emails,head_email\n\
+         P,Sở Tư pháp,province,,p@example.vn,hp@example.vn\n\
+         U1,Phòng Tư pháp,district,P,u1@example.vn,h1@example.vn\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("procedures.csv"),
+        "code,name,sector,duration,duration_unit\nP1,Chứng thực bản sao,TP,1,working_days\n",
+    )
+    .unwrap();
+    let cfg = dir.join("overdued.toml");
+    create_topic(&brokers, &topic);
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .create()
+        .unwrap();
+    let sink_dir = dir.join("smtp");
+    let _sink = SmtpSink::start(&py, smtp, &sink_dir, &[]);
+    let now = chrono::Utc::now();
+    for i in 0..4 {
+        let id = format!("O{i}");
+        let v = format!(
+            r#"{{"event_id":"{id}-1","record_id":"{id}","type":"received","at":"{}","unit":"U1","procedure":"P1","due_at":"{}"}}"#,
+            rfc(now),
+            rfc(now + chrono::Duration::seconds(5 + i))
+        );
+        producer
+            .send(BaseRecord::to(&topic).key(&id).payload(&v))
+            .unwrap();
+    }
+    producer.flush(Duration::from_secs(10)).unwrap();
+    let _d = Daemon::start(&cfg, &dir.join("daemon.log"));
+
+    // escalation: the parent's head, and only the head, gets the overdue records
+    wait_for("the escalation e-mail", 90, || {
+        received(&sink_dir)
+            .iter()
+            .any(|m| m.rcpt_tos == vec!["hp@example.vn".to_string()])
+    });
+    let esc: Vec<_> = received(&sink_dir)
+        .into_iter()
+        .filter(|m| m.rcpt_tos == vec!["hp@example.vn".to_string()])
+        .collect();
+    assert_eq!(esc.len(), 1);
+    let text = esc[0].text.as_deref().unwrap();
+    assert_eq!(
+        text.matches("[QUÁ HẠN – BÁO CÁO VƯỢT CẤP]").count(),
+        4,
+        "{text}"
+    );
+    assert!(text.contains("Kính gửi Thủ trưởng Sở Tư pháp"), "{text}");
+    // the unit itself was told once about each overdue record
+    wait_for("the unit's e-mail", 30, || {
+        received(&sink_dir)
+            .iter()
+            .any(|m| m.rcpt_tos[0] == "u1@example.vn")
+    });
+    let unit_updates: Vec<_> = received(&sink_dir)
+        .into_iter()
+        .filter(|m| m.rcpt_tos[0] == "u1@example.vn")
+        .collect();
+    let told: usize = unit_updates
+        .iter()
+        .map(|m| {
+            m.text
+                .as_deref()
+                .unwrap()
+                .matches("[QUÁ HẠN – MỚI]")
+                .count()
+        })
+        .sum();
+    assert_eq!(told, 4);
+
+    // the digest at {digest_at}: every open alert, to the unit and to the head
+    let secs = (digest - chrono::Utc::now()).num_seconds().max(0) as u64 + 60;
+    wait_for("the two digests", secs, || {
+        received(&sink_dir)
+            .iter()
+            .filter(|m| m.subject.as_deref().unwrap_or("").contains("Tổng hợp"))
+            .count()
+            >= 2
+    });
+    let digests: Vec<_> = received(&sink_dir)
+        .into_iter()
+        .filter(|m| m.subject.as_deref().unwrap_or("").contains("Tổng hợp"))
+        .collect();
+    assert_eq!(digests.len(), 2);
+    for m in &digests {
+        let text = m.text.as_deref().unwrap();
+        assert!(
+            text.contains(&format!("Tổng hợp lúc {digest_at}")),
+            "{text}"
+        );
+        assert!(text.contains("4 hồ sơ cần xử lý"), "{text}");
+        // worst first: the record due earliest is overdue longest
+        let pos: Vec<usize> = (0..4)
+            .map(|i| text.find(&format!("Hồ sơ O{i}")).unwrap())
+            .collect();
+        assert!(pos.windows(2).all(|w| w[0] < w[1]), "{text}");
+    }
+    let mut who: Vec<_> = digests.iter().map(|m| m.rcpt_tos.clone()).collect();
+    who.sort();
+    assert_eq!(
+        who,
+        vec![
+            vec!["hp@example.vn".to_string()],
+            vec!["u1@example.vn".to_string(), "h1@example.vn".to_string()]
+        ]
+    );
 }
