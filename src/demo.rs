@@ -222,6 +222,12 @@ pub fn run(out: &Path, records: u32, seed: u64) -> Result<(), Error> {
     drop(replay);
     let written = eml.finish(until).map_err(Error::Usage)?;
     let decided = eml.decided;
+    let (firing, state_bytes) = eml.state_size();
+    tracing::info!(
+        firing,
+        state_bytes,
+        "notification state at the end of the year"
+    );
     fs::write(out.join("report.json"), rep.to_json() + "\n").ctx("report.json")?;
     let secs = t0.elapsed().as_secs_f64();
 

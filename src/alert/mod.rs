@@ -184,12 +184,17 @@ pub struct Outgoing {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 struct Group {
-    /// Keys of the open alerts routed here.
+    /// Keys of the open alerts routed here (rebuilt from the engines after a
+    /// restart: not saved).
+    #[serde(skip)]
     members: BTreeSet<String>,
     /// Members to list at the next flush (never told, or due for a reminder).
+    /// Saved: after a restart every adopted alert not listed here counts as told.
     #[serde(default)]
     unsent: BTreeSet<String>,
-    /// Key → when the recipient was last told it is firing.
+    /// Key → when the recipient was last told it is firing (not saved; an
+    /// adopted alert counts as told at its fire time).
+    #[serde(skip)]
     notified: BTreeMap<String, Instant>,
     /// Resolutions to tell: (alert, resolved at).
     resolved: Vec<(AlertInfo, Instant)>,
@@ -204,11 +209,17 @@ struct Firing {
     routed: Vec<String>,
 }
 
-/// The notification state (serialisable; see the module docs).
+/// The notification state. What is saved is small — per recipient what is not
+/// yet told, resolutions to tell, flush times; the digest time; the sequence —
+/// while the firing alerts themselves (a province can have 100,000) are not:
+/// after a restart they are adopted from the rebuilt engines
+/// ([`Notifier::adopt`]), which are the source of truth for what fires.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct State {
+    #[serde(skip)]
     alerts: BTreeMap<String, Firing>,
     groups: BTreeMap<String, Group>,
+    #[serde(skip)]
     escalations: BTreeSet<(Instant, String)>,
     next_digest: Option<Instant>,
     seq: u64,
@@ -428,19 +439,33 @@ impl Notifier {
     /// Takes over an alert that is already firing and was told by an earlier
     /// owner (a partition rebuilt after a hand-over): it is known for digests
     /// and resolutions, and not announced again.
+    ///
+    /// After a restart this rebuilds what the saved state leaves out: an alert
+    /// the saved `unsent` lists is still to be told; any other was told. An
+    /// escalation whose instant is before the saved clock happened already.
     pub fn adopt(&mut self, info: AlertInfo, dir: &Directory) {
         let k = key(info.kind, &info.record_id);
         if self.state.alerts.contains_key(&k) {
             return;
         }
-        let routed = Self::route(&info, dir);
+        let mut routed = Self::route(&info, dir);
+        if let Some(e) = info.escalate_at {
+            if e <= self.state.clock {
+                if let Some(t) = Self::escalation_target(&info.unit, dir) {
+                    if !routed.contains(&t) {
+                        routed.push(t);
+                    }
+                }
+            } else {
+                self.state.escalations.insert((e, k.clone()));
+            }
+        }
         for r in &routed {
             let g = self.state.groups.entry(r.clone()).or_default();
             g.members.insert(k.clone());
-            g.notified.insert(k.clone(), info.fired_at);
-        }
-        if let Some(e) = info.escalate_at {
-            self.state.escalations.insert((e, k.clone()));
+            if !g.unsent.contains(&k) {
+                g.notified.insert(k.clone(), info.fired_at);
+            }
         }
         self.state.alerts.insert(k, Firing { info, routed });
     }

@@ -291,7 +291,7 @@ fn digest_lists_everything_open_worst_first_on_working_days_only() {
 }
 
 #[test]
-fn a_repeated_firing_after_restart_changes_nothing_and_state_round_trips() {
+fn a_restart_adopts_firing_alerts_and_tells_only_what_was_not_told() {
     let c = cfg();
     let mut n = Notifier::new(settings(), vec![]);
     let t0 = t("2026-03-02T09:00:00+07:00");
@@ -299,14 +299,24 @@ fn a_repeated_firing_after_restart_changes_nothing_and_state_round_trips() {
     n.fire(a.clone(), &c.directory);
     let out = n.advance(t0 + MINUTE, &c.calendar, &c.directory);
     assert_eq!(out.len(), 1);
+    // B fires and is not told yet when the state is saved
+    let b = info("B", AlertKind::Hanging, "VPDKDD", t0 + 2 * MINUTE);
+    n.fire(b.clone(), &c.directory);
     let saved = serde_json::to_string(&n.state).unwrap();
+    assert!(saved.len() < 400, "the saved state stays small: {saved}");
     let state: State = serde_json::from_str(&saved).unwrap();
+    // a restart: the engines are rebuilt and their firing alerts adopted
     let mut m = Notifier::with_state(settings(), vec![], state);
-    assert_eq!(m.state, n.state);
+    m.adopt(a.clone(), &c.directory);
+    m.adopt(b, &c.directory);
     m.fire(a, &c.directory);
-    assert!(m
-        .advance(t0 + 3600 * SECOND, &c.calendar, &c.directory)
-        .is_empty());
+    let out = m.advance(t0 + 3600 * SECOND, &c.calendar, &c.directory);
+    // A was told before the restart; B, decided-not-yet-told, is told once
+    assert_eq!(out.len(), 1);
+    assert_eq!(
+        summary(&out[0]).2,
+        vec![("B".to_string(), "hanging", Status::New)]
+    );
 }
 
 #[test]
@@ -376,4 +386,35 @@ fn resolutions_ride_along_with_the_next_firing_by_default() {
             ("A".to_string(), "hanging", Status::Resolved)
         ]
     );
+}
+
+#[test]
+fn an_escalation_before_the_saved_clock_is_not_repeated_after_a_restart() {
+    let c = cfg();
+    let mut n = Notifier::new(settings(), vec![]);
+    let t0 = t("2026-03-02T09:00:00+07:00");
+    let mut o = info("O", AlertKind::Overdue, "VPDKDD", t0);
+    o.escalate_at = Some(t0 + 3600 * SECOND);
+    n.fire(o.clone(), &c.directory);
+    let out = n.advance(t0 + 2 * 3600 * SECOND, &c.calendar, &c.directory);
+    assert_eq!(out.len(), 2); // the unit, then the parent's head
+    let state: State = serde_json::from_str(&serde_json::to_string(&n.state).unwrap()).unwrap();
+    let mut m = Notifier::with_state(settings(), vec![], state);
+    m.adopt(o, &c.directory);
+    assert!(m
+        .advance(t0 + 5 * 3600 * SECOND, &c.calendar, &c.directory)
+        .is_empty());
+    // …and its resolution still reaches both
+    m.reconfigure(
+        Settings {
+            send_resolved: true,
+            ..settings()
+        },
+        vec![],
+    );
+    m.resolve(AlertKind::Overdue, "O", t0 + 6 * 3600 * SECOND);
+    let out = m.advance(t0 + 7 * 3600 * SECOND, &c.calendar, &c.directory);
+    let mut who: Vec<_> = out.iter().map(|o| o.recipient.clone()).collect();
+    who.sort();
+    assert_eq!(who, vec!["head:STNMT", "unit:VPDKDD"]);
 }

@@ -175,7 +175,7 @@ struct Watermarks {
     /// write, so after a crash the transitions seen again are exactly those it
     /// has not seen).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    notifier: Option<crate::alert::State>,
+    notifier: Option<serde_json::Value>,
     /// E-mails decided and stored in the outbox, not yet confirmed sent: what a
     /// restart must send (an outbox file not listed here was written by a run
     /// that crashed before saving its decision, and is decided again).
@@ -386,7 +386,11 @@ fn consume(cfg: &Config, d: &DaemonConfig, shared: &Shared) -> Result<(), Error>
             what: "starting the SMTP sender".into(),
             source: std::io::Error::other(e.to_string()),
         })?;
-        let mut state = marks.notifier.take().unwrap_or_default();
+        let mut state: crate::alert::State = marks
+            .notifier
+            .take()
+            .and_then(|v| serde_json::from_value(v).ok())
+            .unwrap_or_default();
         state.silences = load_silences(&shared.silences_file);
         let muted = state.muted;
         let mut n = Notifier::with_state(
@@ -753,6 +757,10 @@ fn catch_up(
             };
             let mut info = e.alert_info(&t);
             info.partition = Some(p);
+            if kind == crate::engine::AlertKind::Overdue {
+                // its true fire time is known: the due time
+                info.fired_at = info.due.min(at);
+            }
             n.adopt(info, &cfg.directory);
         }
     }
@@ -912,7 +920,7 @@ fn flush_and_commit(
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .as_ref()
-        .map(|n| n.state.clone());
+        .and_then(|n| serde_json::to_value(&n.state).ok());
     let saved = save_watermarks(&d.state_dir, marks);
     marks.notifier = None;
     match saved {

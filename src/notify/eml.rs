@@ -75,6 +75,17 @@ impl EmlWriter {
         }
     }
 
+    /// Firing alerts the notifier tracks, and the size of its state as the daemon
+    /// saves it (JSON bytes).
+    pub fn state_size(&self) -> (usize, usize) {
+        (
+            self.notifier.firing(),
+            serde_json::to_vec(&self.notifier.state)
+                .map(|v| v.len())
+                .unwrap_or(0),
+        )
+    }
+
     /// Ends at `clock`: what is due by then is written.
     pub fn finish(&mut self, clock: Instant) -> Result<u64, String> {
         self.advance(clock);

@@ -329,6 +329,18 @@ pub fn email_id(o: &Outgoing) -> String {
     format!("{:012}-{kind}-{r}", o.seq)
 }
 
+/// Line ends as e-mail wants them (CRLF), in one pass.
+fn crlf(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + s.len() / 32);
+    for (i, line) in s.split('\n').enumerate() {
+        if i > 0 {
+            out.push_str("\r\n");
+        }
+        out.push_str(line.strip_suffix('\r').unwrap_or(line));
+    }
+    out
+}
+
 /// Why rendering failed (a template error at run time, e.g. an edited template
 /// using an unknown variable).
 #[derive(Debug, thiserror::Error)]
@@ -404,8 +416,10 @@ pub fn render(cfg: &Config, o: &Outgoing) -> Result<Email, RenderError> {
         .filter(|c| !c.is_control())
         .take(MAX_SUBJECT)
         .collect();
-    let text = run("body.txt")?;
-    let html = run("body.html")?;
+    // CRLF here: lettre would otherwise insert each CR one by one (quadratic on
+    // a digest of hundreds of lines)
+    let text = crlf(&run("body.txt")?);
+    let html = crlf(&run("body.html")?);
     let id = email_id(o);
     let to = addresses(cfg, &o.recipient);
     build(cfg, &id, o.at, &to, &subject, text, html)
