@@ -444,6 +444,9 @@ fn wait_applied(
     let t0 = WallInstant::now();
     let mut samples = Vec::new();
     let mut last_log = WallInstant::now();
+    // a count that stops short of the target means events were lost: say so
+    // instead of waiting for the timeout
+    let (mut last_n, mut last_move) = (0, WallInstant::now());
     loop {
         if let Some(st) = d.child.try_wait().map_err(io("waiting for the daemon"))? {
             return Err(BenchKafkaError::Daemon(format!("exited: {st}")));
@@ -455,6 +458,13 @@ fn wait_applied(
         }
         if n >= target {
             return Ok(samples);
+        }
+        if n != last_n {
+            (last_n, last_move) = (n, now);
+        } else if n > 0 && last_move.elapsed() > Duration::from_secs(30) {
+            return Err(BenchKafkaError::Daemon(format!(
+                "stalled at {n} of {target} events applied for 30 s"
+            )));
         }
         if last_log.elapsed() >= Duration::from_secs(1) {
             let _ = writeln!(log, "  applied {n} / {target}");

@@ -10,7 +10,9 @@
 //!   records (durable hand-over of state is a later stage); events before the
 //!   resume point (committed offset, or what the state folder says was already
 //!   output) are applied silently, so nothing is alerted twice;
-//! * on revocation the offsets of what was applied are committed synchronously.
+//! * on revocation the offsets of what was applied are committed synchronously;
+//! * `fetch.queue.backoff.ms` defaults to 10 ms instead of librdkafka's 1 s (a
+//!   backlog is consumed about four times faster; see BENCHMARKS.md).
 
 use crate::config::KafkaConfig;
 use rdkafka::config::ClientConfig;
@@ -202,6 +204,18 @@ pub fn consumer(
         .any(|(p, _)| p == "statistics.interval.ms")
     {
         c.set("statistics.interval.ms", "5000");
+    }
+    // librdkafka stops fetching a partition for `fetch.queue.backoff.ms` (1 s by
+    // default) whenever its local queue is over `queued.min.messages` or
+    // `queued.max.messages.kbytes`. Catching up a backlog hits that constantly and
+    // the consumer then idles two thirds of the time: 130k events/s instead of
+    // ~500k on the development machine (BENCHMARKS.md, "End to end").
+    if !k
+        .properties
+        .iter()
+        .any(|(p, _)| p == "fetch.queue.backoff.ms")
+    {
+        c.set("fetch.queue.backoff.ms", "10");
     }
     let ctx = Ctx {
         events: Mutex::new(Vec::new()),
