@@ -339,9 +339,26 @@ fn daemon_groups_mails_honours_silences_and_survives_kill_9_exactly_once() {
         );
     }
     assert_eq!(received(&sink_dir).len(), 3);
-    // the silence survived the crash
+    // the silence survived the crash; it can be deleted (with the token)
     let (_, list) = get(http, "/api/v1/silences").unwrap();
     assert!(list.contains("\"unit\":\"U2\""), "{list}");
+    let v: serde_json::Value = serde_json::from_str(&created).unwrap();
+    let path = format!("/api/v1/silences/{}", v["id"].as_str().unwrap());
+    assert_eq!(request(http, "DELETE", &path, None, "").0, 401);
+    assert_eq!(request(http, "DELETE", &path, Some(TOKEN), "").0, 200);
+    assert_eq!(request(http, "DELETE", &path, Some(TOKEN), "").0, 404);
+    let (_, list) = get(http, "/api/v1/silences").unwrap();
+    assert!(!list.contains("\"unit\":\"U2\""), "{list}");
+    // a bad silence is refused with its reason
+    let (st, why) = request(
+        http,
+        "POST",
+        "/api/v1/silences",
+        Some(TOKEN),
+        r#"{"kind":"late","ends_at":"2099-01-01T00:00:00Z"}"#,
+    );
+    assert_eq!(st, 400);
+    assert!(why.contains("not one of"), "{why}");
     drop(sink);
 }
 

@@ -122,6 +122,22 @@ dir = "state"
         ),
         N as f64
     );
+    // without [http] api_token, changes through the API are refused, not open
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", http)).unwrap();
+    use std::io::{Read, Write};
+    let body = r#"{"unit":"U1","ends_at":"2099-01-01T00:00:00Z"}"#;
+    write!(
+        s,
+        "POST /api/v1/silences HTTP/1.0\r\nAuthorization: Bearer anything-at-all-123\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    assert!(
+        resp.starts_with("HTTP/1.0 403") || resp.starts_with("HTTP/1.1 403"),
+        "{resp}"
+    );
     let _ = child.kill();
     let _ = child.wait();
 }
