@@ -64,8 +64,6 @@ pub struct Shared {
     pub api_token: Option<crate::config::Secret>,
     /// Where silences made through the API are kept (`<state>/silences.json`).
     pub silences_file: std::path::PathBuf,
-    /// Current time for the API (tests may not move it; the engine never reads it).
-    pub started: std::time::Instant,
 }
 
 impl Shared {
@@ -110,7 +108,6 @@ impl Shared {
             mail_metrics,
             api_token: d.api_token.clone(),
             silences_file: d.state_dir.join("silences.json"),
-            started: std::time::Instant::now(),
             snapshot: Mutex::new(Snapshot::default()),
             ready: AtomicBool::new(false),
             shutdown: AtomicBool::new(false),
