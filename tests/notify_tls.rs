@@ -444,7 +444,9 @@ fn untrusted_or_misnamed_certificates_are_refused() {
         2,
     );
 
-    let cases: [(&str, &str, &(PathBuf, PathBuf), bool, &str); 4] = [
+    // (what, sink flag, server certificate, tls_ca_file set, URL scheme)
+    type Case<'a> = (&'a str, &'a str, &'a (PathBuf, PathBuf), bool, &'a str);
+    let cases: [Case; 4] = [
         (
             "STARTTLS, another CA",
             "--starttls",

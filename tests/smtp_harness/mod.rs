@@ -2,7 +2,8 @@
 //! (`tests/smtp_sink.py`, aiosmtpd, run by the Python that `scripts/test.sh`
 //! exports as `OVERDUED_TEST_PYTHON`), started on a free port and killed on
 //! drop, and the messages it received, parsed with a real MIME parser
-//! (`mail-parser`).
+//! (`mail-parser`), with whether each arrived over TLS (sink flags
+//! `--starttls CERT KEY` / `--tls CERT KEY`).
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
