@@ -57,8 +57,8 @@ pub struct SmtpConfig {
 }
 
 /// CA certificates (PEM) trusted in addition to the system roots. Not secret,
-/// but `Debug` shows where they came from and how many, not kilobytes of
-/// base64.
+/// but `Debug` shows where they came from, how many and a checksum, not
+/// kilobytes of base64.
 #[derive(Clone, PartialEq, Eq)]
 pub struct TlsCa {
     /// Where the PEM came from (a path, for messages).
@@ -135,9 +135,16 @@ impl TlsCa {
 
 impl std::fmt::Debug for TlsCa {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // A checksum of the content, so that comparing two configurations by
+        // their Debug text (the daemon's reload does) sees a renewed CA file.
+        // FNV-1a: change detection, not security.
+        let sum = self.pem.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
         f.debug_struct("TlsCa")
             .field("source", &self.source)
             .field("certificates", &self.blocks().len())
+            .field("fnv64", &format_args!("{sum:016x}"))
             .finish()
     }
 }
@@ -228,17 +235,20 @@ usrqTQTPDOwwCgYIKoZIzj0EAwIDRwAwRAIgH6LL3Gla6QJsNF57dnn+HBDXVBTB
         let e = ca(&CA[..200]).certificates().unwrap_err();
         assert!(e.contains("certificate 1"), "{e}");
 
-        // Debug: where from and how many, not the bytes.
+        // Debug: where from, how many and a checksum, not the bytes.
         let cfg = SmtpConfig {
             tls_ca: Some(ca(&bundle)),
             ..SmtpConfig::default()
         };
         let d = format!("{cfg:?}");
         assert!(
-            d.contains(r#"TlsCa { source: "ca.pem", certificates: 2 }"#),
+            d.contains(r#"TlsCa { source: "ca.pem", certificates: 2, fnv64: "#),
             "{d}"
         );
         assert!(!d.contains("BEGIN"), "{d}");
+        // Another content under the same name is another Debug text (the
+        // daemon's reload compares SMTP settings that way).
+        assert_ne!(format!("{:?}", ca(CA)), format!("{:?}", ca(&bundle)));
     }
 
     #[test]
