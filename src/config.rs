@@ -149,6 +149,7 @@ struct RawEmail {
     smtp_url: Option<Spanned<String>>,
     username: Option<Spanned<String>>,
     password: Option<Spanned<String>>,
+    tls_ca_file: Option<Spanned<String>>,
     from: Option<Spanned<String>>,
     admin: Option<Spanned<String>>,
     language: Option<Spanned<String>>,
@@ -764,7 +765,7 @@ impl Config {
             }
         }
         let daemon = daemon_section(&src, base, &raw)?;
-        let email = email_section(&src, base, raw.email.as_ref())?;
+        let email = email_section(&src, base, raw.email.as_ref(), &mut warnings)?;
         Ok(Config {
             path: path.to_path_buf(),
             calendar,
@@ -912,6 +913,7 @@ fn email_section(
     src: &Src<'_>,
     base: &Path,
     raw: Option<&RawEmail>,
+    warnings: &mut Vec<String>,
 ) -> Result<EmailConfig, ConfigError> {
     let mut c = EmailConfig::default();
     let Some(e) = raw else {
@@ -939,6 +941,23 @@ fn email_section(
             resolve_secret(p.get_ref(), base)
                 .or_else(|m| src.err(p.span(), "email.password", m))?,
         );
+    }
+    if let Some(f) = &e.tls_ca_file {
+        // Read and parsed now: a missing or garbled CA file is a configuration
+        // error at start-up, not a TLS failure retried forever at send time.
+        let path = base.join(f.get_ref());
+        let ca = crate::notify::TlsCa::from_file(&path)
+            .or_else(|m| src.err(f.span(), "email.tls_ca_file", m))?;
+        if crate::notify::smtp::parse_url(&c.smtp.url)
+            .is_ok_and(|ep| ep.tls == crate::notify::smtp::TlsMode::None)
+        {
+            warnings.push(format!(
+                "{}:{}: email.tls_ca_file is not used: smtp_url has tls=none",
+                src.path.display(),
+                src.line(f.span().start)
+            ));
+        }
+        c.smtp.tls_ca = Some(ca);
     }
     if let Some(f) = &e.from {
         let v = f.get_ref();

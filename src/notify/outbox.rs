@@ -14,6 +14,15 @@
 //! files are deleted at open, never sent twice). The log is read back at open;
 //! a torn last line (a crash in the middle of an append) is cut off.
 //!
+//! **Rotation.** At open, a log larger than a threshold ([`LOG_ROTATE_BYTES`],
+//! or the one given to [`Outbox::open_with`]) is rotated: the old file becomes
+//! `notifications.log.1` (replacing an older one) and a fresh log keeps only the
+//! lines of ids whose outbox files still exist — the only ids the log must
+//! still answer for (normally none, as the repair above just deleted them).
+//! `notifications.log` is replaced by one atomic rename of a complete, fsynced
+//! file, so at every instant it names either the old log or the new one, and
+//! both hold every id that needs it; see `docs/email-delivery.md`.
+//!
 //! Permanent SMTP rejections are moved to `outbox/failed/` with a `.reason`
 //! file: never silently dropped, never retried.
 //!
@@ -24,9 +33,20 @@ use super::{Email, NotifyError};
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
-use std::io::{ErrorKind, Read, Seek, SeekFrom, Write};
+use std::io::{BufRead, ErrorKind, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
+
+/// Above this size (bytes) the notification log is rotated by [`Outbox::open`]:
+/// ~600,000 e-mails at ~110 bytes a line. Reading it back at start-up then
+/// costs well under a second, and the set of ids held in memory stays small.
+pub const LOG_ROTATE_BYTES: u64 = 64 << 20;
+
+/// Names next to `notifications.log`: the previous log, and the temporary files
+/// of a rotation (removed at open if a crash left them).
+const LOG_OLD_SUFFIX: &str = ".1";
+const LOG_NEW_SUFFIX: &str = ".new";
+const LOG_OLD_NEW_SUFFIX: &str = ".1.new";
 
 /// File name suffixes in the outbox folder.
 const MSG: &str = "eml";
@@ -68,6 +88,15 @@ pub struct OpenReport {
     pub torn_log_line: bool,
     /// Unreadable lines in the middle of the log (skipped, left in place).
     pub bad_log_lines: usize,
+    /// The log was larger than the threshold and was rotated to
+    /// `notifications.log.1`.
+    pub log_rotated: bool,
+    /// Lines carried over into the fresh log by the rotation (ids whose outbox
+    /// files still exist).
+    pub log_lines_kept: usize,
+    /// The rotation was due but failed (the log stays as it is, complete, and
+    /// the rotation is tried again at the next open).
+    pub log_rotation_error: Option<String>,
 }
 
 /// The outbox of one state folder (a cheap, shareable handle).
@@ -158,6 +187,89 @@ fn rename_if_exists(from: &Path, to: &Path) -> Result<bool, NotifyError> {
     }
 }
 
+/// `notifications.log` + `suffix` (`notifications.log.1`, ...).
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+/// Rotates the notification log at `log_path` (complete lines only: a torn
+/// tail was cut before): the lines of the ids in `keep` go to a fresh log, the
+/// old file becomes `<log>.1`. Returns how many lines were kept.
+///
+/// Order, so that a crash at any point leaves `<log>` complete for every id in
+/// `keep` (the argument is in `docs/email-delivery.md`):
+/// 1. write the kept lines to `<log>.new`, fsync it;
+/// 2. hard-link the old log as `<log>.1.new` (a copy, fsynced, where hard
+///    links are not supported) and rename that over `<log>.1`;
+/// 3. rename `<log>.new` over `<log>` (atomic: the old log or the new one,
+///    never neither), then fsync the folder.
+///
+/// Nothing appends meanwhile: the caller holds the only handle, not yet shared.
+fn rotate_log(log_path: &Path, keep: &HashSet<String>) -> Result<usize, NotifyError> {
+    let new = with_suffix(log_path, LOG_NEW_SUFFIX);
+    let old = with_suffix(log_path, LOG_OLD_SUFFIX);
+    let old_new = with_suffix(log_path, LOG_OLD_NEW_SUFFIX);
+    let dir = log_path.parent().unwrap_or(Path::new("."));
+
+    let mut kept = 0usize;
+    let res = (|| -> std::io::Result<()> {
+        let src = File::open(log_path)?;
+        let mut out = std::io::BufWriter::new(File::create(&new)?);
+        // Streamed line by line: a log past the threshold is not held twice.
+        for line in std::io::BufReader::new(src).split(b'\n') {
+            let line = line?;
+            let Ok(entry) = serde_json::from_slice::<LogEntry>(&line) else {
+                // Blank or unreadable lines are history: they stay in `.1`.
+                continue;
+            };
+            if keep.contains(&entry.id) {
+                out.write_all(&line)?;
+                out.write_all(b"\n")?;
+                kept += 1;
+            }
+        }
+        out.into_inner().map_err(|e| e.into_error())?.sync_all()
+    })();
+    if let Err(e) = res {
+        let _ = fs::remove_file(&new);
+        return Err(io(format!("writing {}", new.display()))(e));
+    }
+
+    remove_if_exists(&old_new)?;
+    if fs::hard_link(log_path, &old_new).is_err() {
+        // Some file systems have no hard links: a copy is slower, as safe.
+        let copied = fs::copy(log_path, &old_new)
+            .and_then(|_| File::open(&old_new))
+            .and_then(|f| f.sync_all());
+        if let Err(e) = copied {
+            let _ = fs::remove_file(&old_new);
+            let _ = fs::remove_file(&new);
+            return Err(io(format!(
+                "copying {} to {}",
+                log_path.display(),
+                old_new.display()
+            ))(e));
+        }
+    }
+    fs::rename(&old_new, &old).map_err(io(format!(
+        "moving {} to {}",
+        old_new.display(),
+        old.display()
+    )))?;
+    // When `.1` already was this very file (a rotation interrupted after this
+    // step, redone), rename does nothing and leaves the link: drop it.
+    remove_if_exists(&old_new)?;
+    fs::rename(&new, log_path).map_err(io(format!(
+        "moving {} to {}",
+        new.display(),
+        log_path.display()
+    )))?;
+    sync_dir(dir)?;
+    Ok(kept)
+}
+
 /// Ids of the files with suffix `ext` in `dir` (temporary files excluded).
 fn ids_with(dir: &Path, ext: &str) -> Result<Vec<String>, NotifyError> {
     let rd = match fs::read_dir(dir) {
@@ -223,13 +335,30 @@ impl Outbox {
     /// Opens (creating if needed) the outbox of `state_dir`, reads the
     /// notification log and repairs what a crash may have left: leftover files
     /// of logged ids, interrupted `put`s, interrupted moves to `failed/`,
-    /// temporary files, a torn last log line.
+    /// temporary files, a torn last log line. Rotates a notification log
+    /// larger than [`LOG_ROTATE_BYTES`].
     pub fn open(state_dir: &Path) -> Result<(Outbox, OpenReport), NotifyError> {
+        Outbox::open_with(state_dir, LOG_ROTATE_BYTES)
+    }
+
+    /// [`Outbox::open`], rotating the notification log when it is larger than
+    /// `rotate_above` bytes.
+    pub fn open_with(
+        state_dir: &Path,
+        rotate_above: u64,
+    ) -> Result<(Outbox, OpenReport), NotifyError> {
         let dir = state_dir.join("outbox");
         let failed_dir = dir.join("failed");
         let log_path = state_dir.join("notifications.log");
         fs::create_dir_all(&failed_dir)
             .map_err(io(format!("creating {}", failed_dir.display())))?;
+
+        // Leftovers of a rotation a crash interrupted: while the log itself
+        // exists they are never the truth (step 3 of `rotate_log` is the one
+        // that counts), and the rotation is simply done again below.
+        for suffix in [LOG_NEW_SUFFIX, LOG_OLD_NEW_SUFFIX] {
+            remove_if_exists(&with_suffix(&log_path, suffix))?;
+        }
 
         let mut report = OpenReport::default();
         let mut file = OpenOptions::new()
@@ -238,7 +367,7 @@ impl Outbox {
             .create(true)
             .open(&log_path)
             .map_err(io(format!("opening {}", log_path.display())))?;
-        let (logged, valid_len) = read_log(&mut file, &mut report)
+        let (mut logged, valid_len) = read_log(&mut file, &mut report)
             .map_err(io(format!("reading {}", log_path.display())))?;
         if report.torn_log_line {
             file.set_len(valid_len)
@@ -288,6 +417,44 @@ impl Outbox {
         }
         sync_dir(&dir)?;
         sync_dir(&failed_dir)?;
+
+        // Rotation comes after the repair, which deleted (and made durable the
+        // deletion of) the files of every logged id: what must survive in the
+        // log is what an outbox file could still be sent again for.
+        if valid_len > rotate_above {
+            let mut present: HashSet<String> = ids_with(&dir, MSG)?.into_iter().collect();
+            present.extend(ids_with(&dir, ENV)?);
+            let keep: HashSet<String> = logged.intersection(&present).cloned().collect();
+            drop(file);
+            match rotate_log(&log_path, &keep) {
+                Ok(kept) => {
+                    report.log_rotated = true;
+                    report.log_lines_kept = kept;
+                    // The in-memory set matches the file, as after any
+                    // restart: the rotated-out ids have no outbox files and
+                    // none can come back (see `docs/email-delivery.md`).
+                    logged = keep;
+                }
+                Err(e) => {
+                    // Not a reason to stop sending: whichever file is now
+                    // `notifications.log` (the old one, or the new one if only
+                    // the folder fsync failed) is complete. It is read again.
+                    tracing::warn!(error = %e, "cannot rotate the notification log; it keeps growing");
+                    report.log_rotation_error = Some(e.to_string());
+                }
+            }
+            file = OpenOptions::new()
+                .read(true)
+                .append(true)
+                .open(&log_path)
+                .map_err(io(format!("opening {}", log_path.display())))?;
+            if report.log_rotation_error.is_some() {
+                let mut again = OpenReport::default();
+                logged = read_log(&mut file, &mut again)
+                    .map_err(io(format!("reading {}", log_path.display())))?
+                    .0;
+            }
+        }
 
         let outbox = Outbox {
             inner: Arc::new(Inner {
@@ -582,5 +749,166 @@ mod tests {
         assert_eq!(o.remove_orphans(&keep).unwrap(), 1);
         assert_eq!(o.pending().unwrap(), vec!["b3"]);
         assert_eq!(o.depth().unwrap(), 1);
+    }
+
+    /// Fills the log with `n` sent e-mails `s000..`, returns its size.
+    fn sent_many(o: &Outbox, n: usize) -> u64 {
+        for i in 0..n {
+            let id = format!("s{i:03}");
+            o.put(&email(&id)).unwrap();
+            o.mark_sent(&id, &["b@y.vn".into()], "250 2.0.0 OK")
+                .unwrap();
+        }
+        fs::metadata(o.log_path()).unwrap().len()
+    }
+
+    fn lines(p: &Path) -> Vec<String> {
+        fs::read_to_string(p)
+            .unwrap_or_default()
+            .lines()
+            .map(String::from)
+            .collect()
+    }
+
+    #[test]
+    fn log_rotates_above_the_threshold_keeping_what_is_needed() {
+        let d = tmp("rotate");
+        let (o, _) = Outbox::open(&d).unwrap();
+        let size = sent_many(&o, 20);
+        o.put(&email("p1")).unwrap();
+        let log = o.log_path().to_path_buf();
+        let old = with_suffix(&log, ".1");
+        drop(o);
+
+        // Below the threshold: nothing happens.
+        let (o, rep) = Outbox::open_with(&d, size).unwrap();
+        assert!(!rep.log_rotated);
+        assert!(!old.exists());
+        drop(o);
+
+        // Above it: the old log becomes .1, whole; the fresh one is empty
+        // (no logged id has outbox files after the repair); the pending
+        // e-mail is untouched.
+        let before = fs::read(&log).unwrap();
+        let (o, rep) = Outbox::open_with(&d, size - 1).unwrap();
+        assert!(rep.log_rotated);
+        assert_eq!((rep.log_lines_kept, rep.pending), (0, 1));
+        assert_eq!(fs::read(&old).unwrap(), before);
+        assert!(lines(&log).is_empty());
+        assert_eq!(o.pending().unwrap(), vec!["p1"]);
+        assert!(!o.is_sent("s000"));
+        // Appends go to the fresh log, not to the rotated file.
+        o.mark_sent("p1", &["b@y.vn".into()], "250 OK").unwrap();
+        assert_eq!(lines(&log).len(), 1);
+        assert_eq!(fs::read(&old).unwrap(), before);
+        for f in [".new", ".1.new"] {
+            assert!(!with_suffix(&log, f).exists(), "{f} left behind");
+        }
+        drop(o);
+        let (o, rep) = Outbox::open_with(&d, 1 << 20).unwrap();
+        assert!(o.is_sent("p1") && rep.pending == 0);
+        drop(o);
+
+        // A second rotation replaces the older .1.
+        let (o, _) = Outbox::open(&d).unwrap();
+        sent_many(&o, 3);
+        drop(o);
+        let (_, rep) = Outbox::open_with(&d, 10).unwrap();
+        assert!(rep.log_rotated);
+        assert_eq!(lines(&old).len(), 4, "p1 + 3: the older .1 was replaced");
+    }
+
+    #[test]
+    fn rotation_keeps_the_lines_of_ids_with_outbox_files() {
+        let d = tmp("rotate-keep");
+        let (o, _) = Outbox::open(&d).unwrap();
+        sent_many(&o, 5);
+        let log = o.log_path().to_path_buf();
+        // A bad line in the middle is history: it stays in .1 only.
+        OpenOptions::new()
+            .append(true)
+            .open(&log)
+            .unwrap()
+            .write_all(b"not json\n")
+            .unwrap();
+        drop(o);
+        let keep: HashSet<String> = ["s001".to_string(), "s003".to_string()].into();
+        assert_eq!(rotate_log(&log, &keep).unwrap(), 2);
+        let kept = lines(&log);
+        assert_eq!(kept.len(), 2);
+        assert!(kept[0].contains(r#""id":"s001""#) && kept[0].contains("250 2.0.0 OK"));
+        assert!(kept[1].contains(r#""id":"s003""#));
+        assert_eq!(lines(&with_suffix(&log, ".1")).len(), 6);
+        let (o, rep) = Outbox::open(&d).unwrap();
+        assert!(o.is_sent("s001") && o.is_sent("s003") && !o.is_sent("s002"));
+        assert_eq!(rep.bad_log_lines, 0);
+    }
+
+    #[test]
+    fn interrupted_rotations_are_harmless() {
+        let d = tmp("rotate-crash");
+        let (o, _) = Outbox::open(&d).unwrap();
+        let size = sent_many(&o, 10);
+        let log = o.log_path().to_path_buf();
+        drop(o);
+        let full = fs::read(&log).unwrap();
+
+        // Crash after step 1 (fresh log written, nothing renamed) and in the
+        // middle of step 2 (`.1.new` made): the log itself is the old one.
+        fs::write(with_suffix(&log, ".new"), b"").unwrap();
+        fs::hard_link(&log, with_suffix(&log, ".1.new")).unwrap();
+        let (o, rep) = Outbox::open_with(&d, size).unwrap();
+        assert!(!rep.log_rotated);
+        assert!(o.is_sent("s009"), "the log still answers for every id");
+        assert!(!with_suffix(&log, ".new").exists());
+        assert!(!with_suffix(&log, ".1.new").exists());
+        drop(o);
+
+        // Crash after step 2 (`.1` is the very same file as the log): the
+        // rotation is redone, and leaves no stray link.
+        fs::hard_link(&log, with_suffix(&log, ".1")).unwrap();
+        let (o, rep) = Outbox::open_with(&d, size - 1).unwrap();
+        assert!(rep.log_rotated);
+        assert_eq!(fs::read(with_suffix(&log, ".1")).unwrap(), full);
+        assert!(!with_suffix(&log, ".1.new").exists());
+        assert!(lines(&log).is_empty());
+        drop(o);
+
+        // A torn tail is cut before the size is compared and before rotating.
+        let (o, _) = Outbox::open(&d).unwrap();
+        let size = sent_many(&o, 2);
+        let mut f = OpenOptions::new().append(true).open(&log).unwrap();
+        f.write_all(&vec![b'x'; 4096]).unwrap();
+        drop((f, o));
+        let (_, rep) = Outbox::open_with(&d, size).unwrap();
+        assert!(rep.torn_log_line && !rep.log_rotated);
+    }
+
+    #[test]
+    fn a_failed_rotation_keeps_the_log_and_the_outbox_working() {
+        let d = tmp("rotate-fail");
+        let (o, _) = Outbox::open(&d).unwrap();
+        let size = sent_many(&o, 5);
+        o.put(&email("p1")).unwrap();
+        let log = o.log_path().to_path_buf();
+        drop(o);
+        let full = fs::read(&log).unwrap();
+        // `.1` cannot be replaced: a non-empty folder stands in its way.
+        fs::create_dir_all(with_suffix(&log, ".1").join("x")).unwrap();
+        let (o, rep) = Outbox::open_with(&d, size - 1).unwrap();
+        assert!(!rep.log_rotated);
+        assert!(rep.log_rotation_error.is_some(), "{rep:?}");
+        assert_eq!(fs::read(&log).unwrap(), full, "the log is untouched");
+        assert!(o.is_sent("s004"));
+        assert_eq!(o.pending().unwrap(), vec!["p1"]);
+        o.mark_sent("p1", &[], "250 OK").unwrap();
+        assert_eq!(lines(&log).len(), 6);
+        drop(o);
+        // Once the obstacle is gone, the next open rotates.
+        fs::remove_dir_all(with_suffix(&log, ".1")).unwrap();
+        let (_, rep) = Outbox::open_with(&d, size - 1).unwrap();
+        assert!(rep.log_rotated && rep.log_rotation_error.is_none());
+        assert_eq!(lines(&with_suffix(&log, ".1")).len(), 6);
+        assert!(!with_suffix(&log, ".new").exists());
     }
 }

@@ -2,7 +2,8 @@
 //! (`tests/smtp_sink.py`, aiosmtpd, run by the Python that `scripts/test.sh`
 //! exports as `OVERDUED_TEST_PYTHON`), started on a free port and killed on
 //! drop, and the messages it received, parsed with a real MIME parser
-//! (`mail-parser`).
+//! (`mail-parser`), with whether each arrived over TLS (sink flags
+//! `--starttls CERT KEY` / `--tls CERT KEY`).
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
@@ -186,6 +187,11 @@ pub struct Received {
     pub text: Option<String>,
     /// First text/html body, decoded.
     pub html: Option<String>,
+    /// How the message reached the sink: `None` in clear, else the TLS mode
+    /// (`starttls` or `implicit`) as the sink's own TLS layer reports it.
+    pub tls_mode: Option<String>,
+    /// The negotiated TLS version (`TLSv1.3`), when over TLS.
+    pub tls_version: Option<String>,
 }
 
 /// Every message in the sink's folder, in arrival order.
@@ -230,6 +236,8 @@ pub fn received(dir: &Path) -> Vec<Received> {
                 message_id: parsed.message_id().map(String::from),
                 text: parsed.body_text(0).map(|c| c.into_owned()),
                 html: parsed.body_html(0).map(|c| c.into_owned()),
+                tls_mode: meta["tls"]["mode"].as_str().map(String::from),
+                tls_version: meta["tls"]["version"].as_str().map(String::from),
                 raw,
             }
         })
@@ -257,4 +265,15 @@ pub fn sessions(dir: &Path) -> usize {
         .ok()
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(0)
+}
+
+/// How many TLS handshakes (ClientHellos with a server name) the sink has
+/// seen, and the last name asked for (`--starttls` / `--tls` only).
+pub fn tls_handshakes(dir: &Path) -> (usize, String) {
+    let n = std::fs::read_to_string(dir.join("handshakes"))
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0);
+    let sni = std::fs::read_to_string(dir.join("sni")).unwrap_or_default();
+    (n, sni)
 }
