@@ -12,9 +12,10 @@ cd "$(dirname "$0")/.."
 root=$(pwd)
 
 echo "== toolchain: $(cargo --version)"
-# C libraries librdkafka links (built from source by the rdkafka crate)
+# C libraries librdkafka links (built from source by the rdkafka crate); the
+# openssl tool makes throwaway certificates for the SMTP TLS tests
 missing=()
-for pkg in libssl-dev zlib1g-dev pkg-config python3-venv prometheus; do
+for pkg in libssl-dev zlib1g-dev pkg-config python3-venv prometheus openssl; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
 if [ ${#missing[@]} -gt 0 ]; then
