@@ -127,23 +127,29 @@ fn now_wall() -> Instant {
     d.as_micros() as i64
 }
 
-/// One applied event, as the record API shows it.
+/// One applied event, as the record API shows it. Kept compact (the time as an
+/// instant, formatted only when the API asks): it is built for every event.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct HistoryEntry {
     /// `event_id`.
-    pub event_id: String,
+    pub event_id: Box<str>,
     /// Event type.
     pub r#type: &'static str,
     /// Event time.
-    pub at: String,
+    #[serde(serialize_with = "ser_instant")]
+    pub at: Instant,
     /// Unit named by the event, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub unit: Option<String>,
+    pub unit: Option<Box<str>>,
     /// Kafka offset.
     pub offset: i64,
     /// `ignored` reason, if the event was ignored.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ignored: Option<&'static str>,
+}
+
+fn ser_instant<S: serde::Serializer>(t: &Instant, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&crate::time::format_rfc3339(*t))
 }
 
 /// Per-partition state.
@@ -476,24 +482,29 @@ fn consume(cfg: &Config, d: &DaemonConfig, shared: &Shared) -> Result<(), Error>
                 Ok(ev) => {
                     let outcome = part.engine.apply(&ev);
                     if d.record_history > 0 && !matches!(outcome, Outcome::Rejected(_)) {
-                        let h = part
-                            .history
-                            .entry(ev.record_id.as_ref().into())
-                            .or_default();
-                        if h.len() >= d.record_history {
-                            h.pop_front();
-                        }
-                        h.push_back(HistoryEntry {
-                            event_id: ev.event_id.to_string(),
+                        let entry = HistoryEntry {
+                            event_id: ev.event_id.as_ref().into(),
                             r#type: ev.kind.as_str(),
-                            at: crate::time::format_rfc3339(ev.at),
-                            unit: ev.unit.as_ref().map(|u| u.to_string()),
+                            at: ev.at,
+                            unit: ev.unit.as_deref().map(Into::into),
                             offset,
                             ignored: match &outcome {
                                 Outcome::Ignored(r) => Some(r.as_str()),
                                 _ => None,
                             },
-                        });
+                        };
+                        // look up before inserting: no key allocation for a known record
+                        let h = match part.history.get_mut(ev.record_id.as_ref()) {
+                            Some(h) => h,
+                            None => part
+                                .history
+                                .entry(ev.record_id.as_ref().into())
+                                .or_default(),
+                        };
+                        if h.len() >= d.record_history {
+                            h.pop_front();
+                        }
+                        h.push_back(entry);
                     }
                     match outcome {
                         Outcome::Rejected(r) => Some(r),
