@@ -539,8 +539,14 @@ impl Notifier {
                     }
                 }
             } else {
-                self.digest(t, &mut out);
-                self.state.next_digest = self.next_digest_after(t, cal);
+                let next = self.next_digest_after(t, cal);
+                // a daemon back after days away sends the latest missed digest,
+                // not one per missed day
+                let stale = t < self.schedule_floor && next.is_some_and(|n| n <= now);
+                if !stale {
+                    self.digest(t, &mut out);
+                }
+                self.state.next_digest = next;
             }
         }
         self.state.clock = self.state.clock.max(now);

@@ -418,3 +418,28 @@ fn an_escalation_before_the_saved_clock_is_not_repeated_after_a_restart() {
     who.sort();
     assert_eq!(who, vec!["head:STNMT", "unit:VPDKDD"]);
 }
+
+#[test]
+fn after_days_of_downtime_only_the_latest_missed_digest_is_sent() {
+    let c = cfg();
+    let mut n = Notifier::new(Settings::default(), vec![]);
+    let t0 = t("2026-03-02T09:00:00+07:00"); // Monday
+    n.fire(info("A", AlertKind::Overdue, "VPDKDD", t0), &c.directory);
+    assert_eq!(n.advance(t0 + MINUTE, &c.calendar, &c.directory).len(), 1);
+    let state: State = serde_json::from_str(&serde_json::to_string(&n.state).unwrap()).unwrap();
+    // the daemon comes back on Thursday at noon: Tue, Wed, Thu digests were missed
+    let back = t("2026-03-05T12:00:00+07:00");
+    let mut m = Notifier::with_state(Settings::default(), vec![], state);
+    m.schedule_floor = back;
+    m.adopt(info("A", AlertKind::Overdue, "VPDKDD", t0), &c.directory);
+    let out = m.advance(back, &c.calendar, &c.directory);
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!(out[0].kind, Kind::Digest);
+    assert_eq!(out[0].at, t("2026-03-05T07:30:00+07:00"));
+    // in a replay (no floor) every day's digest is decided
+    let mut r = Notifier::new(Settings::default(), vec![]);
+    r.fire(info("A", AlertKind::Overdue, "VPDKDD", t0), &c.directory);
+    r.advance(t0 + MINUTE, &c.calendar, &c.directory);
+    let out = r.advance(back, &c.calendar, &c.directory);
+    assert_eq!(out.iter().filter(|o| o.kind == Kind::Digest).count(), 3);
+}
