@@ -536,3 +536,119 @@ digest_at = "{digest_at}"
         ]
     );
 }
+
+/// An escalation that comes due while the daemon is down is sent once after the
+/// restart (SPEC §4: "a daemon that was down fires what came due while it was
+/// down, once"). The daemon used to move the notifier's clock to the wall clock
+/// before the partitions were rebuilt, so the adopted overdue's escalation
+/// counted as already sent.
+#[test]
+fn daemon_sends_an_escalation_that_came_due_while_it_was_down() {
+    let Some(brokers) = service("OVERDUED_TEST_KAFKA") else {
+        return;
+    };
+    let Some(py) = python() else {
+        return;
+    };
+    let suffix = format!(
+        "{}-{}",
+        std::process::id(),
+        chrono::Utc::now().timestamp_millis()
+    );
+    let topic = format!("records.escdown.{suffix}");
+    let dir = std::env::temp_dir().join(format!("overdued-escdown-{suffix}"));
+    let (http, smtp) = (free_port(), free_port());
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("overdued.toml"),
+        format!(
+            r#"
+[calendar]
+timezone = "UTC"
+periods = ["00:00-24:00"]
+weekdays = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+[directory]
+units = "units.csv"
+procedures = "procedures.csv"
+[rules]
+hanging_after_hours = 10
+due_soon_before_hours = 0.0005   # 1.8 s
+escalate_after_hours = 0.008     # 28.8 s
+[kafka]
+brokers = "{brokers}"
+topic = "{topic}"
+group_id = "{topic}.group"
+dead_letter_topic = "{topic}.dlq"
+[http]
+listen = "127.0.0.1:{http}"
+[state]
+dir = "state"
+[email]
+smtp_url = "smtp://127.0.0.1:{smtp}"
+from = "overdued <no-reply@example.vn>"
+admin = "hcc@example.vn"
+group_wait = "1s"
+group_interval = "3s"
+digest_at = ""
+"#
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("units.csv"),
+        "code,name,level,parent,emails,head_email\n\
+         P,Sở Tư pháp,province,,p@example.vn,hp@example.vn\n\
+         U1,Phòng Tư pháp,district,P,u1@example.vn,h1@example.vn\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("procedures.csv"),
+        "code,name,sector,duration,duration_unit\nP1,Chứng thực bản sao,TP,1,working_days\n",
+    )
+    .unwrap();
+    let cfg = dir.join("overdued.toml");
+    create_topic(&brokers, &topic);
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .create()
+        .unwrap();
+    let sink_dir = dir.join("smtp");
+    let _sink = SmtpSink::start(&py, smtp, &sink_dir, &[]);
+    let now = chrono::Utc::now();
+    let due = now + chrono::Duration::seconds(5);
+    let v = format!(
+        r#"{{"event_id":"O0-1","record_id":"O0","type":"received","at":"{}","unit":"U1","procedure":"P1","due_at":"{}"}}"#,
+        rfc(now),
+        rfc(due)
+    );
+    producer
+        .send(BaseRecord::to(&topic).key("O0").payload(&v))
+        .unwrap();
+    producer.flush(Duration::from_secs(10)).unwrap();
+    let mut d = Daemon::start(&cfg, &dir.join("daemon.log"));
+    let overdue_told = || {
+        received(&sink_dir).iter().any(|m| {
+            m.rcpt_tos[0] == "u1@example.vn"
+                && m.text.as_deref().unwrap_or("").contains("[QUÁ HẠN – MỚI]")
+        })
+    };
+    wait_for("the overdue e-mail to the unit", 60, overdue_told);
+    // the escalation is due at due + 28.8 s; the daemon is down from now until after it
+    let escalation = due + chrono::Duration::milliseconds(28_800);
+    assert!(
+        chrono::Utc::now() < escalation - chrono::Duration::seconds(5),
+        "too slow to test a restart before the escalation"
+    );
+    d.kill9();
+    let wait = (escalation - chrono::Utc::now()).num_milliseconds().max(0) as u64 + 3000;
+    std::thread::sleep(Duration::from_millis(wait));
+    assert!(!received(&sink_dir)
+        .iter()
+        .any(|m| m.rcpt_tos == vec!["hp@example.vn".to_string()]));
+    let _d = Daemon::start(&cfg, &dir.join("daemon.log"));
+    wait_for("the escalation e-mail after the restart", 180, || {
+        received(&sink_dir)
+            .iter()
+            .any(|m| m.rcpt_tos == vec!["hp@example.vn".to_string()])
+    });
+}

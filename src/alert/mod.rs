@@ -273,8 +273,47 @@ impl Notifier {
         if settings.digest_at != self.settings.digest_at {
             self.state.next_digest = None;
         }
+        let digest_turned_off = settings.digest_at.is_none() && self.settings.digest_at.is_some();
+        let silences_changed = config_silences != self.config_silences;
         self.settings = settings;
         self.config_silences = config_silences;
+        if silences_changed {
+            // what a removed (or shortened) silence muted is told at the next flush
+            self.release(self.state.clock);
+        }
+        if digest_turned_off {
+            // no digest any more: still-firing alerts get reminders from now on
+            let keys: Vec<String> = self.state.groups.keys().cloned().collect();
+            for k in keys {
+                self.arm_reminder(&k, self.state.clock.max(self.schedule_floor));
+            }
+        }
+    }
+
+    /// Without a digest: the group's next flush is when its earliest told alert
+    /// (not muted, i.e. not in `unsent`) is due for a reminder, not before
+    /// `not_before` nor within `group_interval` of the group's last e-mail.
+    fn arm_reminder(&mut self, rkey: &str, not_before: Instant) {
+        if self.settings.digest_at.is_some() {
+            return;
+        }
+        let (repeat, interval) = (self.settings.repeat_interval, self.settings.group_interval);
+        let Some(g) = self.state.groups.get_mut(rkey) else {
+            return;
+        };
+        let reminder = g
+            .notified
+            .iter()
+            .filter(|(k, _)| !g.unsent.contains(*k))
+            .map(|(_, &l)| l + repeat)
+            .min()
+            .map(|r| {
+                r.max(not_before)
+                    .max(g.last_flush.map_or(i64::MIN, |l| l + interval.max(1)))
+            });
+        if let Some(r) = reminder {
+            g.next_flush = Some(g.next_flush.map_or(r, |n| n.min(r)));
+        }
     }
 
     /// Every silence in force or scheduled: configuration's, then the API's.
@@ -467,7 +506,25 @@ impl Notifier {
                 g.notified.insert(k.clone(), info.fired_at);
             }
         }
-        self.state.alerts.insert(k, Firing { info, routed });
+        let fired_at = info.fired_at;
+        self.state.alerts.insert(
+            k,
+            Firing {
+                info,
+                routed: routed.clone(),
+            },
+        );
+        // a group without a flush planned (an alert handed over): its reminder
+        for r in &routed {
+            if self
+                .state
+                .groups
+                .get(r)
+                .is_some_and(|g| g.next_flush.is_none())
+            {
+                self.arm_reminder(r, fired_at.max(self.state.clock).max(self.schedule_floor));
+            }
+        }
     }
 
     fn silenced(&self, info: &AlertInfo, at: Instant) -> bool {
@@ -636,12 +693,24 @@ impl Notifier {
                 });
             }
         }
+        // what a silence muted is told when the silence ends
+        let release = g
+            .unsent
+            .iter()
+            .filter_map(|k| self.state.alerts.get(k))
+            .flat_map(|f| {
+                self.silences()
+                    .filter(|s| s.mutes(&f.info, at))
+                    .map(|s| s.ends_at)
+            })
+            .min();
         if items.is_empty() && resolved.is_empty() {
             if !g.members.is_empty() || !g.resolved.is_empty() || g.last_flush.is_some() {
-                if !digest && !g.notified.is_empty() {
-                    g.next_flush = g.notified.values().map(|&l| l + repeat).min();
-                }
                 self.state.groups.insert(rkey.to_string(), g);
+                self.arm_reminder(rkey, at + self.settings.group_interval.max(1));
+                if let Some(e) = release {
+                    self.schedule(rkey, e - self.settings.group_wait);
+                }
             }
             return None;
         }
@@ -649,10 +718,11 @@ impl Notifier {
         for it in &items {
             g.notified.insert(key(it.info.kind, &it.info.record_id), at);
         }
-        if !digest && !g.notified.is_empty() {
-            g.next_flush = g.notified.values().map(|&l| l + repeat).min();
-        }
         self.state.groups.insert(rkey.to_string(), g);
+        self.arm_reminder(rkey, at + self.settings.group_interval.max(1));
+        if let Some(e) = release {
+            self.schedule(rkey, e - self.settings.group_wait);
+        }
         sort_worst_first(&mut items, at);
         items.extend(resolved);
         let omitted = items.len().saturating_sub(self.settings.max_items);
@@ -715,8 +785,12 @@ impl Notifier {
                 omitted,
             });
         }
+        let send_resolved = self.settings.send_resolved;
         self.state.groups.retain(|_, g| {
-            g.resolved.clear();
+            // resolutions are told on their own at the flush already scheduled
+            if !send_resolved {
+                g.resolved.clear();
+            }
             !g.members.is_empty() || g.next_flush.is_some()
         });
     }

@@ -443,3 +443,290 @@ fn after_days_of_downtime_only_the_latest_missed_digest_is_sent() {
     let out = r.advance(back, &c.calendar, &c.directory);
     assert_eq!(out.iter().filter(|o| o.kind == Kind::Digest).count(), 3);
 }
+
+// ---- review-mail: adversarial probes ----
+
+fn restart(n: &Notifier, s: Settings) -> Notifier {
+    let state: State = serde_json::from_str(&serde_json::to_string(&n.state).unwrap()).unwrap();
+    Notifier::with_state(s, vec![], state)
+}
+
+fn silence_until(record: &str, from: Instant, until: &str) -> Silence {
+    NewSilence {
+        record: Some(record.into()),
+        ends_at: Some(until.into()),
+        ..Default::default()
+    }
+    .validate("s-r".into(), from)
+    .unwrap()
+}
+
+/// With `digest_at = ""`, an alert due for its reminder while a silence mutes it
+/// must not make `advance` loop forever (next_flush was set back to the past
+/// reminder instant, and the loop flushed it again and again).
+#[test]
+fn a_muted_reminder_without_digest_does_not_hang_advance() {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let c = cfg();
+        let mut n = Notifier::new(settings(), vec![]);
+        let t0 = t("2026-03-02T09:00:00+07:00");
+        n.fire(info("A", AlertKind::Hanging, "VPDKDD", t0), &c.directory);
+        assert_eq!(n.advance(t0 + MINUTE, &c.calendar, &c.directory).len(), 1);
+        n.state.silences.push(silence_until(
+            "A",
+            t0 + 3600 * SECOND,
+            "2026-03-05T09:00:00+07:00",
+        ));
+        let out = n.advance(t0 + 25 * 3600 * SECOND, &c.calendar, &c.directory);
+        let _ = tx.send(out.len());
+    });
+    let got = rx.recv_timeout(std::time::Duration::from_secs(20));
+    assert_eq!(got, Ok(0), "advance hung (or sent a muted reminder)");
+}
+
+/// A silence ends while an earlier flush of the same group happens within the
+/// same `advance` call: what it muted must still be told when it ends.
+#[test]
+fn a_silence_ending_after_an_earlier_flush_in_the_same_advance_is_released() {
+    let c = cfg();
+    let t0 = t("2026-03-02T09:00:00+07:00");
+    let mut n = Notifier::new(settings(), vec![]);
+    n.state
+        .silences
+        .push(silence_until("H", t0, "2026-03-02T10:00:00+07:00"));
+    n.fire(info("H", AlertKind::Hanging, "VPDKDD", t0), &c.directory);
+    assert!(n.advance(t0 + MINUTE, &c.calendar, &c.directory).is_empty());
+    n.fire(
+        info("O", AlertKind::Overdue, "VPDKDD", t0 + 58 * MINUTE),
+        &c.directory,
+    );
+    // one call spanning both the flush at 09:58:30 and the silence's end at 10:00
+    let out = n.advance(t0 + 3 * 3600 * SECOND, &c.calendar, &c.directory);
+    let listed: Vec<_> = out.iter().flat_map(|o| summary(o).2).collect();
+    assert_eq!(
+        listed,
+        vec![
+            ("O".to_string(), "overdue", Status::New),
+            ("H".to_string(), "hanging", Status::New)
+        ],
+        "{out:?}"
+    );
+}
+
+/// With `send_resolved = true`, a resolution waiting for its flush must not be
+/// thrown away by a digest that happens in between.
+#[test]
+fn with_send_resolved_a_digest_does_not_swallow_a_pending_resolution() {
+    let c = cfg();
+    let s = Settings {
+        send_resolved: true,
+        ..Settings::default()
+    };
+    let mut n = Notifier::new(s, vec![]);
+    let t0 = t("2026-03-02T07:00:00+07:00"); // Monday
+    n.fire(info("A", AlertKind::Hanging, "VPDKDD", t0), &c.directory);
+    assert_eq!(n.advance(t0 + MINUTE, &c.calendar, &c.directory).len(), 1);
+    n.resolve(AlertKind::Hanging, "A", t("2026-03-02T07:29:50+07:00"));
+    let out = n.advance(t("2026-03-02T08:00:00+07:00"), &c.calendar, &c.directory);
+    let listed: Vec<_> = out.iter().flat_map(|o| summary(o).2).collect();
+    assert_eq!(
+        listed,
+        vec![("A".to_string(), "hanging", Status::Resolved)],
+        "{out:?}"
+    );
+}
+
+/// After a restart the daemon adopts the rebuilt partitions' alerts before it
+/// advances the notifier (it used to advance first, every round: a flush then
+/// dropped the `unsent` keys of alerts not adopted yet, and an escalation due
+/// while down counted as sent; see `daemon_sends_an_escalation_that_came_due_
+/// while_it_was_down`). What the saved state lists as not yet told is told.
+#[test]
+fn after_a_restart_what_was_not_told_is_told_once_adopted() {
+    let c = cfg();
+    let t0 = t("2026-03-02T09:00:00+07:00");
+    let mut n = Notifier::new(settings(), vec![]);
+    let a = info("A", AlertKind::Hanging, "VPDKDD", t0);
+    n.fire(a.clone(), &c.directory);
+    n.advance(t0 + 10 * SECOND, &c.calendar, &c.directory); // saved before its flush
+    let mut m = restart(&n, settings());
+    m.schedule_floor = t0 + MINUTE;
+    m.adopt(a, &c.directory);
+    let out = m.advance(t0 + 10 * MINUTE, &c.calendar, &c.directory);
+    let listed: Vec<_> = out.iter().flat_map(|o| summary(o).2).collect();
+    assert_eq!(listed, vec![("A".to_string(), "hanging", Status::New)]);
+}
+
+/// An escalation that came due while the daemon was down must be sent once
+/// after the restart (SPEC §4: "fires what came due while it was down, once"):
+/// adopted before the notifier's clock moves past it.
+#[test]
+fn an_escalation_due_while_down_is_sent_after_a_restart() {
+    let c = cfg();
+    let t0 = t("2026-03-02T09:00:00+07:00");
+    let mut n = Notifier::new(settings(), vec![]);
+    let mut o = info("O", AlertKind::Overdue, "VPDKDD", t0);
+    o.escalate_at = Some(t0 + 3600 * SECOND);
+    n.fire(o.clone(), &c.directory);
+    assert_eq!(n.advance(t0 + MINUTE, &c.calendar, &c.directory).len(), 1);
+    // down from 09:01 to 11:00; the escalation was due at 10:00
+    let restart_at = t0 + 2 * 3600 * SECOND;
+    let mut m = restart(&n, settings());
+    m.schedule_floor = restart_at;
+    m.adopt(o, &c.directory);
+    let out = m.advance(restart_at + 10 * MINUTE, &c.calendar, &c.directory);
+    assert_eq!(
+        out.iter().map(summary).collect::<Vec<_>>(),
+        vec![(
+            "head:STNMT".to_string(),
+            Kind::Update,
+            vec![("O".to_string(), "overdue", Status::Escalated)]
+        )]
+    );
+}
+
+/// With `digest_at = ""`, an alert told as a reminder just before a restart is
+/// not listed again before `repeat_interval` (SPEC: "The same alert is not
+/// e-mailed again before repeat_interval").
+#[test]
+#[ignore = "review-mail: open bug, `notified` is not saved (adopted = told at fire time)"]
+fn a_reminder_is_not_repeated_early_after_a_restart() {
+    let c = cfg();
+    let t0 = t("2026-03-02T09:00:00+07:00");
+    let mut n = Notifier::new(settings(), vec![]);
+    let a = info("A", AlertKind::Hanging, "VPDKDD", t0);
+    n.fire(a.clone(), &c.directory);
+    assert_eq!(n.advance(t0 + MINUTE, &c.calendar, &c.directory).len(), 1);
+    // the reminder at t0 + 24 h 30 s
+    let out = n.advance(t0 + 25 * 3600 * SECOND, &c.calendar, &c.directory);
+    assert_eq!(summary(&out[0]).2[0].2, Status::Firing);
+    let mut m = restart(&n, settings());
+    m.adopt(a, &c.directory);
+    // a new alert for the unit one hour later
+    m.fire(
+        info("B", AlertKind::Hanging, "VPDKDD", t0 + 26 * 3600 * SECOND),
+        &c.directory,
+    );
+    let out = m.advance(t0 + 27 * 3600 * SECOND, &c.calendar, &c.directory);
+    let listed: Vec<_> = out.iter().flat_map(|o| summary(o).2).collect();
+    assert_eq!(listed, vec![("B".to_string(), "hanging", Status::New)]);
+}
+
+/// With `digest_at = ""`, an alert adopted from another owner (or after a
+/// restart) still gets its reminder after `repeat_interval`.
+#[test]
+fn an_adopted_alert_gets_reminders_without_digest() {
+    let c = cfg();
+    let t0 = t("2026-03-02T09:00:00+07:00");
+    let mut n = Notifier::new(settings(), vec![]);
+    n.adopt(info("A", AlertKind::Hanging, "VPDKDD", t0), &c.directory);
+    let out = n.advance(t0 + 3 * 86_400 * SECOND, &c.calendar, &c.directory);
+    let listed: Vec<_> = out.iter().flat_map(|o| summary(o).2).collect();
+    assert!(
+        listed.contains(&("A".to_string(), "hanging", Status::Firing)),
+        "{out:?}"
+    );
+}
+
+/// Turning the digest off by a reload: still-firing alerts get reminders after
+/// `repeat_interval` from then on.
+#[test]
+fn reminders_start_when_a_reload_turns_the_digest_off() {
+    let c = cfg();
+    let t0 = t("2026-03-02T09:00:00+07:00");
+    let mut n = Notifier::new(Settings::default(), vec![]);
+    n.fire(info("A", AlertKind::Hanging, "VPDKDD", t0), &c.directory);
+    assert_eq!(n.advance(t0 + MINUTE, &c.calendar, &c.directory).len(), 1);
+    n.reconfigure(settings(), vec![]);
+    let out = n.advance(t0 + 3 * 86_400 * SECOND, &c.calendar, &c.directory);
+    assert!(!out.is_empty(), "no reminder in three days");
+}
+
+/// A daemon down over several working days sends one digest when it comes
+/// back, not one per missed day, all at once.
+#[test]
+fn one_digest_after_a_long_downtime() {
+    let c = cfg();
+    let t0 = t("2026-03-02T09:00:00+07:00"); // Monday
+    let mut n = Notifier::new(Settings::default(), vec![]);
+    let a = info("A", AlertKind::Hanging, "VPDKDD", t0);
+    n.fire(a.clone(), &c.directory);
+    assert_eq!(n.advance(t0 + MINUTE, &c.calendar, &c.directory).len(), 1);
+    // down until Friday 09:00
+    let back = t("2026-03-06T09:00:00+07:00");
+    let mut m = restart(&n, Settings::default());
+    m.schedule_floor = back;
+    m.adopt(a, &c.directory);
+    let out = m.advance(back, &c.calendar, &c.directory);
+    let digests = out.iter().filter(|o| o.kind == Kind::Digest).count();
+    assert!(digests <= 1, "{digests} digests at once");
+}
+
+/// A configuration silence removed by a reload (SIGHUP): what it muted and is
+/// still firing is told at the next flush, as when an API silence is deleted.
+#[test]
+fn a_config_silence_removed_by_a_reload_releases_what_it_muted() {
+    let c = cfg();
+    let t0 = t("2026-03-02T09:00:00+07:00");
+    let s = silence_until("H", t0, "2026-03-09T09:00:00+07:00");
+    let mut n = Notifier::new(settings(), vec![s]);
+    n.fire(info("H", AlertKind::Hanging, "VPDKDD", t0), &c.directory);
+    assert!(n.advance(t0 + MINUTE, &c.calendar, &c.directory).is_empty());
+    n.reconfigure(settings(), vec![]);
+    let out = n.advance(t0 + 10 * MINUTE, &c.calendar, &c.directory);
+    let listed: Vec<_> = out.iter().flat_map(|o| summary(o).2).collect();
+    assert_eq!(listed, vec![("H".to_string(), "hanging", Status::New)]);
+}
+
+/// With `digest_at = ""`, reminders respect `group_interval` too. After a
+/// restart adopted alerts count as told at their fire time, which can be less
+/// than `group_interval` apart: the reminders must still come at most one
+/// e-mail per `group_interval`.
+#[test]
+fn reminders_respect_group_interval() {
+    let c = cfg();
+    let t0 = t("2026-03-02T09:00:00+07:00");
+    let a = info("A", AlertKind::Hanging, "VPDKDD", t0);
+    let b = info("B", AlertKind::Hanging, "VPDKDD", t0 + 2 * MINUTE);
+    let mut n = Notifier::new(settings(), vec![]);
+    n.fire(a.clone(), &c.directory);
+    assert_eq!(n.advance(t0 + MINUTE, &c.calendar, &c.directory).len(), 1);
+    n.fire(b.clone(), &c.directory);
+    // B is told with the group_interval: at 09:05:30
+    assert_eq!(
+        n.advance(t0 + 10 * MINUTE, &c.calendar, &c.directory).len(),
+        1
+    );
+    let mut m = restart(&n, settings());
+    m.adopt(a, &c.directory);
+    m.adopt(b, &c.directory);
+    let out = m.advance(t0 + 25 * 3600 * SECOND, &c.calendar, &c.directory);
+    let at: Vec<_> = out.iter().map(|o| o.at).collect();
+    for w in at.windows(2) {
+        assert!(w[1] - w[0] >= 300 * SECOND, "e-mails at {at:?}");
+    }
+}
+
+/// `repeat_interval = "0s"` (accepted by the configuration) must not make
+/// `advance` loop forever.
+#[test]
+fn a_zero_repeat_interval_does_not_hang_advance() {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let c = cfg();
+        let s = Settings {
+            repeat_interval: 0,
+            ..settings()
+        };
+        let mut n = Notifier::new(s, vec![]);
+        let t0 = t("2026-03-02T09:00:00+07:00");
+        n.fire(info("A", AlertKind::Hanging, "VPDKDD", t0), &c.directory);
+        let out = n.advance(t0 + 3600 * SECOND, &c.calendar, &c.directory);
+        let _ = tx.send(out.len());
+    });
+    let got = rx
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .expect("advance hung");
+    assert!(got <= 13, "{got} e-mails in one hour");
+}

@@ -604,12 +604,17 @@ fn consume(cfg: &Config, d: &DaemonConfig, shared: &Shared) -> Result<(), Error>
                 );
             }
         }
-        if let (Some(n), Some(m)) = (nguard.as_mut(), mail.as_mut()) {
+        // The notifier's clock moves only once every assigned partition is rebuilt
+        // and its firing alerts adopted: after a restart, an earlier advance would
+        // drop what the saved state lists as not yet told (its alerts not known
+        // yet), count escalations that came due while down as already sent, and
+        // send the digest without the adopted alerts.
+        let ready = !parts.is_empty() && parts.values().all(|p| p.caught_up);
+        if let (Some(n), Some(m), true) = (nguard.as_mut(), mail.as_mut(), ready) {
             decide_emails(n, m, cfg, now, &mut marks, shared);
         }
         drop(nguard);
         consumer.context().fired_until.store(now, Ordering::Relaxed);
-        let ready = !parts.is_empty() && parts.values().all(|p| p.caught_up);
         shared.ready.store(ready, Ordering::Relaxed);
         let new_mail = mail.as_ref().is_some_and(|m| !m.to_submit.is_empty());
         if !out.is_empty() || new_mail || last_flush.elapsed() >= Duration::from_secs(1) {
