@@ -180,6 +180,8 @@ pub struct Outgoing {
     pub items: Vec<Item>,
     /// Alerts not listed because of `max_items`.
     pub omitted: usize,
+    /// [`State::instance`] when decided.
+    pub instance: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -230,6 +232,12 @@ pub struct State {
     /// Alerts muted by a silence at a flush, since start (for metrics).
     #[serde(default)]
     pub muted: u64,
+    /// A token of this state's origin, part of every e-mail id and Message-ID
+    /// (the daemon draws one when it starts a fresh state, so two daemons or a
+    /// lost state folder never reuse `Message-ID`s; empty in replay, whose file
+    /// names stay reproducible).
+    #[serde(default)]
+    pub instance: String,
 }
 
 /// The notification stage's decision maker.
@@ -735,6 +743,7 @@ impl Notifier {
             kind: Kind::Update,
             items,
             omitted,
+            instance: self.state.instance.clone(),
         })
     }
 
@@ -783,6 +792,7 @@ impl Notifier {
                 kind: Kind::Digest,
                 items,
                 omitted,
+                instance: self.state.instance.clone(),
             });
         }
         let send_resolved = self.settings.send_resolved;

@@ -142,7 +142,13 @@ async fn add_silence(
             "too many silences (10000)",
         );
     }
-    let id = format!("s-{:x}-{}", now, n.state.silences.len());
+    // unique even for two requests in one microsecond or a clock stepping back
+    let mut id = format!("s-{now:x}");
+    let mut k = 0;
+    while n.silences().any(|x| x.id == id) {
+        k += 1;
+        id = format!("s-{now:x}-{k}");
+    }
     let sil = match new.validate(id, now) {
         Ok(v) => v,
         Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),

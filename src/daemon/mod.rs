@@ -222,7 +222,10 @@ struct Mail {
 pub fn load_silences(path: &Path) -> Vec<crate::alert::Silence> {
     match std::fs::read_to_string(path) {
         Ok(s) => serde_json::from_str(&s).unwrap_or_else(|e| {
-            tracing::error!(file = %path.display(), error = %e, "cannot read silences; starting without them");
+            // keep the unreadable file for a human: the next change would overwrite it
+            let aside = path.with_extension(format!("json.corrupt-{}", now_wall()));
+            let moved = std::fs::rename(path, &aside).is_ok();
+            tracing::error!(file = %path.display(), kept_as = %aside.display(), moved, error = %e, "cannot read silences; starting without them");
             Vec::new()
         }),
         Err(_) => Vec::new(),
@@ -395,6 +398,16 @@ fn consume(cfg: &Config, d: &DaemonConfig, shared: &Shared) -> Result<(), Error>
             .and_then(|v| serde_json::from_value(v).ok())
             .unwrap_or_default();
         state.silences = load_silences(&shared.silences_file);
+        if state.instance.is_empty() {
+            // a fresh state: its own Message-ID space
+            let seed = format!(
+                "{}-{}-{}",
+                now_wall(),
+                std::process::id(),
+                d.state_dir.display()
+            );
+            state.instance = format!("{:08x}", xxhash_rust::xxh3::xxh3_64(seed.as_bytes()) as u32);
+        }
         let muted = state.muted;
         let mut n = Notifier::with_state(
             cfg.email.settings.clone(),

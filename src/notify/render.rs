@@ -326,7 +326,17 @@ pub fn email_id(o: &Outgoing) -> String {
         Kind::Update => "u",
         Kind::Digest => "d",
     };
-    format!("{:012}-{kind}-{r}", o.seq)
+    let inst: String = o
+        .instance
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .take(16)
+        .collect();
+    if inst.is_empty() {
+        format!("{:012}-{kind}-{r}", o.seq)
+    } else {
+        format!("{:012}-{inst}-{kind}-{r}", o.seq)
+    }
 }
 
 /// Line ends as e-mail wants them (CRLF), in one pass.
