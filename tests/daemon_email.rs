@@ -9,7 +9,7 @@
 
 mod daemon_harness;
 mod smtp_harness;
-use daemon_harness::{free_port, get, service, wait_for};
+use daemon_harness::{free_port, get, metric, service, wait_for};
 use smtp_harness::{python, received, SmtpSink};
 
 use chrono::Timelike;
@@ -158,13 +158,6 @@ fn request(port: u16, method: &str, path: &str, token: Option<&str>, body: &str)
     s.read_to_string(&mut buf).unwrap();
     let status = buf.split_whitespace().nth(1).unwrap().parse().unwrap();
     (status, buf.split_once("\r\n\r\n").unwrap().1.to_string())
-}
-
-fn metric(body: &str, series: &str) -> f64 {
-    body.lines()
-        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-        .unwrap_or(-1.0)
 }
 
 /// How many received messages list `record` as newly firing.

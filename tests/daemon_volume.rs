@@ -4,7 +4,7 @@
 //! per 1000 lost, its offset committed anyway).
 
 mod daemon_harness;
-use daemon_harness::{free_port, get, service, wait_for};
+use daemon_harness::{free_port, get, metric, service, wait_for};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -12,13 +12,6 @@ use rdkafka::config::ClientConfig;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use std::process::{Command, Stdio};
 use std::time::Duration;
-
-fn metric(body: &str, series: &str) -> f64 {
-    body.lines()
-        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-        .unwrap_or(-1.0)
-}
 
 #[test]
 fn a_backlog_of_several_rounds_is_applied_in_full() {

@@ -511,7 +511,10 @@ impl Notifier {
             let g = self.state.groups.entry(r.clone()).or_default();
             g.members.insert(k.clone());
             if !g.unsent.contains(&k) {
-                g.notified.insert(k.clone(), info.fired_at);
+                // told at a flush no later than the group's last one (saved):
+                // counting from there, a reminder never comes early
+                let told = info.fired_at.max(g.last_flush.unwrap_or(i64::MIN));
+                g.notified.insert(k.clone(), told);
             }
         }
         let fired_at = info.fired_at;

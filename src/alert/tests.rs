@@ -590,7 +590,6 @@ fn an_escalation_due_while_down_is_sent_after_a_restart() {
 /// not listed again before `repeat_interval` (SPEC: "The same alert is not
 /// e-mailed again before repeat_interval").
 #[test]
-#[ignore = "review-mail: open bug, `notified` is not saved (adopted = told at fire time)"]
 fn a_reminder_is_not_repeated_early_after_a_restart() {
     let c = cfg();
     let t0 = t("2026-03-02T09:00:00+07:00");
