@@ -38,6 +38,10 @@ pub const EMBEDDED: &[(&str, &str)] = &[
         include_str!("../config/calendar/vn-2026.toml"),
     ),
     (
+        "calendar/vn-2027.toml",
+        include_str!("../config/calendar/vn-2027.toml"),
+    ),
+    (
         "templates/vi/subject.txt",
         include_str!("../config/templates/vi/subject.txt"),
     ),

@@ -198,7 +198,7 @@ fn sample_config_loads() {
         );
     }
     let years = cfg.calendar.covered_years();
-    for y in [2024, 2025, 2026] {
+    for y in [2024, 2025, 2026, 2027] {
         assert!(years.contains(&y), "sample calendar lacks {y}: {years:?}");
     }
 }
@@ -270,6 +270,35 @@ fn sample_calendar_2024_2025_equal_spec_examples() {
         }
         assert!(a["holidays"].is_disjoint(&a["makeup_days"]));
     }
+}
+
+/// The statutory days off of 2027 that were fixed when the file was written
+/// (Labour Code art. 111–112, Resolution 28/2026/QH16), each a loaded holiday.
+#[test]
+fn sample_calendar_2027_has_the_decided_days_off() {
+    let cfg = Config::load(&sample()).unwrap();
+    let spec = cfg.calendar.spec();
+    let sets = calendar_sets(&manifest().join("config/calendar/vn-2027.toml"));
+    let expected: BTreeSet<String> = [
+        "2027-01-01", // Tết Dương lịch, Friday
+        "2027-04-16", // Giỗ Tổ Hùng Vương, 10/3 âm lịch, Friday
+        "2027-04-30", // Friday
+        "2027-05-03", // 1/5 is a Saturday: compensated on Monday
+        "2027-09-02", // Quốc khánh, Thursday
+        "2027-09-03", // its adjacent day
+        "2027-11-24", // Ngày Văn hóa Việt Nam, Wednesday
+    ]
+    .iter()
+    .map(|d| d.to_string())
+    .collect();
+    assert_eq!(sets["holidays"], expected);
+    assert!(sets["makeup_days"].is_empty());
+    for d in &expected {
+        let day = parse_date(d).unwrap();
+        assert!(spec.holidays.contains(&day), "{d} not loaded");
+    }
+    // the calendar now treats 1 January 2027 as a day off
+    assert!(cfg.calendar.covered_years().contains(&2027));
 }
 
 #[test]
