@@ -1,26 +1,34 @@
 //! overdued: keeps administrative-procedure records from going late.
 //!
-//! The crate follows the data: [`source`] (replay files; Kafka later) →
-//! [`event`] (decode, validate) → [`engine`] (record state, calendar, timers,
-//! rules) → alert transitions, with [`report`] (Home Affairs counts) on the side.
-//! [`sim`] generates province-like event streams for the demo and benchmarks.
-//! The product contract is `SPEC.md`; decisions where it is silent are documented
-//! in the module that makes them and collected in the README.
+//! The library is the product's stages, in data-flow order (docs/architecture.md):
+//!
+//! * [`time`] — instants and RFC 3339 (a leaf);
+//! * [`source`] — where events come from: NDJSON files, the Kafka consumer group;
+//! * [`event`] — decode and validate one event;
+//! * [`engine`] — the deadline core: records, working-time calendar, timers,
+//!   rules; pure, time injected; its settings in [`engine::settings`];
+//! * [`alert`] — what to tell whom, when: routing, grouping, silences, digests;
+//! * [`notify`] — how it reaches them: rendering, outbox, SMTP;
+//! * [`sink`] — output writers shared by `replay` and `run` (alert lines, `.eml`);
+//!
+//! and on the side: [`report`] (Home Affairs counts), [`metrics`] (exposition),
+//! [`state`] (crash-safe state files), [`api`] (HTTP, handed an
+//! [`api::ApiState`]), [`replay`] (the simulated-clock driver), [`daemon`] (the
+//! wiring of `overdued run`) and [`config`] (the loader composing every stage's
+//! settings; [`config::common`] is the leaf they share). The commands live in
+//! the binary (`src/cli/`). The contract is `docs/spec.md`.
 
 pub mod alert;
 pub mod api;
-pub mod bench;
-pub mod bench_kafka;
 pub mod config;
 pub mod daemon;
-pub mod demo;
 pub mod engine;
-pub mod error;
 pub mod event;
 pub mod metrics;
 pub mod notify;
 pub mod replay;
 pub mod report;
-pub mod sim;
+pub mod sink;
 pub mod source;
+pub mod state;
 pub mod time;

@@ -1,13 +1,11 @@
-//! The `overdued` command line (SPEC §6).
+//! The `overdued` command line (docs/spec.md §6): argument parsing and logging;
+//! each command lives in [`cli`], apart from the library's stages.
+
+mod cli;
 
 use clap::{Parser, Subcommand};
-use overdued::config::Config;
-use overdued::error::{Context, Error};
-use overdued::replay::{Outputs, Replay};
-use overdued::time::parse_rfc3339;
-use std::fs::File;
-use std::io::{BufWriter, Write};
-use std::path::{Path, PathBuf};
+use cli::error::Error;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -65,7 +63,7 @@ enum Cmd {
         #[arg(long)]
         config: Option<PathBuf>,
         /// Number of records.
-        #[arg(long, default_value_t = overdued::sim::PROVINCE_YEAR_RECORDS)]
+        #[arg(long, default_value_t = cli::sim::PROVINCE_YEAR_RECORDS)]
         records: u32,
         /// Random seed.
         #[arg(long, default_value_t = 2024)]
@@ -83,7 +81,7 @@ enum Cmd {
         #[arg(long, default_value = "demo-out")]
         out: PathBuf,
         /// Number of records (default: the calibration province's year).
-        #[arg(long, default_value_t = overdued::sim::PROVINCE_YEAR_RECORDS)]
+        #[arg(long, default_value_t = cli::sim::PROVINCE_YEAR_RECORDS)]
         records: u32,
         /// Random seed.
         #[arg(long, default_value_t = 2024)]
@@ -140,9 +138,9 @@ enum Cmd {
         #[arg(long)]
         config: PathBuf,
     },
-    /// Test and operations tool: sends the outbox of a state folder and exits
-    /// when it is empty (the crash-safety tests kill it with SIGKILL).
-    #[command(hide = true)]
+    /// Sends the e-mail outbox of a state folder and exits when it is empty
+    /// (operations: drain a stopped daemon's outbox; the crash-safety tests kill
+    /// it with SIGKILL mid-way).
     OutboxSend {
         /// The state folder (`outbox/`, `notifications.log`).
         #[arg(long)]
@@ -181,125 +179,9 @@ fn init_logs(level: &str, json: bool) {
     }
 }
 
-fn load(path: &Path) -> Result<Config, Error> {
-    let cfg = Config::load(path)?;
-    for w in &cfg.warnings {
-        tracing::warn!("{w}");
-    }
-    Ok(cfg)
-}
-
-/// The embedded sample configuration, loaded through a temporary folder.
-fn embedded() -> Result<Config, Error> {
-    let dir = std::env::temp_dir().join(format!("overdued-config-{}", std::process::id()));
-    let cfg = overdued::demo::embedded_config(&dir);
-    let _ = std::fs::remove_dir_all(&dir);
-    cfg
-}
-
-fn create(p: &Path) -> Result<BufWriter<File>, Error> {
-    File::create(p)
-        .map(|f| BufWriter::with_capacity(1 << 20, f))
-        .ctx(format!("cannot create {}", p.display()))
-}
-
-/// `overdued outbox-send`: optionally fills the outbox with generated e-mails,
-/// then sends it through the real sender and exits once it is empty. Prints
-/// `filled N` after the fill is durable and `sent N` at the end (stdout).
-#[allow(clippy::too_many_arguments)]
-fn outbox_send(
-    state: &Path,
-    smtp: String,
-    fill: u32,
-    to: &str,
-    rate: u32,
-    backoff_min_ms: u64,
-    backoff_max_ms: u64,
-) -> Result<(), Error> {
-    use overdued::notify::outbox::Outbox;
-    use overdued::notify::smtp::{Sender, SenderMetrics};
-    use overdued::notify::{Email, SmtpConfig};
-    use std::time::Duration;
-
-    let (outbox, report) = Outbox::open(state)?;
-    tracing::info!(?report, "outbox opened");
-    let cfg = SmtpConfig {
-        url: smtp,
-        rate_per_domain_per_minute: rate,
-        timeout: Duration::from_secs(10),
-        backoff_min: Duration::from_millis(backoff_min_ms),
-        backoff_max: Duration::from_millis(backoff_max_ms),
-        ..SmtpConfig::default()
-    };
-    let metrics =
-        SenderMetrics::unregistered().map_err(|e| Error::Usage(format!("metrics: {e}")))?;
-    let mut sender = Sender::start(cfg, outbox.clone(), metrics)?;
-    // Ids sort in creation order: a nanosecond stamp of this run, then a counter.
-    let run = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    for n in 0..fill {
-        let id = format!("fill-{run:024}-{n:06}");
-        let msg = lettre::Message::builder()
-            .from(
-                "overdued <no-reply@overdued.example.vn>"
-                    .parse()
-                    .map_err(|e| Error::Usage(format!("from: {e}")))?,
-            )
-            .to(to.parse().map_err(|e| Error::Usage(format!("--to: {e}")))?)
-            .subject(format!("Hồ sơ quá hạn #{n}"))
-            .message_id(Some(format!("<{id}@overdued.example.vn>")))
-            .body(format!("Test e-mail {n} ({id}).\n"))
-            .map_err(|e| Error::Usage(format!("building a test e-mail: {e}")))?;
-        let email = Email {
-            id: id.clone(),
-            from: "no-reply@overdued.example.vn".into(),
-            to: vec![to.to_string()],
-            bytes: msg.formatted(),
-        };
-        if outbox.put(&email)? {
-            sender.submit(id);
-        }
-    }
-    println!("filled {fill}");
-    let _ = std::io::stdout().flush();
-    let mut sent = 0;
-    loop {
-        sent += sender.take_sent().len();
-        if sender.depth() == 0 {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    sender.shutdown(Duration::from_secs(30));
-    sent += sender.take_sent().len();
-    println!("sent {sent}");
-    Ok(())
-}
-
 fn run(cli: Cli) -> Result<(), Error> {
     match cli.cmd {
-        Cmd::OutboxSend {
-            state,
-            smtp,
-            fill,
-            to,
-            rate,
-            backoff_min_ms,
-            backoff_max_ms,
-        } => outbox_send(
-            &state,
-            smtp,
-            fill,
-            &to,
-            rate,
-            backoff_min_ms,
-            backoff_max_ms,
-        ),
-        Cmd::Run { config } => {
-            let cfg = load(&config)?;
-            overdued::daemon::run(cfg)
-        }
+        Cmd::Run { config } => cli::run::run(&config),
         Cmd::Replay {
             config,
             until,
@@ -308,108 +190,24 @@ fn run(cli: Cli) -> Result<(), Error> {
             dead_letter,
             emails,
             events,
-        } => {
-            let cfg = load(&config)?;
-            let until = match until {
-                Some(u) => Some(parse_rfc3339(&u).ok_or_else(|| {
-                    Error::Usage(format!(
-                        "--until: {u:?} is not an RFC 3339 time with an offset"
-                    ))
-                })?),
-                None => None,
-            };
-            let mut alerts_w = alerts.as_deref().map(create).transpose()?;
-            let mut dl_w = dead_letter.as_deref().map(create).transpose()?;
-            let mut eml = match &emails {
-                Some(d) => Some(
-                    overdued::notify::eml::EmlWriter::new(&cfg, d)
-                        .ctx(format!("cannot create {}", d.display()))?,
-                ),
-                None => None,
-            };
-            let mut hook = |e: &overdued::engine::Engine, t: &overdued::engine::Transition| {
-                if let Some(w) = eml.as_mut() {
-                    w.on_transition(e, t);
-                }
-            };
-            let outputs = Outputs {
-                alerts: alerts_w.as_mut().map(|w| w as &mut dyn Write),
-                dead_letter: dl_w.as_mut().map(|w| w as &mut dyn Write),
-                on_transition: emails.is_some().then_some(&mut hook as _),
-            };
-            let mut replay = Replay::new(&cfg, outputs);
-            replay.progress = true;
-            for f in &events {
-                replay.feed(f).ctx(f.clone())?;
-            }
-            let rep = replay.finish(until).ctx("writing output")?;
-            let clock = replay.engine.clock();
-            drop(replay);
-            if let Some(w) = eml.as_mut() {
-                let n = w.finish(clock).map_err(Error::Usage)?;
-                eprintln!("replay: {n} e-mails written");
-            }
-            if let Some(p) = report {
-                std::fs::write(&p, rep.to_json() + "\n")
-                    .ctx(format!("cannot write {}", p.display()))?;
-            }
-            Ok(())
-        }
+        } => cli::replay::run(cli::replay::Args {
+            config,
+            until,
+            alerts,
+            report,
+            dead_letter,
+            emails,
+            events,
+        }),
         Cmd::Gen {
             config,
             records,
             seed,
             year,
             out,
-        } => {
-            let cfg = match config {
-                Some(p) => load(&p)?,
-                None => embedded()?,
-            };
-            let opts = overdued::sim::GenOptions {
-                records,
-                seed,
-                year,
-            };
-            let summary = match out {
-                Some(p) => overdued::sim::generate(&cfg, &opts, &mut create(&p)?),
-                None => overdued::sim::generate(
-                    &cfg,
-                    &opts,
-                    &mut BufWriter::new(std::io::stdout().lock()),
-                ),
-            }
-            .ctx("gen")?;
-            eprintln!(
-                "gen: {} records, {} lines ({} duplicates, {} malformed)",
-                summary.records, summary.lines, summary.duplicates, summary.malformed
-            );
-            Ok(())
-        }
-        Cmd::Bench { open, events, seed } => {
-            let cfg = embedded()?;
-            let r = overdued::bench::run(
-                &cfg,
-                &overdued::bench::BenchOptions { open, events, seed },
-                &mut std::io::stderr(),
-            );
-            println!("open records              {open}");
-            println!("fill (received) events/s  {:.0}", r.fill_eps);
-            println!(
-                "mixed events/s            {:.0}  (≈{} open)",
-                r.mixed_eps, r.mixed_open
-            );
-            println!(
-                "timer fires/s             {:.0}  ({:.0} alert transitions/s)",
-                r.fires_per_s, r.transitions_per_s
-            );
-            println!("bytes per open record     {:.1}", r.bytes_per_record);
-            println!(
-                "peak RSS                  {:.1} MB",
-                r.peak_rss_kb as f64 / 1024.0
-            );
-            Ok(())
-        }
+        } => cli::gen::run(config, records, seed, year, out),
+        Cmd::Demo { out, records, seed } => cli::demo::run(&out, records, seed),
+        Cmd::Bench { open, events, seed } => cli::bench::command(open, events, seed),
         Cmd::BenchKafka {
             brokers,
             broker_pid,
@@ -421,84 +219,36 @@ fn run(cli: Cli) -> Result<(), Error> {
             properties,
             dir,
             seed,
-        } => {
-            let properties = properties
-                .iter()
-                .map(|p| {
-                    p.split_once('=')
-                        .map(|(k, v)| (k.to_string(), v.to_string()))
-                        .ok_or_else(|| {
-                            Error::Usage(format!("--property {p:?}: expected KEY=VALUE"))
-                        })
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            let dir = std::path::absolute(&dir).ctx(format!("{}", dir.display()))?;
-            let opts = overdued::bench_kafka::BenchKafkaOptions {
-                brokers,
-                broker_pid,
-                exe: overdued::bench_kafka::default_exe(),
-                dir,
-                partitions,
-                events,
-                timers,
-                spread_ms,
-                gauge_open,
-                properties,
-                seed,
-            };
-            let r = overdued::bench_kafka::run(&opts, &mut std::io::stderr())
-                .map_err(|e| Error::Usage(format!("bench-kafka: {e}")))?;
-            println!("partitions                      {partitions}");
-            println!(
-                "backlog events                  {events}  (produced in {:.1} s, not timed)",
-                r.produce_s
-            );
-            println!("join (start → first event)      {:.1} s", r.join_s);
-            println!("catch-up (first → last event)   {:.2} s", r.catch_up_s);
-            println!("end-to-end events/s             {:.0}", r.events_per_s);
-            println!(
-                "CPU during catch-up             daemon {:.2} s{}",
-                r.daemon_cpu_s,
-                r.broker_cpu_s
-                    .map(|b| format!(", broker {b:.2} s"))
-                    .unwrap_or_default()
-            );
-            println!("engine alone, same events/s     {:.0}", r.engine_only_eps);
-            println!(
-                "alert latency ({} of {} overdue in one second, spread {spread_ms} ms; applied {:.1} s before)",
-                r.fired.0, r.fired.1, r.latency_slack_s
-            );
-            println!(
-                "  p50 / p99 / max / min         {:.1} / {:.1} / {:.1} / {:.1} ms",
-                r.latency_ms[0], r.latency_ms[1], r.latency_ms[2], r.latency_ms[3]
-            );
-            println!(
-                "daemon peak RSS                 {:.0} MB",
-                r.daemon_peak_rss_mb
-            );
-            if let Some((med, max)) = r.gauge_scan_ms {
-                println!(
-                    "metrics pass, {gauge_open} open         median {med:.1} ms, max {max:.1} ms"
-                );
-            }
-            Ok(())
-        }
-        Cmd::Demo { out, records, seed } => overdued::demo::run(&out, records, seed),
-        Cmd::CheckConfig { config } => {
-            let cfg = load(&config)?;
-            for w in &cfg.warnings {
-                eprintln!("warning: {w}");
-            }
-            println!(
-                "{}: OK ({} units, {} procedures, {} sectors, calendar years {:?})",
-                config.display(),
-                cfg.directory.units.len(),
-                cfg.directory.procedures.len(),
-                cfg.directory.sectors.len(),
-                cfg.calendar.covered_years()
-            );
-            Ok(())
-        }
+        } => cli::bench_kafka::command(cli::bench_kafka::Args {
+            brokers,
+            broker_pid,
+            partitions,
+            events,
+            timers,
+            spread_ms,
+            gauge_open,
+            properties,
+            dir,
+            seed,
+        }),
+        Cmd::CheckConfig { config } => cli::check_config::run(&config),
+        Cmd::OutboxSend {
+            state,
+            smtp,
+            fill,
+            to,
+            rate,
+            backoff_min_ms,
+            backoff_max_ms,
+        } => cli::outbox_send::run(cli::outbox_send::Args {
+            state,
+            smtp,
+            fill,
+            to,
+            rate,
+            backoff_min_ms,
+            backoff_max_ms,
+        }),
     }
 }
 

@@ -1,4 +1,4 @@
-//! `overdued replay`: the engine over NDJSON files with a simulated clock (SPEC §6).
+//! `overdued replay`: the engine over NDJSON files with a simulated clock (docs/spec.md §6).
 //!
 //! Events are applied in file order; the clock is the largest `at` seen; before
 //! an event is applied every timer due at or before its `at` fires; after the last
@@ -7,12 +7,12 @@
 //! never move the clock. Ignored events (duplicates, closed records) do move it:
 //! they are valid events of the stream.
 
-use crate::config::Config;
-use crate::engine::{Engine, Outcome, Transition};
+use crate::engine::{Engine, Outcome, Settings, Transition};
 use crate::event::{decode, RejectReason};
 use crate::report::Report;
+use crate::sink::write_alert;
 use crate::source::replay::LineReader;
-use crate::time::{write_rfc3339, Instant};
+use crate::time::Instant;
 use std::io::{self, Write};
 use std::time::{Duration, Instant as WallInstant};
 
@@ -54,23 +54,6 @@ impl Summary {
     }
 }
 
-/// Writes one `--alerts` line.
-pub fn write_alert(out: &mut Vec<u8>, engine: &Engine, t: &Transition) {
-    out.extend_from_slice(b"{\"at\": \"");
-    write_rfc3339(out, t.at);
-    out.extend_from_slice(b"\", \"record_id\": ");
-    let _ = serde_json::to_writer(&mut *out, engine.record_id(t.slot));
-    out.extend_from_slice(b", \"kind\": \"");
-    out.extend_from_slice(t.kind.as_str().as_bytes());
-    out.extend_from_slice(if t.firing {
-        b"\", \"state\": \"firing\", \"unit\": "
-    } else {
-        b"\", \"state\": \"resolved\", \"unit\": "
-    });
-    let _ = serde_json::to_writer(&mut *out, engine.unit_code(t.unit));
-    out.extend_from_slice(b"}\n");
-}
-
 /// A replay in progress: feed it inputs, then finish.
 pub struct Replay<'o> {
     /// The engine.
@@ -87,7 +70,7 @@ pub struct Replay<'o> {
 
 impl<'o> Replay<'o> {
     /// A replay over `cfg` writing to `out`.
-    pub fn new(cfg: &Config, out: Outputs<'o>) -> Replay<'o> {
+    pub fn new(cfg: &Settings, out: Outputs<'o>) -> Replay<'o> {
         let now = WallInstant::now();
         Replay {
             engine: Engine::new(cfg),

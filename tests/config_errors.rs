@@ -82,8 +82,8 @@ fn required_fixtures_exist() {
 fn base_fixture_loads() {
     let cfg = Config::load(&fixtures().join("config-base/overdued.toml"))
         .unwrap_or_else(|e| panic!("config-base must load: {e}"));
-    assert_eq!(cfg.directory.units.len(), 4);
-    assert_eq!(cfg.directory.procedures.len(), 4);
+    assert_eq!(cfg.engine.directory.units.len(), 4);
+    assert_eq!(cfg.engine.directory.procedures.len(), 4);
     // the only tolerated warning: the 2024-only calendar vs the current year
     for w in &cfg.warnings {
         assert!(w.contains("do not cover the current year"), "{w}");
@@ -187,8 +187,8 @@ fn sample() -> PathBuf {
 #[test]
 fn sample_config_loads() {
     let cfg = Config::load(&sample()).unwrap_or_else(|e| panic!("config/overdued.toml: {e}"));
-    assert!(!cfg.directory.units.is_empty());
-    assert!(!cfg.directory.procedures.is_empty());
+    assert!(!cfg.engine.directory.units.is_empty());
+    assert!(!cfg.engine.directory.procedures.is_empty());
     // e.g. an override for a sector no procedure has would be a warning; the only
     // acceptable one is calendar coverage once the current year passes 2026
     for w in &cfg.warnings {
@@ -197,7 +197,7 @@ fn sample_config_loads() {
             "sample warning: {w}"
         );
     }
-    let years = cfg.calendar.covered_years();
+    let years = cfg.engine.calendar.covered_years();
     for y in [2024, 2025, 2026, 2027] {
         assert!(years.contains(&y), "sample calendar lacks {y}: {years:?}");
     }
@@ -239,7 +239,7 @@ fn calendar_sets(path: &Path) -> BTreeMap<String, BTreeSet<String>> {
 #[test]
 fn sample_calendar_2024_2025_equal_spec_examples() {
     let cfg = Config::load(&sample()).unwrap();
-    let spec = cfg.calendar.spec();
+    let spec = cfg.engine.calendar.spec();
     for year in [2024, 2025] {
         let shipped = manifest().join(format!("config/calendar/vn-{year}.toml"));
         // the SPEC's examples, copied into the test fixtures
@@ -277,7 +277,7 @@ fn sample_calendar_2024_2025_equal_spec_examples() {
 #[test]
 fn sample_calendar_2027_has_the_decided_days_off() {
     let cfg = Config::load(&sample()).unwrap();
-    let spec = cfg.calendar.spec();
+    let spec = cfg.engine.calendar.spec();
     let sets = calendar_sets(&manifest().join("config/calendar/vn-2027.toml"));
     let expected: BTreeSet<String> = [
         "2027-01-01", // Tết Dương lịch, Friday
@@ -298,7 +298,7 @@ fn sample_calendar_2027_has_the_decided_days_off() {
         assert!(spec.holidays.contains(&day), "{d} not loaded");
     }
     // the calendar now treats 1 January 2027 as a day off
-    assert!(cfg.calendar.covered_years().contains(&2027));
+    assert!(cfg.engine.calendar.covered_years().contains(&2027));
 }
 
 #[test]
@@ -348,7 +348,7 @@ fn sample_units_levels_and_parents_resolve() {
     }
     // …and check the loader resolved the same levels and parents.
     let cfg = Config::load(&sample()).unwrap();
-    let units = &cfg.directory.units;
+    let units = &cfg.engine.directory.units;
     assert_eq!(units.len(), rows.len());
     for (u, r) in units.iter().zip(&rows) {
         assert_eq!(u.code, r[0]);

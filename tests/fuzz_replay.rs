@@ -462,7 +462,7 @@ fn run(parts: &[(&str, &[Vec<u8>])], until: Option<&str>) -> Run {
     let mut dead: Vec<u8> = Vec::new();
     let (report, summary) = {
         let mut r = Replay::new(
-            cfg,
+            &cfg.engine,
             Outputs {
                 alerts: Some(&mut alerts),
                 dead_letter: Some(&mut dead),

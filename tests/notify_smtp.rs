@@ -519,7 +519,7 @@ fn authentication_bad_password_waits_good_password_delivers() {
     // the e-mail: it must wait (retried), not go to failed/.
     let mut bad = config(sink.url(), 0);
     bad.username = Some("overdued".into());
-    bad.password = Some(overdued::config::resolve_secret("wrong", &dir).unwrap());
+    bad.password = Some(overdued::config::common::resolve_secret("wrong", &dir).unwrap());
     let metrics = SenderMetrics::unregistered().unwrap();
     let mut sender = Sender::start(bad, outbox.clone(), metrics.clone()).unwrap();
     wait_for("retries with the wrong password", 10, || {
@@ -535,7 +535,7 @@ fn authentication_bad_password_waits_good_password_delivers() {
     std::fs::write(dir.join("smtp-password"), "s3cret-pw\n").unwrap();
     let mut good = config(sink.url(), 0);
     good.username = Some("overdued".into());
-    good.password = Some(overdued::config::resolve_secret("file:smtp-password", &dir).unwrap());
+    good.password = Some(overdued::config::common::resolve_secret("file:smtp-password", &dir).unwrap());
     assert!(
         !format!("{good:?}").contains("s3cret"),
         "Debug must hide the password"

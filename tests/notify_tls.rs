@@ -286,7 +286,7 @@ fn ca_file_with_tls_none_is_a_warning() {
         &ca.pem(),
         "smtp://localhost:25?tls=none",
     );
-    assert!(cfg.email.smtp.tls_ca.is_some());
+    assert!(cfg.email.delivery.smtp.tls_ca.is_some());
     assert!(
         cfg.warnings
             .iter()
@@ -313,19 +313,19 @@ fn starttls_with_private_ca_from_config_delivers_over_tls() {
         &format!("smtp://localhost:{}", sink.port),
     );
     assert!(cfg.warnings.iter().all(|w| !w.contains("tls_ca_file")));
-    let ca_cfg = cfg.email.smtp.tls_ca.clone().expect("tls_ca loaded");
+    let ca_cfg = cfg.email.delivery.smtp.tls_ca.clone().expect("tls_ca loaded");
     assert_eq!(
         Path::new(&ca_cfg.source),
         dir.join("config/provincial-ca.pem")
     );
     // Debug shows where the CA came from, not its bytes.
-    let dbg = format!("{:?}", cfg.email.smtp);
+    let dbg = format!("{:?}", cfg.email.delivery.smtp);
     assert!(
         dbg.contains("certificates: 1") && !dbg.contains("BEGIN"),
         "{dbg}"
     );
 
-    let mut smtp = cfg.email.smtp.clone();
+    let mut smtp = cfg.email.delivery.smtp.clone();
     smtp.timeout = Duration::from_secs(10);
     let (outbox, mut sender, metrics) = send(&dir.join("state"), smtp, &["0001-tls", "0002-tls"]);
     wait_for("2 e-mails over STARTTLS", 20, || sender.depth() == 0);

@@ -31,103 +31,25 @@
 //! partition watermarks (one atomic file), so after a crash the transitions it
 //! sees again are exactly those the saved state has not seen.
 
-pub mod silence;
+pub mod settings;
+mod silence;
 
 use crate::engine::calendar::Calendar;
 use crate::engine::directory::Directory;
+pub use crate::engine::view::AlertInfo;
 use crate::engine::AlertKind;
 use crate::time::{Instant, SECOND};
 use serde::{Deserialize, Serialize};
+pub use settings::Settings;
 pub use silence::{NewSilence, Silence, SilenceError};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// The administrator's recipient key.
 pub const ADMIN: &str = "admin";
 
-/// What the notification stage keeps of a firing alert.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AlertInfo {
-    /// The record.
-    pub record_id: String,
-    /// Which alert.
-    #[serde(with = "kind_serde")]
-    pub kind: AlertKind,
-    /// The unit holding the record when it fired (the alert's unit).
-    pub unit: String,
-    /// Sector code.
-    pub sector: String,
-    /// Procedure code (empty if not in the catalogue).
-    pub procedure: String,
-    /// Receipt time.
-    pub received_at: Instant,
-    /// Due time when it fired.
-    pub due: Instant,
-    /// Fire time.
-    pub fired_at: Instant,
-    /// `overdue` only: when it escalates to the parent unit's head.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub escalate_at: Option<Instant>,
-    /// `unrouted` raised by a forward: the unit that forwarded it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub forwarder: Option<String>,
-    /// The Kafka partition of the record (daemon only: a revoked partition's
-    /// alerts are forgotten, its new owner adopts them).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub partition: Option<i32>,
-}
-
-mod kind_serde {
-    use crate::engine::AlertKind;
-    use serde::{Deserialize, Deserializer, Serializer};
-    pub fn serialize<S: Serializer>(k: &AlertKind, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(k.as_str())
-    }
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<AlertKind, D::Error> {
-        let s = String::deserialize(d)?;
-        super::parse_kind(&s).ok_or_else(|| serde::de::Error::custom("unknown alert kind"))
-    }
-}
-
-/// Parses an alert kind's wire spelling.
-pub fn parse_kind(s: &str) -> Option<AlertKind> {
-    AlertKind::ALL.into_iter().find(|k| k.as_str() == s)
-}
-
 /// The key of a firing alert: at most one per (record, kind).
 fn key(kind: AlertKind, record_id: &str) -> String {
     format!("{}:{record_id}", kind.as_str())
-}
-
-/// Grouping and digest settings (`[email]`), in instant units.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Settings {
-    /// Wait before the first e-mail of a group.
-    pub group_wait: i64,
-    /// At most one e-mail per group per this.
-    pub group_interval: i64,
-    /// A still-firing alert is listed again after this.
-    pub repeat_interval: i64,
-    /// Digest time of day, seconds after local midnight (`None` = no digest).
-    pub digest_at: Option<i64>,
-    /// At most this many lines per e-mail (the rest are counted, not listed).
-    pub max_items: usize,
-    /// Whether a resolution alone triggers an e-mail. Off by default: unit heads
-    /// act on what fires; resolutions ride along in the next e-mail that has
-    /// something firing, and the digest shows what is still open.
-    pub send_resolved: bool,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Settings {
-            group_wait: 30 * SECOND,
-            group_interval: 300 * SECOND,
-            repeat_interval: 86_400 * SECOND,
-            digest_at: Some(7 * 3600 + 1800),
-            max_items: 1000,
-            send_resolved: false,
-        }
-    }
 }
 
 /// Why an alert is in an e-mail.
@@ -277,12 +199,24 @@ impl Notifier {
     }
 
     /// Replaces settings and config silences (SIGHUP reload); state is kept.
-    pub fn reconfigure(&mut self, settings: Settings, config_silences: Vec<Silence>) {
+    /// Returns what changed: `grouping`, `silences`.
+    pub fn reconfigure(
+        &mut self,
+        settings: Settings,
+        config_silences: Vec<Silence>,
+    ) -> Vec<&'static str> {
+        let mut changed = Vec::new();
+        if settings != self.settings {
+            changed.push("grouping");
+        }
         if settings.digest_at != self.settings.digest_at {
             self.state.next_digest = None;
         }
         let digest_turned_off = settings.digest_at.is_none() && self.settings.digest_at.is_some();
         let silences_changed = config_silences != self.config_silences;
+        if silences_changed {
+            changed.push("silences");
+        }
         self.settings = settings;
         self.config_silences = config_silences;
         if silences_changed {
@@ -296,6 +230,7 @@ impl Notifier {
                 self.arm_reminder(&k, self.state.clock.max(self.schedule_floor));
             }
         }
+        changed
     }
 
     /// Without a digest: the group's next flush is when its earliest told alert

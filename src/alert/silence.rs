@@ -3,7 +3,7 @@
 //! given must match; at least one must be given (a silence of everything is a
 //! mistake, not a feature).
 
-use super::{parse_kind, AlertInfo};
+use super::AlertInfo;
 use crate::engine::AlertKind;
 use crate::time::{format_rfc3339, parse_rfc3339, Instant};
 use serde::{Deserialize, Serialize};
@@ -118,7 +118,7 @@ impl NewSilence {
         let record = clean(self.record, "record")?;
         let kind = clean(self.kind, "kind")?;
         if let Some(k) = &kind {
-            if parse_kind(k).is_none() {
+            if AlertKind::parse(k).is_none() {
                 return Err(SilenceError::BadKind(k.clone()));
             }
         }
@@ -168,12 +168,12 @@ impl Silence {
             && self
                 .kind
                 .as_ref()
-                .is_none_or(|k| parse_kind(k) == Some(info.kind))
+                .is_none_or(|k| AlertKind::parse(k) == Some(info.kind))
     }
 
     /// The kind matcher, parsed.
     pub fn kind(&self) -> Option<AlertKind> {
-        self.kind.as_deref().and_then(parse_kind)
+        self.kind.as_deref().and_then(AlertKind::parse)
     }
 
     /// Human-readable window, for logs.

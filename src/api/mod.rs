@@ -1,9 +1,17 @@
-//! The HTTP server: `/metrics`, `/healthz`, `/readyz` and the read-only JSON API
-//! (`/api/v1/records/{id}`, `/api/v1/alerts`, `/api/v1/rates`), one port (default
-//! 9464). Documented in `docs/api.md`. Handlers read the engines between consumer
-//! rounds (a lock held ≤ ~100 ms by the consumer).
+//! The HTTP server: `/metrics`, `/healthz`, `/readyz`, the JSON API
+//! (`/api/v1/records/{id}`, `/api/v1/alerts`, `/api/v1/rates`) and the silences
+//! (`/api/v1/silences`, mutating, behind a bearer token), one port (default
+//! 9464). Documented in `docs/api.md`.
+//!
+//! The API is handed what it needs, an [`ApiState`] defined here; it never
+//! imports the daemon. Handlers read the engines through [`Partitions`] between
+//! consumer rounds (a lock held ≤ ~100 ms by the consumer).
 
-use crate::daemon::Shared;
+use crate::alert::Notifier;
+use crate::config::common::Secret;
+use crate::engine::Engine;
+use crate::metrics::Snapshot;
+use crate::time::Instant;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
@@ -14,10 +22,69 @@ use prometheus::Encoder;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
+use std::collections::{HashMap, VecDeque};
+use std::ops::ControlFlow;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::sync::Mutex;
 
-async fn metrics(State(s): State<Arc<Shared>>) -> impl IntoResponse {
+/// One applied event, as the record API shows it. Kept compact (the time as an
+/// instant, formatted only when the API asks): one is built for every event.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct HistoryEntry {
+    /// `event_id`.
+    pub event_id: Box<str>,
+    /// Event type.
+    pub r#type: &'static str,
+    /// Event time.
+    #[serde(serialize_with = "ser_instant")]
+    pub at: Instant,
+    /// Unit named by the event, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unit: Option<Box<str>>,
+    /// Kafka offset.
+    pub offset: i64,
+    /// `ignored` reason, if the event was ignored.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ignored: Option<&'static str>,
+}
+
+fn ser_instant<S: serde::Serializer>(t: &Instant, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&crate::time::format_rfc3339(*t))
+}
+
+/// The last events of each held record (bounded per record by the daemon).
+pub type History = HashMap<Box<str>, VecDeque<HistoryEntry>>;
+
+/// Read access to the engines of the assigned partitions.
+pub trait Partitions: Send + Sync {
+    /// Calls `f` with each partition, its engine and its record history, in
+    /// partition order, until `f` breaks.
+    fn each(&self, f: &mut dyn FnMut(i32, &Engine, &History) -> ControlFlow<()>);
+}
+
+/// What the HTTP server is handed.
+pub struct ApiState {
+    /// The engines.
+    pub partitions: Arc<dyn Partitions>,
+    /// Latest metrics snapshot (refreshed by the consumer every second).
+    pub snapshot: Mutex<Snapshot>,
+    /// Process metrics, histograms, counters.
+    pub registry: prometheus::Registry,
+    /// Partitions assigned and caught up.
+    pub ready: AtomicBool,
+    /// The e-mail stage's decisions (None without `[email]`); the API edits its
+    /// silences.
+    pub notifier: Mutex<Option<Notifier>>,
+    /// Bearer token of the mutating endpoints (none = they are refused).
+    pub api_token: Option<Secret>,
+    /// Where silences made through the API are kept.
+    pub silences_file: PathBuf,
+}
+
+async fn metrics(State(s): State<Arc<ApiState>>) -> impl IntoResponse {
     let mut body = {
         let snap = s.snapshot.lock().unwrap_or_else(|p| p.into_inner());
         crate::metrics::render(&snap)
@@ -42,7 +109,7 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
-async fn readyz(State(s): State<Arc<Shared>>) -> (StatusCode, &'static str) {
+async fn readyz(State(s): State<Arc<ApiState>>) -> (StatusCode, &'static str) {
     if s.ready.load(Ordering::Relaxed) {
         (StatusCode::OK, "ready\n")
     } else {
@@ -62,7 +129,10 @@ fn now_wall() -> i64 {
 
 /// Checks `Authorization: Bearer <token>` in constant time. Without a configured
 /// token the mutating endpoints are refused (403), never open.
-fn authorize(s: &Shared, headers: &axum::http::HeaderMap) -> Result<(), (StatusCode, Json<Value>)> {
+fn authorize(
+    s: &ApiState,
+    headers: &axum::http::HeaderMap,
+) -> Result<(), (StatusCode, Json<Value>)> {
     let Some(want) = s.api_token.as_ref() else {
         return Err(error(
             StatusCode::FORBIDDEN,
@@ -96,7 +166,7 @@ fn silence_json(sil: &crate::alert::Silence, source: &str, now: i64) -> Value {
     v
 }
 
-async fn silences(State(s): State<Arc<Shared>>) -> (StatusCode, Json<Value>) {
+async fn silences(State(s): State<Arc<ApiState>>) -> (StatusCode, Json<Value>) {
     let n = s.notifier.lock().unwrap_or_else(|p| p.into_inner());
     let Some(n) = n.as_ref() else {
         return error(StatusCode::NOT_FOUND, "e-mail is not configured ([email])");
@@ -117,7 +187,7 @@ async fn silences(State(s): State<Arc<Shared>>) -> (StatusCode, Json<Value>) {
 }
 
 async fn add_silence(
-    State(s): State<Arc<Shared>>,
+    State(s): State<Arc<ApiState>>,
     headers: axum::http::HeaderMap,
     body: axum::body::Bytes,
 ) -> (StatusCode, Json<Value>) {
@@ -158,7 +228,7 @@ async fn add_silence(
     list.retain(|x| x.ends_at + 7 * 86_400 * crate::time::SECOND > now);
     list.push(sil.clone());
     // durable before acknowledged: a silence survives a crash right after the 201
-    if let Err(e) = crate::daemon::save_silences(&s.silences_file, &list) {
+    if let Err(e) = crate::state::save_silences(&s.silences_file, &list) {
         tracing::error!(error = %e, "cannot save silences");
         return error(StatusCode::INTERNAL_SERVER_ERROR, "cannot save the silence");
     }
@@ -168,7 +238,7 @@ async fn add_silence(
 }
 
 async fn delete_silence(
-    State(s): State<Arc<Shared>>,
+    State(s): State<Arc<ApiState>>,
     headers: axum::http::HeaderMap,
     Path(id): Path<String>,
 ) -> (StatusCode, Json<Value>) {
@@ -191,7 +261,7 @@ async fn delete_silence(
     if list.len() == before {
         return error(StatusCode::NOT_FOUND, "no such silence");
     }
-    if let Err(e) = crate::daemon::save_silences(&s.silences_file, &list) {
+    if let Err(e) = crate::state::save_silences(&s.silences_file, &list) {
         tracing::error!(error = %e, "cannot save silences");
         return error(StatusCode::INTERNAL_SERVER_ERROR, "cannot save the change");
     }
@@ -205,22 +275,29 @@ fn error(status: StatusCode, msg: impl Into<String>) -> (StatusCode, Json<Value>
     (status, Json(json!({ "error": msg.into() })))
 }
 
-async fn record(State(s): State<Arc<Shared>>, Path(id): Path<String>) -> (StatusCode, Json<Value>) {
-    let parts = s.parts.lock().unwrap_or_else(|p| p.into_inner());
-    for part in parts.values() {
-        if let Some(slot) = part.engine.find(&id) {
-            let v = part.engine.view(slot, now_wall());
-            let mut j = serde_json::to_value(v).unwrap_or_default();
-            let history: Vec<_> = part
-                .history
-                .get(id.as_str())
-                .map(|h| h.iter().collect())
-                .unwrap_or_default();
-            j["history"] = serde_json::to_value(history).unwrap_or_default();
-            return (StatusCode::OK, Json(j));
-        }
+async fn record(
+    State(s): State<Arc<ApiState>>,
+    Path(id): Path<String>,
+) -> (StatusCode, Json<Value>) {
+    let mut found = None;
+    s.partitions.each(&mut |_, engine, history| {
+        let Some(slot) = engine.find(&id) else {
+            return ControlFlow::Continue(());
+        };
+        let v = engine.view(slot, now_wall());
+        let mut j = serde_json::to_value(v).unwrap_or_default();
+        let h: Vec<_> = history
+            .get(id.as_str())
+            .map(|h| h.iter().collect())
+            .unwrap_or_default();
+        j["history"] = serde_json::to_value(h).unwrap_or_default();
+        found = Some(j);
+        ControlFlow::Break(())
+    });
+    match found {
+        Some(j) => (StatusCode::OK, Json(j)),
+        None => error(StatusCode::NOT_FOUND, format!("no record {id:?} is held")),
     }
-    error(StatusCode::NOT_FOUND, format!("no record {id:?} is held"))
 }
 
 #[derive(Deserialize)]
@@ -234,7 +311,7 @@ struct AlertQuery {
 }
 
 async fn alerts(
-    State(s): State<Arc<Shared>>,
+    State(s): State<Arc<ApiState>>,
     Query(q): Query<AlertQuery>,
 ) -> (StatusCode, Json<Value>) {
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
@@ -253,14 +330,13 @@ async fn alerts(
             }
         }
     }
-    let parts = s.parts.lock().unwrap_or_else(|p| p.into_inner());
-    let mut ids: Vec<i32> = parts.keys().copied().filter(|&p| p >= part_from).collect();
-    ids.sort();
     let now = now_wall();
     let mut items = Vec::new();
     let mut next = None;
-    for p in ids {
-        let e = &parts[&p].engine;
+    s.partitions.each(&mut |p, e, _| {
+        if p < part_from {
+            return ControlFlow::Continue(());
+        }
         let from = if p == part_from { slot_from } else { 0 };
         let (found, more) = e.firing_alerts(from, limit - items.len(), |slot, k| {
             let r = e.record(slot);
@@ -279,9 +355,10 @@ async fn alerts(
         }
         if let Some(m) = more {
             next = Some(format!("{p}:{m}"));
-            break;
+            return ControlFlow::Break(());
         }
-    }
+        ControlFlow::Continue(())
+    });
     (
         StatusCode::OK,
         Json(json!({ "alerts": items, "next": next })),
@@ -302,7 +379,7 @@ fn parse_month(s: &str) -> Option<i32> {
 }
 
 async fn rates(
-    State(s): State<Arc<Shared>>,
+    State(s): State<Arc<ApiState>>,
     Query(q): Query<RatesQuery>,
 ) -> (StatusCode, Json<Value>) {
     let by = q.by.as_deref().unwrap_or("level");
@@ -325,10 +402,8 @@ async fn rates(
         (Ok(a), Ok(b)) => (a.unwrap_or(i32::MIN), b.unwrap_or(i32::MAX)),
         (Err(e), _) | (_, Err(e)) => return e,
     };
-    let parts = s.parts.lock().unwrap_or_else(|p| p.into_inner());
     let mut groups: BTreeMap<String, crate::report::Counts> = BTreeMap::new();
-    for part in parts.values() {
-        let e = &part.engine;
+    s.partitions.each(&mut |_, e, _| {
         for (&(m, u, sec), c) in &e.monthly {
             if m < from || m > to {
                 continue;
@@ -340,14 +415,15 @@ async fn rates(
             };
             groups.entry(key).or_default().add(c);
         }
-    }
+        ControlFlow::Continue(())
+    });
     let rows: BTreeMap<String, Value> = groups
         .into_iter()
         .map(|(k, c)| {
             let v = json!({ "received": c.received, "early": c.early, "on_time": c.on_time, "late": c.late,
                 "rejected": c.rejected, "withdrawn": c.withdrawn, "judged": c.judged(),
                 "on_time_rate": c.on_time_rate(), "late_rate": c.late_rate(),
-                "over_threshold": c.late_rate().is_some_and(|r| r > crate::demo::LATE_THRESHOLD) });
+                "over_threshold": c.late_rate().is_some_and(|r| r > crate::report::LATE_THRESHOLD_PERCENT) });
             (k, v)
         })
         .collect();
@@ -358,7 +434,7 @@ async fn rates(
 }
 
 /// The router.
-pub fn router(shared: Arc<Shared>) -> Router {
+pub fn router(shared: Arc<ApiState>) -> Router {
     Router::new()
         .route("/api/v1/records/{id}", get(record))
         .route("/api/v1/alerts", get(alerts))

@@ -65,7 +65,7 @@ pub struct LegalDuration {
 }
 
 /// Inputs of a calendar, as read from configuration.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct CalendarSpec {
     /// IANA time zone.
     pub tz: Tz,

@@ -7,50 +7,11 @@
 
 use crate::engine::calendar::LegalDuration;
 use std::collections::HashMap;
-use std::fmt;
 
-/// Administrative level of a unit (the Home Affairs reporting categories).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Level {
-    /// cấp tỉnh.
-    Province,
-    /// cấp huyện.
-    District,
-    /// cấp xã.
-    Commune,
-    /// A unit missing from the directory.
-    Unknown,
-}
-
-impl Level {
-    /// Parses the directory spelling.
-    pub fn parse(s: &str) -> Option<Level> {
-        match s {
-            "province" => Some(Level::Province),
-            "district" => Some(Level::District),
-            "commune" => Some(Level::Commune),
-            _ => None,
-        }
-    }
-    /// The report spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Level::Province => "province",
-            Level::District => "district",
-            Level::Commune => "commune",
-            Level::Unknown => "unknown",
-        }
-    }
-}
-
-impl fmt::Display for Level {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use crate::report::Level;
 
 /// A unit of the directory.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Unit {
     /// Unit code, as events name it.
     pub code: String,
@@ -67,7 +28,7 @@ pub struct Unit {
 }
 
 /// A procedure of the catalogue.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Procedure {
     /// Procedure code (mã TTHC).
     pub code: String,

@@ -36,15 +36,17 @@
 pub mod calendar;
 pub mod directory;
 pub mod rules;
+pub mod settings;
 pub mod store;
+pub mod view;
 pub mod wheel;
 
-use crate::config::{Config, Rules, ThresholdOverride, Thresholds};
 use crate::event::{Channel, Event, EventType, IgnoreReason, PauseReason, RejectReason, Rejection};
 use crate::report::{Counts, Report};
 use crate::time::{Instant, SECOND};
 use calendar::Calendar;
 use directory::{Directory, Level};
+pub use settings::{Rules, Settings, SupplementPolicy, ThresholdOverride, Thresholds};
 use std::fmt;
 use store::{flag, Life, Record, Store};
 use wheel::Wheel;
@@ -78,6 +80,10 @@ impl AlertKind {
             AlertKind::DueSoon => "due_soon",
             AlertKind::Overdue => "overdue",
         }
+    }
+    /// Parses the wire spelling.
+    pub fn parse(s: &str) -> Option<AlertKind> {
+        AlertKind::ALL.into_iter().find(|k| k.as_str() == s)
     }
     #[inline]
     fn bit(self) -> u16 {
@@ -217,7 +223,7 @@ fn event_hash(id: &str) -> u64 {
 
 impl Engine {
     /// An engine over a validated configuration.
-    pub fn new(cfg: &Config) -> Engine {
+    pub fn new(cfg: &Settings) -> Engine {
         let mut dir = cfg.directory.clone();
         let unknown_sector = dir.sectors.intern("unknown");
         let mut e = Engine {
@@ -266,7 +272,7 @@ impl Engine {
     /// set from now on; timers already armed keep their instants. A record whose
     /// procedure left the catalogue keeps its due time; a later supplement restart
     /// then counts the working time between its receipt and its original due time.
-    pub fn reconfigure(&mut self, cfg: &Config) {
+    pub fn reconfigure(&mut self, cfg: &Settings) {
         let old = std::mem::replace(&mut self.dir, cfg.directory.clone());
         self.unknown_sector = self.dir.sectors.intern("unknown");
         let units: Vec<u32> = (0..old.unit_names.len() as u32)
@@ -1062,11 +1068,11 @@ impl Engine {
     /// the record as it is now (due time, procedure, sector), the unit the alert
     /// belongs to, and for `overdue` the escalation instant (`escalate_after`
     /// working hours past due, thresholds of the holder and sector).
-    pub fn alert_info(&self, t: &Transition) -> crate::alert::AlertInfo {
+    pub fn alert_info(&self, t: &Transition) -> view::AlertInfo {
         let r = self.store.get(t.slot);
         let th = self.thresholds(t.unit, r.sector());
         let proc = self.dir.procedures.get(r.procedure as usize);
-        crate::alert::AlertInfo {
+        view::AlertInfo {
             record_id: self.store.id(t.slot).to_string(),
             kind: t.kind,
             unit: self.unit_code(t.unit).to_string(),

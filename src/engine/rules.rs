@@ -4,7 +4,7 @@
 //! *whether* is one of these functions, so each is tested on its own with a table.
 //! Time is always an argument: nothing here reads a clock.
 
-use crate::config::{SupplementPolicy, ThresholdOverride, Thresholds};
+use super::settings::{SupplementPolicy, ThresholdOverride, Thresholds};
 use crate::engine::calendar::{Calendar, LegalDuration};
 use crate::event::PauseReason;
 use crate::time::Instant;
@@ -144,10 +144,10 @@ mod tests {
             let mut spec = CalendarSpec::default();
             for d in ["2024-04-29", "2024-04-30", "2024-05-01"] {
                 spec.holidays
-                    .insert(crate::config::parse_date(d).unwrap_or_default());
+                    .insert(crate::config::common::parse_date(d).unwrap_or_default());
             }
             spec.makeup_days
-                .insert(crate::config::parse_date("2024-05-04").unwrap_or_default());
+                .insert(crate::config::common::parse_date("2024-05-04").unwrap_or_default());
             Calendar::new(spec)
         })
     }

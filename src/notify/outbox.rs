@@ -145,30 +145,13 @@ fn check_id(id: &str) -> Result<(), NotifyError> {
 
 /// fsync a folder so that renames and creations in it are durable.
 fn sync_dir(dir: &Path) -> Result<(), NotifyError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io(format!("syncing folder {}", dir.display())))
+    crate::state::sync_dir(dir).map_err(io(format!("syncing folder {}", dir.display())))
 }
 
-/// Writes `bytes` to `path` atomically: temporary file in the same folder,
-/// fsync, rename. The caller fsyncs the folder (once for several files).
+/// Writes `bytes` to `path` atomically ([`crate::state::write_synced`]); the
+/// caller fsyncs the folder (once for several files).
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), NotifyError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".tmp-{}-{name}", std::process::id()));
-    let res = (|| {
-        let mut f = File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)
-    })();
-    if res.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    res.map_err(io(format!("writing {}", path.display())))
+    crate::state::write_synced(path, bytes).map_err(io(format!("writing {}", path.display())))
 }
 
 fn remove_if_exists(path: &Path) -> Result<bool, NotifyError> {

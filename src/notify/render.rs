@@ -13,14 +13,28 @@
 //! recipients come from the unit directory and the configuration.
 
 use super::Email;
+use super::Settings;
 use crate::alert::{Item, Kind, Outgoing, Status, ADMIN};
-use crate::config::Config;
+use crate::engine::calendar::Calendar;
+use crate::engine::directory::Directory;
 use crate::engine::AlertKind;
 use crate::time::{Instant, SECOND};
 use minijinja::Environment;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+/// What rendering reads: the calendar (local times, working-time spans), the
+/// directory (unit and procedure names, addresses) and the delivery settings.
+#[derive(Clone, Copy)]
+pub struct Context<'a> {
+    /// The working calendar.
+    pub calendar: &'a Calendar,
+    /// Units and procedures.
+    pub directory: &'a Directory,
+    /// Sender, admin, language, templates.
+    pub settings: &'a Settings,
+}
 
 /// Longest value (in characters) taken from an event into an e-mail.
 pub const MAX_VALUE: usize = 200;
@@ -46,6 +60,36 @@ pub struct Templates {
     env: Arc<Environment<'static>>,
     lang: String,
     source: String,
+    /// FNV-1a of the template texts: two loads of the same files compare equal,
+    /// an edited file does not (reload tells what changed).
+    digest: u64,
+}
+
+impl PartialEq for Templates {
+    fn eq(&self, other: &Self) -> bool {
+        self.lang == other.lang && self.source == other.source && self.digest == other.digest
+    }
+}
+
+/// A template file that cannot be read or compiled.
+#[derive(Debug, thiserror::Error)]
+#[error("{}{}: {message}", file.display(), line.map(|l| format!(":{l}")).unwrap_or_default())]
+pub struct TemplateError {
+    /// The file.
+    pub file: PathBuf,
+    /// 1-based line, when known.
+    pub line: Option<usize>,
+    /// What is wrong.
+    pub message: String,
+}
+
+fn digest(sources: &[(String, String); 3]) -> u64 {
+    sources
+        .iter()
+        .flat_map(|(n, t)| n.bytes().chain(t.bytes()))
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        })
 }
 
 impl std::fmt::Debug for Templates {
@@ -72,8 +116,10 @@ impl Templates {
     pub fn embedded(lang: &str) -> Templates {
         let (lang, texts) = if lang == "en" { ("en", EN) } else { ("vi", VI) };
         let sources = [0, 1, 2].map(|i| (FILES[i].to_string(), texts[i].to_string()));
+        let digest = digest(&sources);
         Templates {
             env: Arc::new(env_with(sources).expect("built-in templates compile")),
+            digest,
             lang: lang.into(),
             source: "built-in".into(),
         }
@@ -81,19 +127,24 @@ impl Templates {
 
     /// Loads `subject.txt`, `body.txt`, `body.html` from `dir`; an error names the
     /// file and line.
-    pub fn load(dir: &Path) -> Result<Templates, (PathBuf, Option<usize>, String)> {
-        let mut sources = Vec::new();
-        for f in FILES {
-            let p = dir.join(f);
-            let text = std::fs::read_to_string(&p)
-                .map_err(|e| (p.clone(), None, format!("cannot read template: {e}")))?;
-            sources.push((f.to_string(), text));
-        }
-        let arr: [(String, String); 3] = sources
-            .try_into()
-            .map_err(|_| (dir.to_path_buf(), None, "templates missing".to_string()))?;
-        let env = env_with(arr).map_err(|(name, line, msg)| {
-            (dir.join(name), line, format!("template error: {msg}"))
+    pub fn load(dir: &Path) -> Result<Templates, TemplateError> {
+        let read = |f: &str| -> Result<(String, String), TemplateError> {
+            let file = dir.join(f);
+            match std::fs::read_to_string(&file) {
+                Ok(text) => Ok((f.to_string(), text)),
+                Err(e) => Err(TemplateError {
+                    file,
+                    line: None,
+                    message: format!("cannot read template: {e}"),
+                }),
+            }
+        };
+        let arr = [read(FILES[0])?, read(FILES[1])?, read(FILES[2])?];
+        let digest = digest(&arr);
+        let env = env_with(arr).map_err(|(name, line, msg)| TemplateError {
+            file: dir.join(name),
+            line,
+            message: format!("template error: {msg}"),
         })?;
         let lang = dir
             .file_name()
@@ -102,6 +153,7 @@ impl Templates {
             .to_string();
         Ok(Templates {
             env: Arc::new(env),
+            digest,
             lang,
             source: dir.display().to_string(),
         })
@@ -169,7 +221,7 @@ struct Ctx<'a> {
 }
 
 /// Local `HH:MM dd/mm/yyyy`.
-fn local(cfg: &Config, t: Instant) -> String {
+fn local(cfg: &Context<'_>, t: Instant) -> String {
     let off = cfg.calendar.utc_offset_secs(t);
     let secs = t.div_euclid(SECOND) + off;
     let (y, m, d) = crate::time::civil_from_days(secs.div_euclid(86_400));
@@ -183,7 +235,7 @@ fn local_date(day: i64) -> String {
 }
 
 /// Working time as days and hours of the calendar's working day, in the language.
-fn span(cfg: &Config, lang: &str, w: i64) -> String {
+fn span(cfg: &Context<'_>, lang: &str, w: i64) -> String {
     let day = cfg.calendar.day_working_time().max(SECOND);
     let (d, rest) = (w / day, w % day);
     let h = rest / (3600 * SECOND);
@@ -217,7 +269,7 @@ fn span(cfg: &Config, lang: &str, w: i64) -> String {
     parts.join(" ")
 }
 
-fn unit_name(cfg: &Config, code: &str) -> String {
+fn unit_name(cfg: &Context<'_>, code: &str) -> String {
     cfg.directory
         .unit_id(code)
         .and_then(|u| cfg.directory.units.get(u as usize))
@@ -225,7 +277,7 @@ fn unit_name(cfg: &Config, code: &str) -> String {
         .unwrap_or_default()
 }
 
-fn item_ctx(cfg: &Config, lang: &str, it: &Item, now: Instant) -> ItemCtx {
+fn item_ctx(cfg: &Context<'_>, lang: &str, it: &Item, now: Instant) -> ItemCtx {
     let i = &it.info;
     let cal = &cfg.calendar;
     let overdue = now > i.due;
@@ -282,7 +334,7 @@ fn item_ctx(cfg: &Config, lang: &str, it: &Item, now: Instant) -> ItemCtx {
 
 /// The addresses of a recipient key (deduplicated; the administrator when a
 /// unit has none).
-pub fn addresses(cfg: &Config, recipient: &str) -> Vec<String> {
+pub fn addresses(cfg: &Context<'_>, recipient: &str) -> Vec<String> {
     let dir = &cfg.directory;
     let unit = |code: &str| {
         dir.unit_id(code)
@@ -290,7 +342,7 @@ pub fn addresses(cfg: &Config, recipient: &str) -> Vec<String> {
             .cloned()
     };
     let mut out: Vec<String> = if recipient == ADMIN {
-        cfg.email.admin.clone()
+        cfg.settings.admin.clone()
     } else if let Some(code) = recipient.strip_prefix("unit:") {
         unit(code)
             .map(|u| u.emails.iter().cloned().chain(u.head_email).collect())
@@ -303,7 +355,7 @@ pub fn addresses(cfg: &Config, recipient: &str) -> Vec<String> {
     let mut seen = std::collections::HashSet::new();
     out.retain(|a| seen.insert(a.to_ascii_lowercase()));
     if out.is_empty() {
-        out = cfg.email.admin.clone();
+        out = cfg.settings.admin.clone();
     }
     out
 }
@@ -365,8 +417,8 @@ pub enum RenderError {
 }
 
 /// Renders a decision into a complete e-mail.
-pub fn render(cfg: &Config, o: &Outgoing) -> Result<Email, RenderError> {
-    let t = &cfg.email.templates;
+pub fn render(cfg: &Context<'_>, o: &Outgoing) -> Result<Email, RenderError> {
+    let t = &cfg.settings.templates;
     let lang = t.lang();
     let (rkind, rcode) = if o.recipient == ADMIN {
         ("admin", String::new())
@@ -436,7 +488,7 @@ pub fn render(cfg: &Config, o: &Outgoing) -> Result<Email, RenderError> {
 }
 
 fn build(
-    cfg: &Config,
+    cfg: &Context<'_>,
     id: &str,
     at: Instant,
     to: &[String],
@@ -446,7 +498,7 @@ fn build(
 ) -> Result<Email, RenderError> {
     use lettre::message::{header::ContentType, Mailbox, MultiPart, SinglePart};
     let from: Mailbox = cfg
-        .email
+        .settings
         .from
         .parse()
         .map_err(|e| RenderError::Message(format!("from: {e}")))?;

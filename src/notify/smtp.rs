@@ -235,9 +235,7 @@ pub fn parse_url(url: &str) -> Result<SmtpEndpoint, NotifyError> {
 pub fn build_transport(cfg: &SmtpConfig) -> Result<SmtpTransport, NotifyError> {
     let ep = parse_url(&cfg.url)?;
     let roots = match (&cfg.tls_ca, ep.tls) {
-        (Some(ca), mode) if mode != TlsMode::None => {
-            ca.certificates().map_err(NotifyError::Settings)?
-        }
+        (Some(ca), mode) if mode != TlsMode::None => ca.certificates()?,
         _ => Vec::new(),
     };
     let params = || {

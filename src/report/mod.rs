@@ -1,9 +1,53 @@
 //! Timeliness counts in the Home Affairs categories (SPEC §3.5, §6 `--report`).
 
-use crate::engine::directory::Level;
 use crate::time::{format_rfc3339, Instant};
 use serde::Serialize;
 use std::collections::BTreeMap;
+use std::fmt;
+
+/// The late-rate threshold of Decision 766 ratings, in percent: a unit over it is
+/// marked in the demo's table and by the API's report.
+pub const LATE_THRESHOLD_PERCENT: f64 = 5.0;
+
+/// Administrative level of a unit (the Home Affairs reporting categories).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Level {
+    /// cấp tỉnh.
+    Province,
+    /// cấp huyện.
+    District,
+    /// cấp xã.
+    Commune,
+    /// A unit missing from the directory.
+    Unknown,
+}
+
+impl Level {
+    /// Parses the directory spelling.
+    pub fn parse(s: &str) -> Option<Level> {
+        match s {
+            "province" => Some(Level::Province),
+            "district" => Some(Level::District),
+            "commune" => Some(Level::Commune),
+            _ => None,
+        }
+    }
+    /// The report spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Province => "province",
+            Level::District => "district",
+            Level::Commune => "commune",
+            Level::Unknown => "unknown",
+        }
+    }
+}
+
+impl fmt::Display for Level {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// Counts of one group of records. Field order is the SPEC's output order.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]

@@ -1,8 +1,7 @@
-//! The error type at the crate's outer boundary (commands: replay, gen, demo,
-//! bench, check-config). Inner modules have their own: [`crate::config::ConfigError`]
-//! (file, line, field), [`crate::event::Rejection`] (a reason code, not a failure).
+//! The error type of the commands (replay, gen, demo, bench, check-config, run). Inner modules have their own: [`overdued::config::ConfigError`]
+//! (file, line, field), [`overdued::event::Rejection`] (a reason code, not a failure).
 
-use crate::config::ConfigError;
+use overdued::config::ConfigError;
 use std::io;
 
 /// What can stop a command.
@@ -25,7 +24,13 @@ pub enum Error {
     Usage(String),
     /// The e-mail outbox or SMTP settings failed.
     #[error("e-mail: {0}")]
-    Notify(#[from] crate::notify::NotifyError),
+    Notify(#[from] overdued::notify::NotifyError),
+    /// `.eml` files could not be written.
+    #[error("e-mails: {0}")]
+    Eml(#[from] overdued::sink::eml::EmlError),
+    /// The daemon stopped on an error.
+    #[error(transparent)]
+    Daemon(#[from] overdued::daemon::Error),
 }
 
 /// Adds what was being done to an I/O error.

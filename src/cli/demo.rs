@@ -1,20 +1,20 @@
 //! `overdued demo`: the product on an embedded default, no services needed.
 //!
 //! Writes the embedded sample configuration to `<out>/config/`, generates a
-//! province year (2024, calibrated to Quảng Nam's report, see [`crate::sim`]),
+//! province year (2024, calibrated to Quảng Nam's report, see [`crate::cli::sim`]),
 //! replays it through the engine to the end of the year, writes
 //! `events.ndjson`, `alerts.ndjson`, `report.json`, `dead-letter.ndjson`, the
 //! e-mails of the year's last week as `.eml` under `emails/`, and
 //! prints the on-time rates per level and the units over the 5 % late threshold —
 //! all from the engine's own report, not from the generator's plan.
 
-use crate::config::Config;
-use crate::engine::directory::Level;
-use crate::error::{Context, Error};
-use crate::replay::{Outputs, Replay};
-use crate::report::{Counts, Report};
-use crate::sim::{generate, GenOptions, TARGET_LATE};
-use crate::time::{days_from_civil, format_rfc3339};
+use crate::cli::error::{Context, Error};
+use crate::cli::sim::{generate, GenOptions, TARGET_LATE};
+use overdued::config::Config;
+use overdued::engine::directory::Level;
+use overdued::replay::{Outputs, Replay};
+use overdued::report::{Counts, Report};
+use overdued::time::{days_from_civil, format_rfc3339};
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};
 use std::path::Path;
@@ -22,48 +22,51 @@ use std::time::Instant as WallInstant;
 
 /// The sample configuration shipped in `config/`, compiled in.
 pub const EMBEDDED: &[(&str, &str)] = &[
-    ("overdued.toml", include_str!("../config/overdued.toml")),
-    ("units.csv", include_str!("../config/units.csv")),
-    ("procedures.csv", include_str!("../config/procedures.csv")),
+    ("overdued.toml", include_str!("../../config/overdued.toml")),
+    ("units.csv", include_str!("../../config/units.csv")),
+    (
+        "procedures.csv",
+        include_str!("../../config/procedures.csv"),
+    ),
     (
         "calendar/vn-2024.toml",
-        include_str!("../config/calendar/vn-2024.toml"),
+        include_str!("../../config/calendar/vn-2024.toml"),
     ),
     (
         "calendar/vn-2025.toml",
-        include_str!("../config/calendar/vn-2025.toml"),
+        include_str!("../../config/calendar/vn-2025.toml"),
     ),
     (
         "calendar/vn-2026.toml",
-        include_str!("../config/calendar/vn-2026.toml"),
+        include_str!("../../config/calendar/vn-2026.toml"),
     ),
     (
         "calendar/vn-2027.toml",
-        include_str!("../config/calendar/vn-2027.toml"),
+        include_str!("../../config/calendar/vn-2027.toml"),
     ),
     (
         "templates/vi/subject.txt",
-        include_str!("../config/templates/vi/subject.txt"),
+        include_str!("../../config/templates/vi/subject.txt"),
     ),
     (
         "templates/vi/body.txt",
-        include_str!("../config/templates/vi/body.txt"),
+        include_str!("../../config/templates/vi/body.txt"),
     ),
     (
         "templates/vi/body.html",
-        include_str!("../config/templates/vi/body.html"),
+        include_str!("../../config/templates/vi/body.html"),
     ),
     (
         "templates/en/subject.txt",
-        include_str!("../config/templates/en/subject.txt"),
+        include_str!("../../config/templates/en/subject.txt"),
     ),
     (
         "templates/en/body.txt",
-        include_str!("../config/templates/en/body.txt"),
+        include_str!("../../config/templates/en/body.txt"),
     ),
     (
         "templates/en/body.html",
-        include_str!("../config/templates/en/body.html"),
+        include_str!("../../config/templates/en/body.html"),
     ),
 ];
 
@@ -71,8 +74,7 @@ pub const EMBEDDED: &[(&str, &str)] = &[
 /// are decided; a whole year would be tens of thousands of files).
 pub const EMAIL_DAYS: i64 = 1;
 
-/// The late-rate threshold of Decision 766 ratings, in percent.
-pub const LATE_THRESHOLD: f64 = 5.0;
+use overdued::report::LATE_THRESHOLD_PERCENT as LATE_THRESHOLD;
 
 /// Writes the embedded configuration into `dir` and loads it.
 pub fn embedded_config(dir: &Path) -> Result<Config, Error> {
@@ -152,9 +154,10 @@ pub fn rates_table(rep: &Report, cfg: &Config) -> String {
     ));
     for (code, c, r) in over {
         let (name, level) = cfg
+            .engine
             .directory
             .unit_id(code)
-            .and_then(|id| cfg.directory.units.get(id as usize))
+            .and_then(|id| cfg.engine.directory.units.get(id as usize))
             .map(|u| (u.name.as_str(), u.level.as_str()))
             .unwrap_or(("(not in the directory)", "unknown"));
         s.push_str(&format!(
@@ -198,20 +201,22 @@ pub fn run(out: &Path, records: u32, seed: u64) -> Result<(), Error> {
     };
     let mut alerts = create("alerts.ndjson")?;
     let mut dead = create("dead-letter.ndjson")?;
-    let until = cfg.calendar.day_start(days_from_civil(year + 1, 1, 1));
+    let until = cfg
+        .engine
+        .calendar
+        .day_start(days_from_civil(year + 1, 1, 1));
     let emails_dir = out.join("emails");
     if emails_dir.is_dir() {
         // stale e-mails of an earlier run would mislead
         fs::remove_dir_all(&emails_dir).ctx(format!("cannot clear {}", emails_dir.display()))?;
     }
-    let mut eml = crate::notify::eml::EmlWriter::new(&cfg, &emails_dir)
-        .ctx(format!("cannot create {}", emails_dir.display()))?;
-    eml.write_from = until - EMAIL_DAYS * 86_400 * crate::time::SECOND;
-    let mut hook = |e: &crate::engine::Engine, t: &crate::engine::Transition| {
+    let mut eml = super::eml_writer(&cfg, &emails_dir)?;
+    eml.write_from = until - EMAIL_DAYS * 86_400 * overdued::time::SECOND;
+    let mut hook = |e: &overdued::engine::Engine, t: &overdued::engine::Transition| {
         eml.on_transition(e, t);
     };
     let mut replay = Replay::new(
-        &cfg,
+        &cfg.engine,
         Outputs {
             alerts: Some(&mut alerts),
             dead_letter: Some(&mut dead),
@@ -224,7 +229,7 @@ pub fn run(out: &Path, records: u32, seed: u64) -> Result<(), Error> {
     let stats = replay.summary.clone();
     let alerts_by_kind = replay.engine.stats.alerts;
     drop(replay);
-    let written = eml.finish(until).map_err(Error::Usage)?;
+    let written = eml.finish(until)?;
     let decided = eml.decided;
     let (firing, state_bytes) = eml.state_size();
     tracing::info!(

@@ -12,10 +12,10 @@
 //!
 //! Input lines are generated before each timed chunk, outside the timing.
 
-use crate::config::Config;
-use crate::engine::Engine;
-use crate::event::decode;
-use crate::time::{write_rfc3339_offset, Instant, HOUR};
+use overdued::config::Config;
+use overdued::engine::Engine;
+use overdued::event::decode;
+use overdued::time::{write_rfc3339_offset, Instant, HOUR};
 use std::io::Write;
 use std::time::Instant as WallInstant;
 
@@ -102,16 +102,23 @@ impl<'c> Gen<'c> {
         Gen {
             cfg,
             procs: cfg
+                .engine
                 .directory
                 .procedures
                 .iter()
                 .filter(|p| {
                     p.duration.n >= 5
-                        && p.duration.unit != crate::engine::calendar::DurationUnit::WorkingHours
+                        && p.duration.unit != overdued::engine::calendar::DurationUnit::WorkingHours
                 })
                 .map(|p| p.code.clone())
                 .collect(),
-            units: cfg.directory.units.iter().map(|u| u.code.clone()).collect(),
+            units: cfg
+                .engine
+                .directory
+                .units
+                .iter()
+                .map(|u| u.code.clone())
+                .collect(),
             buf: Vec::with_capacity(capacity),
             next_event: 0,
         }
@@ -122,7 +129,7 @@ impl<'c> Gen<'c> {
     }
     /// Appends one event line for record `rec`.
     pub(crate) fn line(&mut self, rec: u64, kind: &str, at: Instant, extra: &str) {
-        let off = self.cfg.calendar.utc_offset_secs(at);
+        let off = self.cfg.engine.calendar.utc_offset_secs(at);
         let _ = write!(
             self.buf,
             "{{\"event_id\":\"e{}\",\"record_id\":\"{}\",\"type\":\"{kind}\",\"at\":\"",
@@ -200,9 +207,9 @@ pub fn run(cfg: &Config, opts: &BenchOptions, log: &mut dyn Write) -> BenchResul
     let mut res = BenchResult::default();
     let mut r = Rng(opts.seed | 1);
     let mut g = Gen::new(cfg, (CHUNK * 200) as usize);
-    let mut engine = Engine::new(cfg);
+    let mut engine = Engine::new(&cfg.engine);
     // Receipts spread over working hours, 50 µs of event time apart at first.
-    let t0 = crate::time::parse_rfc3339("2025-03-03T07:00:00+07:00").unwrap_or(0);
+    let t0 = overdued::time::parse_rfc3339("2025-03-03T07:00:00+07:00").unwrap_or(0);
     let mut clock = t0;
     let gap = |n: u64| -> i64 { (3 * HOUR * 5 / (n.max(1) as i64)).max(1) };
     let fill_gap = gap(opts.open);
@@ -219,7 +226,7 @@ pub fn run(cfg: &Config, opts: &BenchOptions, log: &mut dyn Write) -> BenchResul
         g.buf.clear();
         let n = CHUNK.min(opts.open - done);
         for i in 0..n {
-            clock = cfg.calendar.forward(clock, fill_gap);
+            clock = cfg.engine.calendar.forward(clock, fill_gap);
             g.received(done + i, clock, &mut r);
         }
         let t = WallInstant::now();
@@ -292,4 +299,30 @@ pub fn run(cfg: &Config, opts: &BenchOptions, log: &mut dyn Write) -> BenchResul
     let _ = writeln!(log, "fire: {fires} record timers ({transitions} alert transitions) in {secs:.2} s: {:.0} fires/s", res.fires_per_s);
     res.peak_rss_kb = peak_rss_kb();
     res
+}
+
+/// `overdued bench`: runs and prints the figures.
+pub fn command(open: u64, events: u64, seed: u64) -> Result<(), super::error::Error> {
+    let cfg = super::embedded()?;
+    let r = run(
+        &cfg,
+        &BenchOptions { open, events, seed },
+        &mut std::io::stderr(),
+    );
+    println!("open records              {open}");
+    println!("fill (received) events/s  {:.0}", r.fill_eps);
+    println!(
+        "mixed events/s            {:.0}  (≈{} open)",
+        r.mixed_eps, r.mixed_open
+    );
+    println!(
+        "timer fires/s             {:.0}  ({:.0} alert transitions/s)",
+        r.fires_per_s, r.transitions_per_s
+    );
+    println!("bytes per open record     {:.1}", r.bytes_per_record);
+    println!(
+        "peak RSS                  {:.1} MB",
+        r.peak_rss_kb as f64 / 1024.0
+    );
+    Ok(())
 }

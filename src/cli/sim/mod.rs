@@ -25,10 +25,11 @@
 //! volume by level 27 % province / 33 % district / 40 % commune; records still
 //! in progress at the end of the year are those whose plan would close after it.
 
-use crate::config::{Config, SupplementPolicy};
-use crate::engine::calendar::{Calendar, DurationUnit};
-use crate::engine::directory::Level;
-use crate::time::{days_from_civil, write_rfc3339_offset, Instant, HOUR, SECOND};
+use overdued::config::Config;
+use overdued::engine::calendar::{Calendar, DurationUnit};
+use overdued::engine::directory::Level;
+use overdued::engine::SupplementPolicy;
+use overdued::time::{days_from_civil, write_rfc3339_offset, Instant, HOUR, SECOND};
 use std::io::{self, Write};
 
 /// Target late rates (percent of judged records) by level: 100 − on-time rate.
@@ -229,8 +230,8 @@ fn fwd(cal: &Calendar, t: Instant, h: i64) -> Instant {
 
 /// Generates the stream and writes it as NDJSON.
 pub fn generate(cfg: &Config, opts: &GenOptions, w: &mut dyn Write) -> io::Result<GenSummary> {
-    let cal = &cfg.calendar;
-    let dir = &cfg.directory;
+    let cal = &cfg.engine.calendar;
+    let dir = &cfg.engine.directory;
     let mut rng = Rng(opts.seed ^ 0x5eed_0f0d_d0e5);
     let year_end = cal.day_start(days_from_civil(opts.year + 1, 1, 1));
     let day_work = cal.day_working_time();
@@ -405,7 +406,7 @@ pub fn generate(cfg: &Config, opts: &GenOptions, w: &mut dyn Write) -> io::Resul
     sort_by_time_quota(&mut plans, &units);
 
     // Pass 2: timelines.
-    let policy = cfg.rules.supplement_policy;
+    let policy = cfg.engine.rules.supplement_policy;
     let mut evs: Vec<Ev> = Vec::with_capacity(plans.len() * 6);
     let mut summary = GenSummary {
         records: plans.len() as u64,
@@ -724,7 +725,7 @@ fn sort_by_time_quota(plans: &mut [RecPlan], units: &[UnitPlan]) {
 fn write_event(
     out: &mut Vec<u8>,
     cal: &Calendar,
-    dir: &crate::engine::directory::Directory,
+    dir: &overdued::engine::directory::Directory,
     units: &[UnitPlan],
     id: &str,
     p: &RecPlan,

@@ -2,16 +2,35 @@
 //! runs in event time beside the engine, and every e-mail it decides is rendered
 //! exactly as for SMTP and written as `DIR/<id>.eml` (ids sort in sending order).
 
-use super::render::{render, RenderError};
 use crate::alert::Notifier;
-use crate::config::Config;
+use crate::engine::calendar::Calendar;
+use crate::engine::directory::Directory;
 use crate::engine::{Engine, Transition};
+use crate::notify::render::{render, Context, RenderError};
 use crate::time::Instant;
 use std::path::{Path, PathBuf};
 
+/// Why `.eml` files stopped being written.
+#[derive(Debug, thiserror::Error)]
+pub enum EmlError {
+    /// An e-mail could not be rendered.
+    #[error(transparent)]
+    Render(#[from] RenderError),
+    /// A file could not be written.
+    #[error("cannot write {}: {source}", path.display())]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
 /// Feeds alert transitions to a [`Notifier`] and writes its e-mails to a folder.
 pub struct EmlWriter {
-    cfg: Config,
+    calendar: Calendar,
+    directory: Directory,
+    delivery: crate::notify::Settings,
     notifier: Notifier,
     dir: PathBuf,
     /// E-mails dated before this are decided but not written (the demo keeps
@@ -22,16 +41,23 @@ pub struct EmlWriter {
     /// E-mails decided (written or not).
     pub decided: u64,
     /// The first error (rendering or writing); later e-mails are skipped.
-    pub error: Option<String>,
+    pub error: Option<EmlError>,
 }
 
 impl EmlWriter {
     /// Creates `dir` (and parents).
-    pub fn new(cfg: &Config, dir: &Path) -> std::io::Result<EmlWriter> {
+    pub fn new(
+        engine: &crate::engine::Settings,
+        notifier: Notifier,
+        delivery: &crate::notify::Settings,
+        dir: &Path,
+    ) -> std::io::Result<EmlWriter> {
         std::fs::create_dir_all(dir)?;
         Ok(EmlWriter {
-            notifier: Notifier::new(cfg.email.settings.clone(), cfg.email.silences.clone()),
-            cfg: cfg.clone(),
+            notifier,
+            calendar: engine.calendar.clone(),
+            directory: engine.directory.clone(),
+            delivery: delivery.clone(),
             dir: dir.to_path_buf(),
             write_from: i64::MIN,
             written: 0,
@@ -42,20 +68,21 @@ impl EmlWriter {
 
     /// Moves the notifier's clock to `now`, writing what it sends meanwhile.
     pub fn advance(&mut self, now: Instant) {
-        let out = self
-            .notifier
-            .advance(now, &self.cfg.calendar, &self.cfg.directory);
+        let out = self.notifier.advance(now, &self.calendar, &self.directory);
+        let ctx = Context {
+            calendar: &self.calendar,
+            directory: &self.directory,
+            settings: &self.delivery,
+        };
         for o in out {
             self.decided += 1;
             if o.at < self.write_from || self.error.is_some() {
                 continue;
             }
-            let r = render(&self.cfg, &o)
-                .map_err(|e: RenderError| e.to_string())
-                .and_then(|e| {
-                    std::fs::write(self.dir.join(format!("{}.eml", e.id)), &e.bytes)
-                        .map_err(|x| format!("cannot write {}: {x}", self.dir.display()))
-                });
+            let r = render(&ctx, &o).map_err(EmlError::from).and_then(|e| {
+                let path = self.dir.join(format!("{}.eml", e.id));
+                std::fs::write(&path, &e.bytes).map_err(|source| EmlError::Write { path, source })
+            });
             match r {
                 Ok(()) => self.written += 1,
                 Err(e) => self.error = Some(e),
@@ -68,7 +95,7 @@ impl EmlWriter {
         self.advance(t.at);
         if t.firing {
             let info = engine.alert_info(t);
-            self.notifier.fire(info, &self.cfg.directory);
+            self.notifier.fire(info, &self.directory);
         } else {
             self.notifier
                 .resolve(t.kind, engine.record_id(t.slot), t.at);
@@ -87,7 +114,7 @@ impl EmlWriter {
     }
 
     /// Ends at `clock`: what is due by then is written.
-    pub fn finish(&mut self, clock: Instant) -> Result<u64, String> {
+    pub fn finish(&mut self, clock: Instant) -> Result<u64, EmlError> {
         self.advance(clock);
         match self.error.take() {
             Some(e) => Err(e),

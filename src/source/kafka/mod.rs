@@ -1,7 +1,7 @@
 //! The Kafka source: a consumer-group member whose rebalances rebuild partition
 //! state, and a producer for dead letters and alert transitions.
 //!
-//! Decisions (issue 3, documented in the README):
+//! Decisions (docs/spec.md §9):
 //! * librdkafka is built from source by `rdkafka` (2.12; Debian's 2.0.2 fails
 //!   against the test broker), with SSL and zlib;
 //! * the eager rebalance protocol is used (`partition.assignment.strategy` is
@@ -14,7 +14,8 @@
 //! * `fetch.queue.backoff.ms` defaults to 10 ms instead of librdkafka's 1 s (a
 //!   backlog is consumed about four times faster; see BENCHMARKS.md).
 
-use crate::config::KafkaConfig;
+pub mod settings;
+
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaResult;
@@ -22,6 +23,7 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
+pub use settings::KafkaConfig;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};

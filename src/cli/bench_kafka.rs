@@ -29,13 +29,13 @@
 //! ([`Snapshot::add_engine`] over every partition's engine) takes with
 //! `--gauge-open` open records spread over `--partitions` engines.
 
-use crate::bench::{Gen, Rng};
-use crate::config::Config;
-use crate::engine::Engine;
-use crate::event::decode;
-use crate::metrics::Snapshot;
-use crate::source::kafka::Deliveries;
-use crate::time::{parse_rfc3339, write_rfc3339_offset, Instant, SECOND};
+use crate::cli::bench::{Gen, Rng};
+use overdued::config::Config;
+use overdued::engine::Engine;
+use overdued::event::decode;
+use overdued::metrics::Snapshot;
+use overdued::source::kafka::Deliveries;
+use overdued::time::{parse_rfc3339, write_rfc3339_offset, Instant, SECOND};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
@@ -65,7 +65,7 @@ pub enum BenchKafkaError {
     },
     /// The configuration written for the daemon did not load.
     #[error("configuration: {0}")]
-    Config(#[from] crate::error::Error),
+    Config(#[from] crate::cli::error::Error),
     /// The daemon exited or did not get there in time.
     #[error("daemon: {0}")]
     Daemon(String),
@@ -228,7 +228,7 @@ fn write_config(
     http: u16,
 ) -> Result<(PathBuf, Config), BenchKafkaError> {
     let cfg_dir = opts.dir.join("config");
-    crate::demo::embedded_config(&cfg_dir)?;
+    crate::cli::demo::embedded_config(&cfg_dir)?;
     let path = cfg_dir.join("overdued.toml");
     let text = std::fs::read_to_string(&path).map_err(io(format!("reading {}", path.display())))?;
     let mut t: toml::Table = text
@@ -260,7 +260,7 @@ fn write_config(
     let text = toml::to_string(&t)
         .map_err(|e| BenchKafkaError::Daemon(format!("writing the configuration: {e}")))?;
     std::fs::write(&path, text).map_err(io(format!("writing {}", path.display())))?;
-    let cfg = Config::load(&path).map_err(crate::error::Error::from)?;
+    let cfg = Config::load(&path).map_err(crate::cli::error::Error::from)?;
     Ok((path, cfg))
 }
 
@@ -669,7 +669,7 @@ pub fn run(
     drop(p);
 
     // For scale, in this process: the same backlog through one engine alone …
-    let mut engine = Engine::new(&cfg);
+    let mut engine = Engine::new(&cfg.engine);
     let t = WallInstant::now();
     for line in lines.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
         if let Ok(ev) = decode(line) {
@@ -701,7 +701,7 @@ pub fn run(
 /// partition's engine) with `gauge_open` open records: (median, max) ms of 5.
 fn gauge_scan(cfg: &Config, opts: &BenchKafkaOptions, log: &mut dyn Write) -> (f64, f64) {
     let parts = opts.partitions.max(1) as u64;
-    let mut engines: Vec<Engine> = (0..parts).map(|_| Engine::new(cfg)).collect();
+    let mut engines: Vec<Engine> = (0..parts).map(|_| Engine::new(&cfg.engine)).collect();
     let mut r = Rng(opts.seed.wrapping_add(1) | 1);
     let start = now_wall() - 3600 * SECOND;
     let step = (3600 * SECOND / opts.gauge_open.max(1) as i64).max(1);
@@ -750,4 +750,103 @@ fn gauge_scan(cfg: &Config, opts: &BenchKafkaOptions, log: &mut dyn Write) -> (f
 /// The daemon binary next to this one (`overdued bench-kafka` runs `overdued run`).
 pub fn default_exe() -> PathBuf {
     std::env::current_exe().unwrap_or_else(|_| Path::new("overdued").to_path_buf())
+}
+
+/// The command's arguments (see `overdued bench-kafka --help`).
+pub struct Args {
+    /// Bootstrap servers.
+    pub brokers: String,
+    /// The broker's pid, for its CPU time.
+    pub broker_pid: Option<u32>,
+    /// Partitions of the events topic.
+    pub partitions: i32,
+    /// Backlog events.
+    pub events: u64,
+    /// Records whose deadlines fall in one second.
+    pub timers: u64,
+    /// Their spread within the second, ms.
+    pub spread_ms: u64,
+    /// Open records for the metrics pass.
+    pub gauge_open: u64,
+    /// Extra librdkafka properties, KEY=VALUE.
+    pub properties: Vec<String>,
+    /// Working folder.
+    pub dir: PathBuf,
+    /// Random seed.
+    pub seed: u64,
+}
+
+/// `overdued bench-kafka`: runs and prints the figures.
+pub fn command(args: Args) -> Result<(), crate::cli::error::Error> {
+    use crate::cli::error::Context as _;
+    let Args {
+        brokers,
+        broker_pid,
+        partitions,
+        events,
+        timers,
+        spread_ms,
+        gauge_open,
+        properties,
+        dir,
+        seed,
+    } = args;
+    let properties = properties
+        .iter()
+        .map(|p| {
+            p.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .ok_or_else(|| {
+                    super::error::Error::Usage(format!("--property {p:?}: expected KEY=VALUE"))
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let dir = std::path::absolute(&dir).ctx(format!("{}", dir.display()))?;
+    let opts = BenchKafkaOptions {
+        brokers,
+        broker_pid,
+        exe: default_exe(),
+        dir,
+        partitions,
+        events,
+        timers,
+        spread_ms,
+        gauge_open,
+        properties,
+        seed,
+    };
+    let r = run(&opts, &mut std::io::stderr())
+        .map_err(|e| super::error::Error::Usage(format!("bench-kafka: {e}")))?;
+    println!("partitions                      {partitions}");
+    println!(
+        "backlog events                  {events}  (produced in {:.1} s, not timed)",
+        r.produce_s
+    );
+    println!("join (start → first event)      {:.1} s", r.join_s);
+    println!("catch-up (first → last event)   {:.2} s", r.catch_up_s);
+    println!("end-to-end events/s             {:.0}", r.events_per_s);
+    println!(
+        "CPU during catch-up             daemon {:.2} s{}",
+        r.daemon_cpu_s,
+        r.broker_cpu_s
+            .map(|b| format!(", broker {b:.2} s"))
+            .unwrap_or_default()
+    );
+    println!("engine alone, same events/s     {:.0}", r.engine_only_eps);
+    println!(
+        "alert latency ({} of {} overdue in one second, spread {spread_ms} ms; applied {:.1} s before)",
+        r.fired.0, r.fired.1, r.latency_slack_s
+    );
+    println!(
+        "  p50 / p99 / max / min         {:.1} / {:.1} / {:.1} / {:.1} ms",
+        r.latency_ms[0], r.latency_ms[1], r.latency_ms[2], r.latency_ms[3]
+    );
+    println!(
+        "daemon peak RSS                 {:.0} MB",
+        r.daemon_peak_rss_mb
+    );
+    if let Some((med, max)) = r.gauge_scan_ms {
+        println!("metrics pass, {gauge_open} open         median {med:.1} ms, max {max:.1} ms");
+    }
+    Ok(())
 }

@@ -1,0 +1,21 @@
+//! `overdued check-config`: validates the configuration and its data files.
+
+use super::error::Error;
+use std::path::Path;
+
+/// Prints `OK` with what was loaded, or fails naming file, line and field.
+pub fn run(config: &Path) -> Result<(), Error> {
+    let cfg = overdued::config::Config::load(config)?;
+    for w in &cfg.warnings {
+        eprintln!("warning: {w}");
+    }
+    println!(
+        "{}: OK ({} units, {} procedures, {} sectors, calendar years {:?})",
+        config.display(),
+        cfg.engine.directory.units.len(),
+        cfg.engine.directory.procedures.len(),
+        cfg.engine.directory.sectors.len(),
+        cfg.engine.calendar.covered_years()
+    );
+    Ok(())
+}

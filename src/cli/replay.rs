@@ -1,0 +1,80 @@
+//! `overdued replay`: event files through the engine with a simulated clock
+//! (docs/spec.md §6); alerts, report, dead letters and `.eml` files out.
+
+use super::error::{Context, Error};
+use overdued::replay::{Outputs, Replay};
+use overdued::time::parse_rfc3339;
+use std::io::Write;
+use std::path::PathBuf;
+
+/// The command's arguments.
+pub struct Args {
+    /// The configuration file.
+    pub config: PathBuf,
+    /// Advance the clock to this instant after the last event.
+    pub until: Option<String>,
+    /// Alert transitions (NDJSON).
+    pub alerts: Option<PathBuf>,
+    /// The report (JSON).
+    pub report: Option<PathBuf>,
+    /// Rejected lines (NDJSON).
+    pub dead_letter: Option<PathBuf>,
+    /// A folder for `.eml` files.
+    pub emails: Option<PathBuf>,
+    /// Event files, in order; `-` reads stdin.
+    pub events: Vec<String>,
+}
+
+/// Replays.
+pub fn run(args: Args) -> Result<(), Error> {
+    let Args {
+        config,
+        until,
+        alerts,
+        report,
+        dead_letter,
+        emails,
+        events,
+    } = args;
+    let cfg = super::load(&config)?;
+    let until = match until {
+        Some(u) => Some(parse_rfc3339(&u).ok_or_else(|| {
+            Error::Usage(format!(
+                "--until: {u:?} is not an RFC 3339 time with an offset"
+            ))
+        })?),
+        None => None,
+    };
+    let mut alerts_w = alerts.as_deref().map(super::create).transpose()?;
+    let mut dl_w = dead_letter.as_deref().map(super::create).transpose()?;
+    let mut eml = match &emails {
+        Some(d) => Some(super::eml_writer(&cfg, d)?),
+        None => None,
+    };
+    let mut hook = |e: &overdued::engine::Engine, t: &overdued::engine::Transition| {
+        if let Some(w) = eml.as_mut() {
+            w.on_transition(e, t);
+        }
+    };
+    let outputs = Outputs {
+        alerts: alerts_w.as_mut().map(|w| w as &mut dyn Write),
+        dead_letter: dl_w.as_mut().map(|w| w as &mut dyn Write),
+        on_transition: emails.is_some().then_some(&mut hook as _),
+    };
+    let mut replay = Replay::new(&cfg.engine, outputs);
+    replay.progress = true;
+    for f in &events {
+        replay.feed(f).ctx(f.clone())?;
+    }
+    let rep = replay.finish(until).ctx("writing output")?;
+    let clock = replay.engine.clock();
+    drop(replay);
+    if let Some(w) = eml.as_mut() {
+        let n = w.finish(clock)?;
+        eprintln!("replay: {n} e-mails written");
+    }
+    if let Some(p) = report {
+        std::fs::write(&p, rep.to_json() + "\n").ctx(format!("cannot write {}", p.display()))?;
+    }
+    Ok(())
+}

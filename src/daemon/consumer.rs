@@ -1,0 +1,521 @@
+//! The consumer loop: one thread polls Kafka, applies each event to its
+//! partition's engine, dead-letters rejections (waiting for the broker's
+//! acknowledgement, never committing past a message that is not safely
+//! somewhere), fires timers on the wall clock every round (≤ 100 ms), writes
+//! alert transitions to the alerts file and topic, lets the e-mail stage decide,
+//! and commits offsets only after the alerts file is synced and the watermarks
+//! are saved (docs/spec.md §9).
+
+use super::error::{Context, Error};
+use super::mail::Mail;
+use super::partition::{rebalance, Part};
+use super::{now_wall, reload::reload, Reload, Settings, Shared};
+use crate::alert::Notifier;
+use crate::engine::{Engine, Outcome};
+use crate::event::{decode, RejectReason};
+use crate::metrics::Snapshot;
+use crate::sink::write_alert;
+use crate::source::kafka::{self, Ctx, Deliveries};
+use crate::state::Watermarks;
+use crate::time::Instant;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer as _};
+use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::producer::{BaseProducer, Producer};
+use rdkafka::{Offset, TopicPartitionList};
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant as WallInstant};
+
+/// Everything the loop owns; the partitions and the notifier live in [`Shared`]
+/// (the API reads them between rounds).
+pub(super) struct Consumer<'s> {
+    settings: Settings,
+    load: Reload,
+    shared: &'s Shared,
+    producer: BaseProducer<Deliveries>,
+    /// Next offset to commit per partition (what has been applied and output).
+    applied: Arc<Mutex<HashMap<i32, i64>>>,
+    alerts_file: Option<File>,
+    marks: Watermarks,
+    mail: Option<Mail>,
+    /// Alert lines not yet written.
+    out: Vec<u8>,
+    /// Messages the decoder rejected, by reason (the engine counts the rest).
+    decoder_rejected: [u64; 10],
+}
+
+impl<'s> Consumer<'s> {
+    /// Creates the Kafka clients, opens the alerts file, loads the watermarks and
+    /// starts the e-mail stage. The Kafka consumer is returned beside the loop's
+    /// state: the messages it lends out must not borrow the state being changed.
+    pub fn new(
+        settings: Settings,
+        load: Reload,
+        shared: &'s Shared,
+    ) -> Result<(Self, BaseConsumer<Ctx>), Error> {
+        let d = &settings.daemon;
+        let applied: Arc<Mutex<HashMap<i32, i64>>> = Default::default();
+        let consumer =
+            kafka::consumer(&d.kafka, applied.clone()).map_err(|source| Error::Kafka {
+                what: "kafka consumer",
+                source,
+            })?;
+        let producer = kafka::producer(&d.kafka).map_err(|source| Error::Kafka {
+            what: "kafka producer",
+            source,
+        })?;
+        let alerts_file = match &d.alerts_file {
+            Some(p) => Some(
+                OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(p)
+                    .ctx(format!("cannot open {}", p.display()))?,
+            ),
+            None => None,
+        };
+        let mut marks = Watermarks::load(&d.state_dir);
+        let mail = match Mail::open(&settings, &mut marks, shared)? {
+            Some((mail, n)) => {
+                *shared
+                    .api
+                    .notifier
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()) = Some(n);
+                Some(mail)
+            }
+            None => None,
+        };
+        let state = Consumer {
+            settings,
+            load,
+            shared,
+            producer,
+            applied,
+            alerts_file,
+            marks,
+            mail,
+            out: Vec::with_capacity(1 << 16),
+            decoder_rejected: [0; 10],
+        };
+        Ok((state, consumer))
+    }
+
+    /// Consumes until shutdown, then flushes and commits what was done.
+    pub fn run(mut self, kc: &BaseConsumer<Ctx>) -> Result<(), Error> {
+        let shared = self.shared;
+        let mut last_flush = WallInstant::now();
+        let mut last_metrics = WallInstant::now() - Duration::from_secs(10);
+        tracing::info!(topic = %self.settings.daemon.kafka.topic, group = %self.settings.daemon.kafka.group_id, "consuming");
+
+        // A message polled ahead (each message is handled after the poll that
+        // follows it, so that a rebalance seen in that poll is applied first). It
+        // must survive the end of a round: dropping it would skip an event for good.
+        let mut carried = None;
+        while !shared.shutdown.load(Ordering::Relaxed) {
+            // Wait for a message without holding the engines (the API reads them
+            // then); the round that follows holds them: up to 1000 messages,
+            // timers, housekeeping.
+            let mut next_msg = match carried.take() {
+                Some(m) => Some(m),
+                None => kc.poll(Duration::from_millis(100)),
+            };
+            let mut guard = shared.parts.0.lock().unwrap_or_else(|p| p.into_inner());
+            let parts = &mut *guard;
+            let mut nguard = shared
+                .api
+                .notifier
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if shared.reload.swap(false, Ordering::Relaxed) {
+                reload(
+                    &mut self.settings,
+                    &mut self.load,
+                    parts,
+                    shared,
+                    nguard.as_mut(),
+                );
+            }
+            let mut polled = 0;
+            while polled < 1000 {
+                let Some(m) = next_msg.take() else {
+                    break;
+                };
+                next_msg = kc.poll(Duration::ZERO);
+                self.rebalances(kc, parts, nguard.as_mut());
+                let m = match m {
+                    Ok(m) => m,
+                    Err(e) => {
+                        // e.g. a partition EOF or a transient broker error; the
+                        // message already polled next is still handled
+                        tracing::warn!(error = %e, "kafka poll error");
+                        continue;
+                    }
+                };
+                polled += 1;
+                self.handle(kc, &m, parts, nguard.as_mut());
+            }
+            carried = next_msg;
+            self.rebalances(kc, parts, nguard.as_mut());
+            self.resume_blocked(kc, parts);
+            // Wall-clock timers.
+            let now = now_wall();
+            for (&p, part) in parts.iter_mut() {
+                if part.next >= part.resume_from {
+                    self.catch_up(p, part, nguard.as_mut());
+                }
+                if part.caught_up {
+                    part.engine.advance(now);
+                    self.drain(&mut part.engine, p, false, nguard.as_mut());
+                }
+            }
+            // The notifier's clock moves only once every assigned partition is
+            // rebuilt and its firing alerts adopted: after a restart, an earlier
+            // advance would drop what the saved state lists as not yet told (its
+            // alerts not known yet), count escalations that came due while down as
+            // already sent, and send the digest without the adopted alerts.
+            let ready = !parts.is_empty() && parts.values().all(|p| p.caught_up);
+            if let (Some(n), Some(m), true) = (nguard.as_mut(), self.mail.as_mut(), ready) {
+                m.decide(n, &self.settings, now, &mut self.marks, shared);
+            }
+            drop(nguard);
+            kc.context().fired_until.store(now, Ordering::Relaxed);
+            shared.api.ready.store(ready, Ordering::Relaxed);
+            let new_mail = self.mail.as_ref().is_some_and(Mail::has_new);
+            if !self.out.is_empty() || new_mail || last_flush.elapsed() >= Duration::from_secs(1) {
+                self.flush_and_commit(kc, parts, now)?;
+                last_flush = WallInstant::now();
+            }
+            if last_metrics.elapsed() >= Duration::from_secs(1) {
+                self.publish_metrics(kc, parts);
+                last_metrics = WallInstant::now();
+            }
+        }
+        let mut guard = shared.parts.0.lock().unwrap_or_else(|p| p.into_inner());
+        let r = self.finish(kc, &mut guard);
+        if let Some(m) = self.mail.as_mut() {
+            if !m.sender.shutdown(Duration::from_secs(5)) {
+                tracing::warn!(
+                    "the SMTP sender did not stop in time; unsent e-mails stay in the outbox"
+                );
+            }
+        }
+        r
+    }
+
+    /// Applies the rebalances librdkafka reported inside the last poll.
+    fn rebalances(
+        &self,
+        kc: &BaseConsumer<Ctx>,
+        parts: &mut HashMap<i32, Part>,
+        mut n: Option<&mut Notifier>,
+    ) {
+        for ev in kc.context().take_events() {
+            rebalance(
+                ev,
+                parts,
+                &self.marks,
+                &self.settings.engine,
+                &self.applied,
+                n.as_deref_mut(),
+            );
+        }
+    }
+
+    fn catch_up(&self, p: i32, part: &mut Part, n: Option<&mut Notifier>) {
+        if part.catch_up(p, n, &self.settings.engine.directory) {
+            self.applied
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(p, part.next);
+        }
+    }
+
+    /// One message: decode, apply, keep its history, dead-letter a rejection,
+    /// output the transitions.
+    fn handle(
+        &mut self,
+        kc: &BaseConsumer<Ctx>,
+        m: &BorrowedMessage<'_>,
+        parts: &mut HashMap<i32, Part>,
+        mut n: Option<&mut Notifier>,
+    ) {
+        let p = m.partition();
+        let offset = m.offset();
+        let Some(part) = parts.get_mut(&p) else {
+            return;
+        };
+        if offset < part.next || part.blocked_until.is_some() {
+            // a redelivery of something already applied, or the partition waits
+            // for a dead letter (it is rewound when it resumes)
+            return;
+        }
+        let muted = offset < part.resume_from;
+        if !muted {
+            self.catch_up(p, part, n.as_deref_mut());
+        }
+        let keep = self.settings.daemon.record_history;
+        let payload = m.payload().unwrap_or(&[]);
+        let t0 = WallInstant::now();
+        let rejection = match decode(payload) {
+            Err(r) => {
+                self.decoder_rejected[r.reason.index()] += 1;
+                Some(r)
+            }
+            Ok(ev) => {
+                let outcome = part.engine.apply(&ev);
+                if keep > 0 && !matches!(outcome, Outcome::Rejected(_)) {
+                    part.remember(&ev, offset, &outcome, keep);
+                }
+                match outcome {
+                    Outcome::Rejected(r) => Some(r),
+                    _ => None,
+                }
+            }
+        };
+        self.shared
+            .apply_seconds
+            .observe(t0.elapsed().as_secs_f64());
+        if let Some(r) = rejection {
+            if r.reason != RejectReason::TooLarge || !muted {
+                tracing::warn!(partition = p, offset, reason = r.reason.as_str(), detail = %r.detail, "rejected event");
+            }
+            if !muted {
+                let k = &self.settings.daemon.kafka;
+                let headers =
+                    kafka::dead_letter_headers(r.reason.as_str(), &r.detail, &k.topic, p, offset);
+                // Nothing is lost: until the broker takes it, the partition waits
+                // (paused, rewound to this message, retried with backoff) and
+                // nothing past it is committed; other partitions and the timers
+                // go on.
+                match kafka::send_sync(
+                    &self.producer,
+                    &k.dead_letter_topic,
+                    m.key(),
+                    payload,
+                    Some(headers),
+                ) {
+                    Ok(()) => part.backoff = Duration::from_millis(100),
+                    Err(e) => {
+                        tracing::error!(error = %e, partition = p, offset, "dead-letter write failed; retrying");
+                        part.blocked_until = Some(WallInstant::now() + part.backoff);
+                        part.backoff = (part.backoff * 2).min(Duration::from_secs(5));
+                        let mut tpl = TopicPartitionList::new();
+                        tpl.add_partition(&k.topic, p);
+                        if let Err(e) = kc.pause(&tpl) {
+                            tracing::warn!(error = %e, "cannot pause the partition");
+                        }
+                        return;
+                    }
+                }
+            }
+        }
+        self.drain(&mut part.engine, p, muted, n);
+        part.next = offset + 1;
+        if !muted {
+            self.applied
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(p, part.next);
+        }
+    }
+
+    /// Partitions waiting for a dead letter: rewind and resume when it is time.
+    fn resume_blocked(&self, kc: &BaseConsumer<Ctx>, parts: &mut HashMap<i32, Part>) {
+        let topic = &self.settings.daemon.kafka.topic;
+        for (&p, part) in parts.iter_mut() {
+            if part.blocked_until.is_some_and(|t| t <= WallInstant::now()) {
+                part.blocked_until = None;
+                let mut tpl = TopicPartitionList::new();
+                tpl.add_partition(topic, p);
+                if let Err(e) = kc.seek(topic, p, Offset::Offset(part.next), Duration::from_secs(5))
+                {
+                    tracing::warn!(error = %e, partition = p, "cannot rewind the partition");
+                }
+                if let Err(e) = kc.resume(&tpl) {
+                    tracing::warn!(error = %e, "cannot resume the partition");
+                }
+            }
+        }
+    }
+
+    /// Moves the engine's transitions to the notifier and the outputs (or drops
+    /// them when muted: an earlier run output them).
+    fn drain(
+        &mut self,
+        engine: &mut Engine,
+        partition: i32,
+        muted: bool,
+        mut notifier: Option<&mut Notifier>,
+    ) {
+        if engine.transitions.is_empty() {
+            return;
+        }
+        let mut ts = std::mem::take(&mut engine.transitions);
+        if !muted {
+            let dir = &self.settings.engine.directory;
+            for t in &ts {
+                if let Some(n) = notifier.as_deref_mut() {
+                    if t.firing {
+                        let mut info = engine.alert_info(t);
+                        info.partition = Some(partition);
+                        n.fire(info, dir);
+                    } else {
+                        n.resolve(t.kind, engine.record_id(t.slot), t.at);
+                    }
+                }
+                let start = self.out.len();
+                write_alert(&mut self.out, engine, t);
+                tracing::info!(
+                    record_id = engine.record_id(t.slot),
+                    kind = t.kind.as_str(),
+                    state = if t.firing { "firing" } else { "resolved" },
+                    unit = engine.unit_code(t.unit),
+                    "alert"
+                );
+                if let Some(topic) = &self.settings.daemon.alerts_topic {
+                    let line = &self.out[start..self.out.len() - 1];
+                    let rec = rdkafka::producer::BaseRecord::<[u8], [u8]>::to(topic)
+                        .key(engine.record_id(t.slot).as_bytes())
+                        .payload(line);
+                    if let Err((e, _)) = self.producer.send(rec) {
+                        tracing::error!(error = %e, "cannot queue an alert for the alerts topic");
+                    }
+                }
+            }
+        }
+        ts.clear();
+        engine.transitions = ts;
+    }
+
+    /// Writes and syncs the alert lines, saves the watermarks (with the
+    /// notifier's state), releases the decided e-mails, then commits.
+    fn flush_and_commit(
+        &mut self,
+        kc: &BaseConsumer<Ctx>,
+        parts: &mut HashMap<i32, Part>,
+        now: Instant,
+    ) -> Result<(), Error> {
+        if let Some(f) = self.alerts_file.as_mut() {
+            if !self.out.is_empty() {
+                f.write_all(&self.out).ctx("writing alerts")?;
+                f.sync_data().ctx("syncing alerts")?;
+            }
+        }
+        self.out.clear();
+        let topic = &self.settings.daemon.kafka.topic;
+        let applied = self
+            .applied
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let mut tpl = TopicPartitionList::new();
+        for (&p, part) in parts.iter() {
+            if part.caught_up {
+                self.marks.partitions.insert(p, (part.next, now));
+            }
+            if let Some(&o) = applied.get(&p) {
+                let _ = tpl.add_partition_offset(topic, p, Offset::Offset(o));
+                // hand-over: the next owner fires silently what this one fired
+                if part.caught_up {
+                    if let Some(mut e) = tpl.find_partition(topic, p) {
+                        e.set_metadata(format!("fired-until={now}"));
+                    }
+                }
+            }
+        }
+        if let Some(m) = self.mail.as_ref() {
+            m.finished(&mut self.marks);
+        }
+        self.marks.notifier = self
+            .shared
+            .api
+            .notifier
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .and_then(|n| serde_json::to_value(&n.state).ok());
+        let saved = self.marks.save(&self.settings.daemon.state_dir);
+        self.marks.notifier = None;
+        match saved {
+            Err(e) => tracing::error!(error = %e, "cannot save watermarks"),
+            Ok(()) => {
+                // only now may the decided e-mails go: a crash before the save
+                // decides them again instead of sending them twice
+                if let Some(m) = self.mail.as_mut() {
+                    m.saved();
+                }
+            }
+        }
+        if tpl.count() > 0 {
+            if let Err(e) = kc.commit(&tpl, CommitMode::Async) {
+                tracing::warn!(error = %e, "commit failed");
+            }
+        }
+        Ok(())
+    }
+
+    /// The once-a-second metrics pass; also forgets the history of records the
+    /// engines no longer hold.
+    fn publish_metrics(&self, kc: &BaseConsumer<Ctx>, parts: &mut HashMap<i32, Part>) {
+        let mut snap = Snapshot {
+            rejected: self.decoder_rejected,
+            ..Default::default()
+        };
+        for part in parts.values_mut() {
+            if part.history.len() > part.engine.held_records() {
+                let e = &part.engine;
+                part.history.retain(|id, _| e.find(id).is_some());
+            }
+        }
+        let high = kc
+            .context()
+            .high
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        for (&p, part) in parts.iter() {
+            snap.add_engine(&part.engine);
+            if let Some(&h) = high.get(&p) {
+                snap.lag.insert(p, (h - part.next).max(0));
+            }
+        }
+        *self
+            .shared
+            .api
+            .snapshot
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = snap;
+    }
+
+    /// Shutdown: flushes the producer, writes and commits what was done, then
+    /// commits synchronously.
+    fn finish(
+        &mut self,
+        kc: &BaseConsumer<Ctx>,
+        parts: &mut HashMap<i32, Part>,
+    ) -> Result<(), Error> {
+        let _ = self.producer.flush(Duration::from_secs(10));
+        self.flush_and_commit(kc, parts, now_wall())?;
+        let topic = &self.settings.daemon.kafka.topic;
+        let applied = self
+            .applied
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let mut tpl = TopicPartitionList::new();
+        for (&p, &o) in &applied {
+            let _ = tpl.add_partition_offset(topic, p, Offset::Offset(o));
+        }
+        if tpl.count() > 0 {
+            if let Err(e) = kc.commit(&tpl, CommitMode::Sync) {
+                tracing::warn!(error = %e, "final commit failed");
+            }
+        }
+        tracing::info!("stopped");
+        Ok(())
+    }
+}

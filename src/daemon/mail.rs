@@ -1,0 +1,174 @@
+//! The e-mail stage of a running daemon: the notifier's decisions are rendered
+//! into the outbox, listed in the saved state, and submitted to the SMTP sender
+//! only once that state is durable (a crash before the save decides them again
+//! instead of sending them twice).
+
+use super::error::Error;
+use super::{now_wall, Settings, Shared};
+use crate::alert::{Notifier, State};
+use crate::notify::outbox::Outbox;
+use crate::notify::render::{render, Context};
+use crate::notify::smtp::{Sender, SenderHandle};
+use crate::state::Watermarks;
+use crate::time::Instant;
+
+/// The outbox, the sender and what waits for the next save.
+pub(super) struct Mail {
+    outbox: Outbox,
+    /// The SMTP sender.
+    pub sender: SenderHandle,
+    /// Stored in the outbox, to submit once the decision is saved.
+    to_submit: Vec<String>,
+    /// `state.muted` already counted.
+    muted_counted: u64,
+}
+
+impl Mail {
+    /// Opens the outbox, drops what no saved decision lists, starts the sender
+    /// and restores the notifier from the saved state. `None` without `[email]`.
+    pub fn open(
+        s: &Settings,
+        marks: &mut Watermarks,
+        shared: &Shared,
+    ) -> Result<Option<(Mail, Notifier)>, Error> {
+        if !s.email.enabled {
+            return Ok(None);
+        }
+        let state_dir = &s.daemon.state_dir;
+        let (outbox, report) = Outbox::open(state_dir).map_err(|source| Error::Mail {
+            what: "opening the e-mail outbox",
+            source,
+        })?;
+        tracing::info!(report = ?report, "outbox opened");
+        // an outbox entry the saved state does not list was decided by a run
+        // that crashed before saving: it will be decided again, not sent twice
+        let orphans = outbox
+            .remove_orphans(&marks.outbox.iter().cloned().collect())
+            .map_err(|source| Error::Mail {
+                what: "cleaning the e-mail outbox",
+                source,
+            })?;
+        if orphans > 0 {
+            tracing::info!(orphans, "outbox entries of an unsaved decision removed");
+        }
+        // ids no longer in the outbox were sent (or failed) before the crash
+        marks.outbox.retain(|id| outbox.contains(id));
+        let sender = Sender::start(
+            s.email.delivery.smtp.clone(),
+            outbox.clone(),
+            shared.mail_metrics.clone(),
+        )
+        .map_err(|source| Error::Mail {
+            what: "starting the SMTP sender",
+            source,
+        })?;
+        let mut state: State = marks
+            .notifier
+            .take()
+            .and_then(|v| serde_json::from_value(v).ok())
+            .unwrap_or_default();
+        state.silences = crate::state::load_silences(&shared.api.silences_file, now_wall());
+        if state.instance.is_empty() {
+            // a fresh state: its own Message-ID space
+            let seed = format!(
+                "{}-{}-{}",
+                now_wall(),
+                std::process::id(),
+                state_dir.display()
+            );
+            state.instance = format!("{:08x}", xxhash_rust::xxh3::xxh3_64(seed.as_bytes()) as u32);
+        }
+        let muted = state.muted;
+        let mut n = Notifier::with_state(s.email.grouping.clone(), s.email.silences.clone(), state);
+        // what came due while the daemon was down is grouped from now on
+        n.schedule_floor = now_wall();
+        tracing::info!(smtp = %s.email.delivery.smtp.url, "e-mail enabled");
+        Ok(Some((
+            Mail {
+                outbox,
+                sender,
+                to_submit: Vec::new(),
+                muted_counted: muted,
+            },
+            n,
+        )))
+    }
+
+    /// Renders what the notifier decided up to `now` into the outbox; the ids are
+    /// submitted for sending only after the decision is saved ([`Mail::saved`]).
+    pub fn decide(
+        &mut self,
+        n: &mut Notifier,
+        s: &Settings,
+        now: Instant,
+        marks: &mut Watermarks,
+        shared: &Shared,
+    ) {
+        let ctx = Context {
+            calendar: &s.engine.calendar,
+            directory: &s.engine.directory,
+            settings: &s.email.delivery,
+        };
+        for o in n.advance(now, &s.engine.calendar, &s.engine.directory) {
+            match render(&ctx, &o) {
+                Ok(email) => match self.outbox.put(&email) {
+                    Ok(_) => {
+                        tracing::info!(id = %email.id, to = ?email.to, items = o.items.len(), "e-mail decided");
+                        marks.outbox.insert(email.id.clone());
+                        self.to_submit.push(email.id);
+                    }
+                    Err(e) => {
+                        // the decision is lost with this e-mail: count and log it loudly
+                        tracing::error!(id = %email.id, error = %e, "cannot store an e-mail in the outbox");
+                        shared
+                            .mail_metrics
+                            .notifications
+                            .with_label_values(&["failed"])
+                            .inc();
+                    }
+                },
+                Err(e) => {
+                    tracing::error!(recipient = %o.recipient, error = %e, "cannot render an e-mail");
+                    shared
+                        .mail_metrics
+                        .notifications
+                        .with_label_values(&["failed"])
+                        .inc();
+                }
+            }
+        }
+        let muted = n.state.muted;
+        if muted > self.muted_counted {
+            shared
+                .mail_metrics
+                .notifications
+                .with_label_values(&["silenced"])
+                .inc_by(muted - self.muted_counted);
+            self.muted_counted = muted;
+        }
+    }
+
+    /// Whether decided e-mails wait for the next save.
+    pub fn has_new(&self) -> bool {
+        !self.to_submit.is_empty()
+    }
+
+    /// Forgets in `marks` what the sender finished (sent or failed for good).
+    pub fn finished(&self, marks: &mut Watermarks) {
+        for id in self
+            .sender
+            .take_sent()
+            .into_iter()
+            .chain(self.sender.take_failed())
+        {
+            marks.outbox.remove(&id);
+        }
+    }
+
+    /// The decision is durable: its e-mails may go.
+    pub fn saved(&mut self) {
+        for id in self.to_submit.drain(..) {
+            self.sender.submit(id);
+        }
+    }
+}

@@ -1,0 +1,175 @@
+//! The assigned partitions: one engine each, rebuilt from the topic's beginning on
+//! assignment (output muted up to where an earlier run got), caught up silently
+//! to the wall instant its timers had fired to, dropped on revocation.
+
+use crate::alert::Notifier;
+use crate::api::{History, HistoryEntry, Partitions};
+use crate::engine::directory::Directory;
+use crate::engine::{AlertKind, Engine, Outcome, Transition};
+use crate::event::Event;
+use crate::source::kafka::RebalanceEvent;
+use crate::state::Watermarks;
+use crate::time::Instant;
+use std::collections::HashMap;
+use std::ops::ControlFlow;
+use std::sync::Mutex;
+use std::time::{Duration, Instant as WallInstant};
+
+/// Per-partition state.
+pub(super) struct Part {
+    /// The partition's records.
+    pub engine: Engine,
+    /// Output is muted for offsets below this (already output by an earlier run).
+    pub resume_from: i64,
+    /// Timers are advanced silently up to this wall instant when caught up.
+    silent_until: Instant,
+    /// Next offset to process.
+    pub next: i64,
+    /// Waiting for a dead-letter write to be retried.
+    pub blocked_until: Option<WallInstant>,
+    /// The next dead-letter retry delay.
+    pub backoff: Duration,
+    /// The last applied events of each record, for the API (bounded per record).
+    pub history: History,
+    /// Rebuilt up to its resume point and live.
+    pub caught_up: bool,
+}
+
+impl Part {
+    fn new(engine: Engine, resume_from: i64, silent_until: Instant) -> Part {
+        Part {
+            engine,
+            resume_from,
+            silent_until,
+            next: 0,
+            blocked_until: None,
+            backoff: Duration::from_millis(100),
+            history: HashMap::new(),
+            caught_up: false,
+        }
+    }
+
+    /// Once a rebuilt partition reaches its resume point: fires silently what the
+    /// previous run already output (timers up to its last wall instant), then
+    /// goes live. Alerts already firing (told by this process before a restart,
+    /// or by the partition's previous owner) are adopted by the notifier: known
+    /// for digests and resolutions, not announced again. Returns whether it
+    /// caught up now.
+    pub fn catch_up(&mut self, p: i32, notifier: Option<&mut Notifier>, dir: &Directory) -> bool {
+        if self.caught_up {
+            return false;
+        }
+        self.engine.advance(self.silent_until);
+        self.engine.transitions.clear();
+        self.caught_up = true;
+        if let Some(n) = notifier {
+            let e = &self.engine;
+            let (firing, _) = e.firing_alerts(0, usize::MAX, |_, _| true);
+            let at = if self.silent_until == i64::MIN {
+                e.clock()
+            } else {
+                self.silent_until
+            };
+            for (slot, kind) in firing {
+                let t = Transition {
+                    at,
+                    slot,
+                    kind,
+                    firing: true,
+                    unit: e.record(slot).holder,
+                    from: u32::MAX,
+                };
+                let mut info = e.alert_info(&t);
+                info.partition = Some(p);
+                if kind == AlertKind::Overdue {
+                    // its true fire time is known: the due time
+                    info.fired_at = info.due.min(at);
+                }
+                n.adopt(info, dir);
+            }
+        }
+        tracing::info!(partition = p, offset = self.next, "partition caught up");
+        true
+    }
+
+    /// Keeps the event in the record's history (at most `keep` per record).
+    pub fn remember(&mut self, ev: &Event, offset: i64, outcome: &Outcome, keep: usize) {
+        let entry = HistoryEntry {
+            event_id: ev.event_id.as_ref().into(),
+            r#type: ev.kind.as_str(),
+            at: ev.at,
+            unit: ev.unit.as_deref().map(Into::into),
+            offset,
+            ignored: match outcome {
+                Outcome::Ignored(r) => Some(r.as_str()),
+                _ => None,
+            },
+        };
+        // look up before inserting: no key allocation for a known record
+        let h = match self.history.get_mut(ev.record_id.as_ref()) {
+            Some(h) => h,
+            None => self
+                .history
+                .entry(ev.record_id.as_ref().into())
+                .or_default(),
+        };
+        if h.len() >= keep {
+            h.pop_front();
+        }
+        h.push_back(entry);
+    }
+}
+
+/// The assigned partitions, shared with the API (which reads them between
+/// consumer rounds).
+#[derive(Default)]
+pub(super) struct Parts(pub Mutex<HashMap<i32, Part>>);
+
+impl Partitions for Parts {
+    fn each(&self, f: &mut dyn FnMut(i32, &Engine, &History) -> ControlFlow<()>) {
+        let parts = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut ids: Vec<i32> = parts.keys().copied().collect();
+        ids.sort_unstable();
+        for p in ids {
+            let part = &parts[&p];
+            if f(p, &part.engine, &part.history).is_break() {
+                break;
+            }
+        }
+    }
+}
+
+/// Applies a rebalance: an assigned partition starts a rebuild (resuming after
+/// what the committed offset or the saved watermarks say was output); a revoked
+/// one is dropped and its alerts forgotten (the new owner adopts them).
+pub(super) fn rebalance(
+    ev: RebalanceEvent,
+    parts: &mut HashMap<i32, Part>,
+    marks: &Watermarks,
+    engine: &crate::engine::Settings,
+    applied: &Mutex<HashMap<i32, i64>>,
+    mut notifier: Option<&mut Notifier>,
+) {
+    match ev {
+        RebalanceEvent::Assigned(list) => {
+            for (p, committed, committed_wall) in list {
+                let (saved_offset, saved_wall) =
+                    marks.partitions.get(&p).copied().unwrap_or((0, i64::MIN));
+                let resume_from = committed.max(saved_offset);
+                // the previous owner (this process or another) fired timers up to here
+                let saved_wall = saved_wall.max(committed_wall.unwrap_or(i64::MIN));
+                parts.insert(p, Part::new(Engine::new(engine), resume_from, saved_wall));
+                applied.lock().unwrap_or_else(|p| p.into_inner()).remove(&p);
+            }
+        }
+        RebalanceEvent::Revoked(list) => {
+            for p in list {
+                parts.remove(&p);
+                applied.lock().unwrap_or_else(|p| p.into_inner()).remove(&p);
+                if let Some(n) = notifier.as_deref_mut() {
+                    n.forget(|i| i.partition != Some(p));
+                }
+            }
+        }
+    }
+}
