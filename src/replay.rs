@@ -134,7 +134,7 @@ impl<'o> Replay<'o> {
             "rejected event"
         );
         if let Some(w) = self.out.dead_letter.as_mut() {
-            // Same layout as the SPEC's examples: {"file": …, "line": N, "reason": …, "raw": …}
+            // Same layout as the spec's examples: {"file": …, "line": N, "reason": …, "raw": …}
             let mut l = Vec::with_capacity(raw.len() + 96);
             l.extend_from_slice(b"{\"file\": ");
             serde_json::to_writer(&mut l, file)?;

@@ -6,7 +6,7 @@
 //! per event) and chrono's general-purpose versions cost several times more.
 //!
 //! Accepted: `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)`, `T` or `t` or a space as the
-//! separator, `Z` or `z`. An offset is mandatory (SPEC §2: a time without one is
+//! separator, `Z` or `z`. An offset is mandatory (docs/spec.md §2: a time without one is
 //! `bad_time`). Years outside [`MIN_YEAR`]..=[`MAX_YEAR`] are rejected too: the
 //! working-time tables cover that range with margin, and no record of a
 //! one-stop-shop office is dated outside it.

@@ -1,4 +1,4 @@
-//! Configuration validation tests (SPEC §7), in the style of Alertmanager's
+//! Configuration validation tests (docs/spec.md §7), in the style of Alertmanager's
 //! `config/testdata`: every folder under `tests/fixtures/config-errors/` is a
 //! small complete configuration with exactly one error, and its
 //! `expected-error.txt` holds the exact `Display` text of the resulting
@@ -12,7 +12,7 @@
 //! review the diff.
 //!
 //! Also checked here: the shipped sample `config/` (loads; its 2024/2025
-//! calendars equal the SPEC examples; every unit's level and parent resolve),
+//! calendars equal the spec examples; every unit's level and parent resolve),
 //! the `check-config` command line, and the warning for a calendar that does not
 //! cover the current year.
 
@@ -242,13 +242,13 @@ fn sample_calendar_2024_2025_equal_spec_examples() {
     let spec = cfg.engine.calendar.spec();
     for year in [2024, 2025] {
         let shipped = manifest().join(format!("config/calendar/vn-{year}.toml"));
-        // the SPEC's examples, copied into the test fixtures
+        // the spec's examples, copied into the test fixtures
         let example = manifest().join(format!(
             "tests/fixtures/examples/config/calendar/vn-{year}.toml"
         ));
         let a = calendar_sets(&shipped);
         let b = calendar_sets(&example);
-        assert_eq!(a, b, "vn-{year}.toml differs from the SPEC example");
+        assert_eq!(a, b, "vn-{year}.toml differs from the spec example");
         // every listed date is in the right year, a real date, and was loaded
         for (k, set) in &a {
             for d in set {

@@ -531,7 +531,7 @@ digest_at = "{digest_at}"
 }
 
 /// An escalation that comes due while the daemon is down is sent once after the
-/// restart (SPEC §4: "a daemon that was down fires what came due while it was
+/// restart (docs/spec.md §4: "a daemon that was down fires what came due while it was
 /// down, once"). The daemon used to move the notifier's clock to the wall clock
 /// before the partitions were rebuilt, so the adopted overdue's escalation
 /// counted as already sent.

@@ -1,4 +1,4 @@
-//! The worked examples of SPEC.md (tests/fixtures/examples, copied from the shared
+//! The worked examples of docs/spec.md (tests/fixtures/examples, copied from the shared
 //! folder): each is replayed by the built binary exactly as its README says, from
 //! its folder, and the three outputs are compared with the expected files:
 //! alert lines as a multiset (the READMEs: "Compare alert lines as a set; times are

@@ -6,7 +6,7 @@
 //! random bytes, truncated events, events over 64 KiB) and blank lines. The seed
 //! is fixed, so the test is deterministic.
 //!
-//! Invariants (SPEC §2, §4, §6):
+//! Invariants (docs/spec.md §2, §4, §6):
 //! * no panic, no I/O error;
 //! * every non-blank line is applied, ignored or rejected; the dead-letter output
 //!   has exactly one line per rejected line, in input order, naming the input and

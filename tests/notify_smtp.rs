@@ -535,7 +535,8 @@ fn authentication_bad_password_waits_good_password_delivers() {
     std::fs::write(dir.join("smtp-password"), "s3cret-pw\n").unwrap();
     let mut good = config(sink.url(), 0);
     good.username = Some("overdued".into());
-    good.password = Some(overdued::config::common::resolve_secret("file:smtp-password", &dir).unwrap());
+    good.password =
+        Some(overdued::config::common::resolve_secret("file:smtp-password", &dir).unwrap());
     assert!(
         !format!("{good:?}").contains("s3cret"),
         "Debug must hide the password"

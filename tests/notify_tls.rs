@@ -313,7 +313,13 @@ fn starttls_with_private_ca_from_config_delivers_over_tls() {
         &format!("smtp://localhost:{}", sink.port),
     );
     assert!(cfg.warnings.iter().all(|w| !w.contains("tls_ca_file")));
-    let ca_cfg = cfg.email.delivery.smtp.tls_ca.clone().expect("tls_ca loaded");
+    let ca_cfg = cfg
+        .email
+        .delivery
+        .smtp
+        .tls_ca
+        .clone()
+        .expect("tls_ca loaded");
     assert_eq!(
         Path::new(&ca_cfg.source),
         dir.join("config/provincial-ca.pem")

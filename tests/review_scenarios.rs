@@ -1,8 +1,8 @@
-//! Review scenarios: small replays probing the SPEC's exact semantics (§2–§4, §6)
+//! Review scenarios: small replays probing the spec's exact semantics (§2–§4, §6)
 //! where an independent implementation could disagree with this one.
 //!
-//! Tests that pass are regression tests of the behaviour the SPEC requires (or, for
-//! points where the SPEC is silent, of the behaviour documented in the README —
+//! Tests that pass are regression tests of the behaviour the spec requires (or, for
+//! points where the spec is silent, of the behaviour documented in the README —
 //! marked "ambiguous" or "Decision" in their comment, with the alternative reading).
 //!
 //! Configuration: tests/fixtures/examples/config/overdued.toml — periods
@@ -590,13 +590,13 @@ fn extension_out_of_overdue_into_the_window_raises_no_due_soon() {
 }
 
 // ---------------------------------------------------------------------------
-// Resolution order inside one event (low confidence: the SPEC orders kinds only for
+// Resolution order inside one event (low confidence: the spec orders kinds only for
 // timers; the examples compare lines of one instant as a set)
 // ---------------------------------------------------------------------------
 
 // O1: U received Mon 4 08:00 by NOPE: unrouted at once; hanging Tue 5 08:00.
 //   forwarded Wed 6 08:00 to BTM resolves "every alert firing for the old unit";
-//   a reference looping over kinds in the SPEC's order writes unrouted, then hanging.
+//   a reference looping over kinds in the spec's order writes unrouted, then hanging.
 // Actual: hanging is resolved first ("any later event"), then the others.
 #[test]
 fn resolutions_of_one_event_in_kind_order() {

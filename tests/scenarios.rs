@@ -1,4 +1,4 @@
-//! Hand-computed replay scenarios, checked against SPEC.md (not against the code).
+//! Hand-computed replay scenarios, checked against docs/spec.md (not against the code).
 //!
 //! Every scenario replays a small NDJSON stream through the built binary with the
 //! example configuration (tests/fixtures/examples/config/overdued.toml):
@@ -15,12 +15,12 @@
 //! "WD" = working day, "h" = working hours. A working day has 4.5 h in the morning
 //! (07:00-11:30) and 3.5 h in the afternoon (13:30-17:00).
 //!
-//! Alert lines are compared in the SPEC's order (§6: transitions "in the order
+//! Alert lines are compared in the spec's order (§6: transitions "in the order
 //! they happen"; timers fire by fire time, then record_id, then kind; before an
 //! event is applied every timer due at or before its `at` fires): the sequence of
 //! (instant, record_id) groups must match exactly, and inside one group the lines
-//! are a multiset (the SPEC does not order e.g. "overdue firing" / "due_soon
-//! resolved" of one record at one instant). Where the SPEC fixes the order inside
+//! are a multiset (the spec does not order e.g. "overdue firing" / "due_soon
+//! resolved" of one record at one instant). Where the spec fixes the order inside
 //! a group too (timer kinds), the test checks it explicitly.
 
 mod replay_harness;
@@ -142,7 +142,7 @@ fn hanging_fires_is_resolved_by_advanced_and_rearmed() {
     no_dead_letter(&out, ctx);
 }
 
-// Threshold overrides (SPEC §4: per sector and per unit, the unit override wins).
+// Threshold overrides (docs/spec.md §4: per sector and per unit, the unit override wins).
 // All received Mon 4 08:00; --until Tue 5 15:00.
 // D1 BTM.VPDK, DD 10 WD: sector DD -> 4 h: Mon 08:00-11:30 3.5, + 0.5 from 13:30
 //    -> Mon 4 14:00. due Mon 18 17:00, due_soon Mon 18 07:00 (after --until).
@@ -250,7 +250,7 @@ fn extended_moves_due_soon_out_of_the_window() {
 //   hanging resolved; new due_soon Fri 8 07:00 (not reached); hanging restarts ->
 //   Wed 08:00 + 8 h = Thu 7 08:00 (fires).
 //   resolved Thu 7 10:00 (before the new due time, but after the original one):
-//   hanging resolved; the record stays late (SPEC §2 `extended`, §3.5).
+//   hanging resolved; the record stays late (docs/spec.md §2 `extended`, §3.5).
 #[test]
 fn extended_resolves_overdue_and_record_stays_late() {
     let events = nd(&[
@@ -607,7 +607,7 @@ fn forwarded_to_unknown_unit_while_paused_then_resumed_fires_unrouted() {
 // N2: received Mon 4 08:00 at GHOST2 (unknown): unrouted fires at once; withdrawn
 //   Mon 4 09:00 closes it: unrouted resolved; counted `withdrawn`.
 // Report at Tue 5 16:00 (last event). Both count under their (unknown) receiving
-// units; the SPEC gives such units no level, so only "by_level sums to total" is
+// units; the spec gives such units no level, so only "by_level sums to total" is
 // checked for by_level.
 #[test]
 fn unrouted_at_receipt_resolved_by_forward_to_known_unit_or_close() {
@@ -1714,7 +1714,7 @@ fn judged_against_pause_adjusted_due_not_extended() {
 
 // A 3 MiB line neither stops the replay nor shifts the line numbers: it is
 // dead-lettered as too_large (line 2) and the next line (3) is applied.
-// (The SPEC asks for the raw line "as read"; the implementation keeps at most
+// (The spec asks for the raw line "as read"; the implementation keeps at most
 // 1 MiB of such a line and flags the copy -- only a prefix is required here.)
 // R received Mon 4 08:00 BTM HT, resolved Mon 4 09:00 -> early.
 #[test]

@@ -1,4 +1,4 @@
-//! Alert notifications (issue 4; SPEC §4 "Notifications"): from alert
+//! Alert notifications (docs/spec.md §4 "Notifications"): from alert
 //! transitions to the e-mails unit heads receive.
 //!
 //! The [`Notifier`] is a pure state machine of (state, transitions, now), like the

@@ -76,10 +76,18 @@ fn five_hundred_overdue_records_make_one_email() {
     assert!(out[0].items.iter().all(|i| i.status == Status::New));
     // nothing new: nothing sent within the repeat interval
     assert!(n
-        .advance(t0 + 20 * 3600 * SECOND, &c.engine.calendar, &c.engine.directory)
+        .advance(
+            t0 + 20 * 3600 * SECOND,
+            &c.engine.calendar,
+            &c.engine.directory
+        )
         .is_empty());
     // after repeat_interval: one reminder listing them again
-    let out = n.advance(t0 + 25 * 3600 * SECOND, &c.engine.calendar, &c.engine.directory);
+    let out = n.advance(
+        t0 + 25 * 3600 * SECOND,
+        &c.engine.calendar,
+        &c.engine.directory,
+    );
     assert_eq!(out.len(), 1);
     assert!(out[0].items.iter().all(|i| i.status == Status::Firing));
 }
@@ -89,7 +97,10 @@ fn group_interval_batches_changes_and_resolutions_are_told_once() {
     let c = cfg();
     let mut n = Notifier::new(settings(), vec![]);
     let t0 = t("2026-03-02T09:00:00+07:00");
-    n.fire(info("A", AlertKind::Hanging, "VPDKDD", t0), &c.engine.directory);
+    n.fire(
+        info("A", AlertKind::Hanging, "VPDKDD", t0),
+        &c.engine.directory,
+    );
     let out = n.advance(t0 + MINUTE, &c.engine.calendar, &c.engine.directory);
     assert_eq!(out.len(), 1);
     // B fires 1 min after the first e-mail, A resolves: one e-mail at last + 5 min
@@ -124,7 +135,10 @@ fn overdue_inhibits_due_soon_of_the_same_record() {
     let c = cfg();
     let mut n = Notifier::new(settings(), vec![]);
     let t0 = t("2026-03-02T09:00:00+07:00");
-    n.fire(info("A", AlertKind::DueSoon, "VPDKDD", t0), &c.engine.directory);
+    n.fire(
+        info("A", AlertKind::DueSoon, "VPDKDD", t0),
+        &c.engine.directory,
+    );
     n.fire(
         info("A", AlertKind::Overdue, "VPDKDD", t0 + SECOND),
         &c.engine.directory,
@@ -179,7 +193,11 @@ fn unrouted_goes_to_admin_and_the_forwarder_overdue_escalates_to_parent_head() {
             ),
         ]
     );
-    let out = n.advance(t0 + 2 * 3600 * SECOND, &c.engine.calendar, &c.engine.directory);
+    let out = n.advance(
+        t0 + 2 * 3600 * SECOND,
+        &c.engine.calendar,
+        &c.engine.directory,
+    );
     assert_eq!(
         out.iter().map(summary).collect::<Vec<_>>(),
         vec![(
@@ -199,7 +217,11 @@ fn unrouted_goes_to_admin_and_the_forwarder_overdue_escalates_to_parent_head() {
         vec![],
     );
     n.resolve(AlertKind::Overdue, "O", t0 + 3 * 3600 * SECOND);
-    let out = n.advance(t0 + 4 * 3600 * SECOND, &c.engine.calendar, &c.engine.directory);
+    let out = n.advance(
+        t0 + 4 * 3600 * SECOND,
+        &c.engine.calendar,
+        &c.engine.directory,
+    );
     let mut who: Vec<_> = out.iter().map(|o| o.recipient.clone()).collect();
     who.sort();
     assert_eq!(who, vec!["head:STNMT", "unit:VPDKDD"]);
@@ -214,7 +236,11 @@ fn an_overdue_resolved_before_its_escalation_is_not_escalated() {
     o.escalate_at = Some(t0 + 3600 * SECOND);
     n.fire(o, &c.engine.directory);
     n.resolve(AlertKind::Overdue, "O", t0 + 10 * SECOND);
-    let out = n.advance(t0 + 5 * 3600 * SECOND, &c.engine.calendar, &c.engine.directory);
+    let out = n.advance(
+        t0 + 5 * 3600 * SECOND,
+        &c.engine.calendar,
+        &c.engine.directory,
+    );
     assert!(out.is_empty(), "{out:?}");
 }
 
@@ -223,7 +249,10 @@ fn unknown_or_unaddressed_holders_fall_back_to_the_administrator() {
     let c = cfg();
     let mut n = Notifier::new(settings(), vec![]);
     let t0 = t("2026-03-02T09:00:00+07:00");
-    n.fire(info("H", AlertKind::Hanging, "NOWHERE", t0), &c.engine.directory);
+    n.fire(
+        info("H", AlertKind::Hanging, "NOWHERE", t0),
+        &c.engine.directory,
+    );
     let out = n.advance(t0 + MINUTE, &c.engine.calendar, &c.engine.directory);
     assert_eq!(out[0].recipient, "admin");
 }
@@ -242,8 +271,14 @@ fn silences_mute_then_release() {
     .unwrap();
     let mut n = Notifier::new(settings(), vec![]);
     n.state.silences.push(s);
-    n.fire(info("H", AlertKind::Hanging, "VPDKDD", t0), &c.engine.directory);
-    n.fire(info("O", AlertKind::Overdue, "VPDKDD", t0), &c.engine.directory);
+    n.fire(
+        info("H", AlertKind::Hanging, "VPDKDD", t0),
+        &c.engine.directory,
+    );
+    n.fire(
+        info("O", AlertKind::Overdue, "VPDKDD", t0),
+        &c.engine.directory,
+    );
     let out = n.advance(t0 + MINUTE, &c.engine.calendar, &c.engine.directory);
     assert_eq!(
         summary(&out[0]).2,
@@ -251,7 +286,11 @@ fn silences_mute_then_release() {
     );
     assert_eq!(n.state.muted, 1);
     // the silence ends at 10:00: the still-firing hanging is told then
-    let out = n.advance(t0 + 2 * 3600 * SECOND, &c.engine.calendar, &c.engine.directory);
+    let out = n.advance(
+        t0 + 2 * 3600 * SECOND,
+        &c.engine.calendar,
+        &c.engine.directory,
+    );
     assert_eq!(
         summary(&out[0]).2,
         vec![("H".to_string(), "hanging", Status::New)]
@@ -274,11 +313,18 @@ fn digest_lists_everything_open_worst_first_on_working_days_only() {
     let mut o2 = info("O2", AlertKind::Overdue, "VPDKDD", t0);
     o2.due = t0 - 50 * 3600 * SECOND;
     n.fire(o2, &c.engine.directory);
-    n.fire(info("D", AlertKind::DueSoon, "VPDKDD", t0), &c.engine.directory);
+    n.fire(
+        info("D", AlertKind::DueSoon, "VPDKDD", t0),
+        &c.engine.directory,
+    );
     let first = n.advance(t0 + MINUTE, &c.engine.calendar, &c.engine.directory);
     assert_eq!(first.len(), 1);
     // the weekend passes without a digest; Monday 07:30 brings one
-    let out = n.advance(t("2026-03-09T08:00:00+07:00"), &c.engine.calendar, &c.engine.directory);
+    let out = n.advance(
+        t("2026-03-09T08:00:00+07:00"),
+        &c.engine.calendar,
+        &c.engine.directory,
+    );
     assert_eq!(out.len(), 1, "{out:?}");
     assert_eq!(out[0].kind, Kind::Digest);
     assert_eq!(out[0].at, t("2026-03-09T07:30:00+07:00"));
@@ -368,8 +414,15 @@ fn resolutions_ride_along_with_the_next_firing_by_default() {
     let c = cfg();
     let mut n = Notifier::new(settings(), vec![]);
     let t0 = t("2026-03-02T09:00:00+07:00");
-    n.fire(info("A", AlertKind::Hanging, "VPDKDD", t0), &c.engine.directory);
-    assert_eq!(n.advance(t0 + MINUTE, &c.engine.calendar, &c.engine.directory).len(), 1);
+    n.fire(
+        info("A", AlertKind::Hanging, "VPDKDD", t0),
+        &c.engine.directory,
+    );
+    assert_eq!(
+        n.advance(t0 + MINUTE, &c.engine.calendar, &c.engine.directory)
+            .len(),
+        1
+    );
     n.resolve(AlertKind::Hanging, "A", t0 + 2 * MINUTE);
     assert!(n
         .advance(t0 + 3600 * SECOND, &c.engine.calendar, &c.engine.directory)
@@ -378,7 +431,11 @@ fn resolutions_ride_along_with_the_next_firing_by_default() {
         info("B", AlertKind::Overdue, "VPDKDD", t0 + 2 * 3600 * SECOND),
         &c.engine.directory,
     );
-    let out = n.advance(t0 + 3 * 3600 * SECOND, &c.engine.calendar, &c.engine.directory);
+    let out = n.advance(
+        t0 + 3 * 3600 * SECOND,
+        &c.engine.calendar,
+        &c.engine.directory,
+    );
     assert_eq!(
         summary(&out[0]).2,
         vec![
@@ -396,13 +453,21 @@ fn an_escalation_before_the_saved_clock_is_not_repeated_after_a_restart() {
     let mut o = info("O", AlertKind::Overdue, "VPDKDD", t0);
     o.escalate_at = Some(t0 + 3600 * SECOND);
     n.fire(o.clone(), &c.engine.directory);
-    let out = n.advance(t0 + 2 * 3600 * SECOND, &c.engine.calendar, &c.engine.directory);
+    let out = n.advance(
+        t0 + 2 * 3600 * SECOND,
+        &c.engine.calendar,
+        &c.engine.directory,
+    );
     assert_eq!(out.len(), 2); // the unit, then the parent's head
     let state: State = serde_json::from_str(&serde_json::to_string(&n.state).unwrap()).unwrap();
     let mut m = Notifier::with_state(settings(), vec![], state);
     m.adopt(o, &c.engine.directory);
     assert!(m
-        .advance(t0 + 5 * 3600 * SECOND, &c.engine.calendar, &c.engine.directory)
+        .advance(
+            t0 + 5 * 3600 * SECOND,
+            &c.engine.calendar,
+            &c.engine.directory
+        )
         .is_empty());
     // …and its resolution still reaches both
     m.reconfigure(
@@ -413,7 +478,11 @@ fn an_escalation_before_the_saved_clock_is_not_repeated_after_a_restart() {
         vec![],
     );
     m.resolve(AlertKind::Overdue, "O", t0 + 6 * 3600 * SECOND);
-    let out = m.advance(t0 + 7 * 3600 * SECOND, &c.engine.calendar, &c.engine.directory);
+    let out = m.advance(
+        t0 + 7 * 3600 * SECOND,
+        &c.engine.calendar,
+        &c.engine.directory,
+    );
     let mut who: Vec<_> = out.iter().map(|o| o.recipient.clone()).collect();
     who.sort();
     assert_eq!(who, vec!["head:STNMT", "unit:VPDKDD"]);
@@ -424,21 +493,34 @@ fn after_days_of_downtime_only_the_latest_missed_digest_is_sent() {
     let c = cfg();
     let mut n = Notifier::new(Settings::default(), vec![]);
     let t0 = t("2026-03-02T09:00:00+07:00"); // Monday
-    n.fire(info("A", AlertKind::Overdue, "VPDKDD", t0), &c.engine.directory);
-    assert_eq!(n.advance(t0 + MINUTE, &c.engine.calendar, &c.engine.directory).len(), 1);
+    n.fire(
+        info("A", AlertKind::Overdue, "VPDKDD", t0),
+        &c.engine.directory,
+    );
+    assert_eq!(
+        n.advance(t0 + MINUTE, &c.engine.calendar, &c.engine.directory)
+            .len(),
+        1
+    );
     let state: State = serde_json::from_str(&serde_json::to_string(&n.state).unwrap()).unwrap();
     // the daemon comes back on Thursday at noon: Tue, Wed, Thu digests were missed
     let back = t("2026-03-05T12:00:00+07:00");
     let mut m = Notifier::with_state(Settings::default(), vec![], state);
     m.schedule_floor = back;
-    m.adopt(info("A", AlertKind::Overdue, "VPDKDD", t0), &c.engine.directory);
+    m.adopt(
+        info("A", AlertKind::Overdue, "VPDKDD", t0),
+        &c.engine.directory,
+    );
     let out = m.advance(back, &c.engine.calendar, &c.engine.directory);
     assert_eq!(out.len(), 1, "{out:?}");
     assert_eq!(out[0].kind, Kind::Digest);
     assert_eq!(out[0].at, t("2026-03-05T07:30:00+07:00"));
     // in a replay (no floor) every day's digest is decided
     let mut r = Notifier::new(Settings::default(), vec![]);
-    r.fire(info("A", AlertKind::Overdue, "VPDKDD", t0), &c.engine.directory);
+    r.fire(
+        info("A", AlertKind::Overdue, "VPDKDD", t0),
+        &c.engine.directory,
+    );
     r.advance(t0 + MINUTE, &c.engine.calendar, &c.engine.directory);
     let out = r.advance(back, &c.engine.calendar, &c.engine.directory);
     assert_eq!(out.iter().filter(|o| o.kind == Kind::Digest).count(), 3);
@@ -471,14 +553,25 @@ fn a_muted_reminder_without_digest_does_not_hang_advance() {
         let c = cfg();
         let mut n = Notifier::new(settings(), vec![]);
         let t0 = t("2026-03-02T09:00:00+07:00");
-        n.fire(info("A", AlertKind::Hanging, "VPDKDD", t0), &c.engine.directory);
-        assert_eq!(n.advance(t0 + MINUTE, &c.engine.calendar, &c.engine.directory).len(), 1);
+        n.fire(
+            info("A", AlertKind::Hanging, "VPDKDD", t0),
+            &c.engine.directory,
+        );
+        assert_eq!(
+            n.advance(t0 + MINUTE, &c.engine.calendar, &c.engine.directory)
+                .len(),
+            1
+        );
         n.state.silences.push(silence_until(
             "A",
             t0 + 3600 * SECOND,
             "2026-03-05T09:00:00+07:00",
         ));
-        let out = n.advance(t0 + 25 * 3600 * SECOND, &c.engine.calendar, &c.engine.directory);
+        let out = n.advance(
+            t0 + 25 * 3600 * SECOND,
+            &c.engine.calendar,
+            &c.engine.directory,
+        );
         let _ = tx.send(out.len());
     });
     let got = rx.recv_timeout(std::time::Duration::from_secs(20));
@@ -495,14 +588,23 @@ fn a_silence_ending_after_an_earlier_flush_in_the_same_advance_is_released() {
     n.state
         .silences
         .push(silence_until("H", t0, "2026-03-02T10:00:00+07:00"));
-    n.fire(info("H", AlertKind::Hanging, "VPDKDD", t0), &c.engine.directory);
-    assert!(n.advance(t0 + MINUTE, &c.engine.calendar, &c.engine.directory).is_empty());
+    n.fire(
+        info("H", AlertKind::Hanging, "VPDKDD", t0),
+        &c.engine.directory,
+    );
+    assert!(n
+        .advance(t0 + MINUTE, &c.engine.calendar, &c.engine.directory)
+        .is_empty());
     n.fire(
         info("O", AlertKind::Overdue, "VPDKDD", t0 + 58 * MINUTE),
         &c.engine.directory,
     );
     // one call spanning both the flush at 09:58:30 and the silence's end at 10:00
-    let out = n.advance(t0 + 3 * 3600 * SECOND, &c.engine.calendar, &c.engine.directory);
+    let out = n.advance(
+        t0 + 3 * 3600 * SECOND,
+        &c.engine.calendar,
+        &c.engine.directory,
+    );
     let listed: Vec<_> = out.iter().flat_map(|o| summary(o).2).collect();
     assert_eq!(
         listed,
@@ -525,10 +627,21 @@ fn with_send_resolved_a_digest_does_not_swallow_a_pending_resolution() {
     };
     let mut n = Notifier::new(s, vec![]);
     let t0 = t("2026-03-02T07:00:00+07:00"); // Monday
-    n.fire(info("A", AlertKind::Hanging, "VPDKDD", t0), &c.engine.directory);
-    assert_eq!(n.advance(t0 + MINUTE, &c.engine.calendar, &c.engine.directory).len(), 1);
+    n.fire(
+        info("A", AlertKind::Hanging, "VPDKDD", t0),
+        &c.engine.directory,
+    );
+    assert_eq!(
+        n.advance(t0 + MINUTE, &c.engine.calendar, &c.engine.directory)
+            .len(),
+        1
+    );
     n.resolve(AlertKind::Hanging, "A", t("2026-03-02T07:29:50+07:00"));
-    let out = n.advance(t("2026-03-02T08:00:00+07:00"), &c.engine.calendar, &c.engine.directory);
+    let out = n.advance(
+        t("2026-03-02T08:00:00+07:00"),
+        &c.engine.calendar,
+        &c.engine.directory,
+    );
     let listed: Vec<_> = out.iter().flat_map(|o| summary(o).2).collect();
     assert_eq!(
         listed,
@@ -559,7 +672,7 @@ fn after_a_restart_what_was_not_told_is_told_once_adopted() {
 }
 
 /// An escalation that came due while the daemon was down must be sent once
-/// after the restart (SPEC §4: "fires what came due while it was down, once"):
+/// after the restart (docs/spec.md §4: "fires what came due while it was down, once"):
 /// adopted before the notifier's clock moves past it.
 #[test]
 fn an_escalation_due_while_down_is_sent_after_a_restart() {
@@ -569,13 +682,21 @@ fn an_escalation_due_while_down_is_sent_after_a_restart() {
     let mut o = info("O", AlertKind::Overdue, "VPDKDD", t0);
     o.escalate_at = Some(t0 + 3600 * SECOND);
     n.fire(o.clone(), &c.engine.directory);
-    assert_eq!(n.advance(t0 + MINUTE, &c.engine.calendar, &c.engine.directory).len(), 1);
+    assert_eq!(
+        n.advance(t0 + MINUTE, &c.engine.calendar, &c.engine.directory)
+            .len(),
+        1
+    );
     // down from 09:01 to 11:00; the escalation was due at 10:00
     let restart_at = t0 + 2 * 3600 * SECOND;
     let mut m = restart(&n, settings());
     m.schedule_floor = restart_at;
     m.adopt(o, &c.engine.directory);
-    let out = m.advance(restart_at + 10 * MINUTE, &c.engine.calendar, &c.engine.directory);
+    let out = m.advance(
+        restart_at + 10 * MINUTE,
+        &c.engine.calendar,
+        &c.engine.directory,
+    );
     assert_eq!(
         out.iter().map(summary).collect::<Vec<_>>(),
         vec![(
@@ -587,7 +708,7 @@ fn an_escalation_due_while_down_is_sent_after_a_restart() {
 }
 
 /// With `digest_at = ""`, an alert told as a reminder just before a restart is
-/// not listed again before `repeat_interval` (SPEC: "The same alert is not
+/// not listed again before `repeat_interval` (spec: "The same alert is not
 /// e-mailed again before repeat_interval").
 #[test]
 fn a_reminder_is_not_repeated_early_after_a_restart() {
@@ -596,9 +717,17 @@ fn a_reminder_is_not_repeated_early_after_a_restart() {
     let mut n = Notifier::new(settings(), vec![]);
     let a = info("A", AlertKind::Hanging, "VPDKDD", t0);
     n.fire(a.clone(), &c.engine.directory);
-    assert_eq!(n.advance(t0 + MINUTE, &c.engine.calendar, &c.engine.directory).len(), 1);
+    assert_eq!(
+        n.advance(t0 + MINUTE, &c.engine.calendar, &c.engine.directory)
+            .len(),
+        1
+    );
     // the reminder at t0 + 24 h 30 s
-    let out = n.advance(t0 + 25 * 3600 * SECOND, &c.engine.calendar, &c.engine.directory);
+    let out = n.advance(
+        t0 + 25 * 3600 * SECOND,
+        &c.engine.calendar,
+        &c.engine.directory,
+    );
     assert_eq!(summary(&out[0]).2[0].2, Status::Firing);
     let mut m = restart(&n, settings());
     m.adopt(a, &c.engine.directory);
@@ -607,7 +736,11 @@ fn a_reminder_is_not_repeated_early_after_a_restart() {
         info("B", AlertKind::Hanging, "VPDKDD", t0 + 26 * 3600 * SECOND),
         &c.engine.directory,
     );
-    let out = m.advance(t0 + 27 * 3600 * SECOND, &c.engine.calendar, &c.engine.directory);
+    let out = m.advance(
+        t0 + 27 * 3600 * SECOND,
+        &c.engine.calendar,
+        &c.engine.directory,
+    );
     let listed: Vec<_> = out.iter().flat_map(|o| summary(o).2).collect();
     assert_eq!(listed, vec![("B".to_string(), "hanging", Status::New)]);
 }
@@ -619,8 +752,15 @@ fn an_adopted_alert_gets_reminders_without_digest() {
     let c = cfg();
     let t0 = t("2026-03-02T09:00:00+07:00");
     let mut n = Notifier::new(settings(), vec![]);
-    n.adopt(info("A", AlertKind::Hanging, "VPDKDD", t0), &c.engine.directory);
-    let out = n.advance(t0 + 3 * 86_400 * SECOND, &c.engine.calendar, &c.engine.directory);
+    n.adopt(
+        info("A", AlertKind::Hanging, "VPDKDD", t0),
+        &c.engine.directory,
+    );
+    let out = n.advance(
+        t0 + 3 * 86_400 * SECOND,
+        &c.engine.calendar,
+        &c.engine.directory,
+    );
     let listed: Vec<_> = out.iter().flat_map(|o| summary(o).2).collect();
     assert!(
         listed.contains(&("A".to_string(), "hanging", Status::Firing)),
@@ -635,10 +775,21 @@ fn reminders_start_when_a_reload_turns_the_digest_off() {
     let c = cfg();
     let t0 = t("2026-03-02T09:00:00+07:00");
     let mut n = Notifier::new(Settings::default(), vec![]);
-    n.fire(info("A", AlertKind::Hanging, "VPDKDD", t0), &c.engine.directory);
-    assert_eq!(n.advance(t0 + MINUTE, &c.engine.calendar, &c.engine.directory).len(), 1);
+    n.fire(
+        info("A", AlertKind::Hanging, "VPDKDD", t0),
+        &c.engine.directory,
+    );
+    assert_eq!(
+        n.advance(t0 + MINUTE, &c.engine.calendar, &c.engine.directory)
+            .len(),
+        1
+    );
     n.reconfigure(settings(), vec![]);
-    let out = n.advance(t0 + 3 * 86_400 * SECOND, &c.engine.calendar, &c.engine.directory);
+    let out = n.advance(
+        t0 + 3 * 86_400 * SECOND,
+        &c.engine.calendar,
+        &c.engine.directory,
+    );
     assert!(!out.is_empty(), "no reminder in three days");
 }
 
@@ -651,7 +802,11 @@ fn one_digest_after_a_long_downtime() {
     let mut n = Notifier::new(Settings::default(), vec![]);
     let a = info("A", AlertKind::Hanging, "VPDKDD", t0);
     n.fire(a.clone(), &c.engine.directory);
-    assert_eq!(n.advance(t0 + MINUTE, &c.engine.calendar, &c.engine.directory).len(), 1);
+    assert_eq!(
+        n.advance(t0 + MINUTE, &c.engine.calendar, &c.engine.directory)
+            .len(),
+        1
+    );
     // down until Friday 09:00
     let back = t("2026-03-06T09:00:00+07:00");
     let mut m = restart(&n, Settings::default());
@@ -670,8 +825,13 @@ fn a_config_silence_removed_by_a_reload_releases_what_it_muted() {
     let t0 = t("2026-03-02T09:00:00+07:00");
     let s = silence_until("H", t0, "2026-03-09T09:00:00+07:00");
     let mut n = Notifier::new(settings(), vec![s]);
-    n.fire(info("H", AlertKind::Hanging, "VPDKDD", t0), &c.engine.directory);
-    assert!(n.advance(t0 + MINUTE, &c.engine.calendar, &c.engine.directory).is_empty());
+    n.fire(
+        info("H", AlertKind::Hanging, "VPDKDD", t0),
+        &c.engine.directory,
+    );
+    assert!(n
+        .advance(t0 + MINUTE, &c.engine.calendar, &c.engine.directory)
+        .is_empty());
     n.reconfigure(settings(), vec![]);
     let out = n.advance(t0 + 10 * MINUTE, &c.engine.calendar, &c.engine.directory);
     let listed: Vec<_> = out.iter().flat_map(|o| summary(o).2).collect();
@@ -690,17 +850,26 @@ fn reminders_respect_group_interval() {
     let b = info("B", AlertKind::Hanging, "VPDKDD", t0 + 2 * MINUTE);
     let mut n = Notifier::new(settings(), vec![]);
     n.fire(a.clone(), &c.engine.directory);
-    assert_eq!(n.advance(t0 + MINUTE, &c.engine.calendar, &c.engine.directory).len(), 1);
+    assert_eq!(
+        n.advance(t0 + MINUTE, &c.engine.calendar, &c.engine.directory)
+            .len(),
+        1
+    );
     n.fire(b.clone(), &c.engine.directory);
     // B is told with the group_interval: at 09:05:30
     assert_eq!(
-        n.advance(t0 + 10 * MINUTE, &c.engine.calendar, &c.engine.directory).len(),
+        n.advance(t0 + 10 * MINUTE, &c.engine.calendar, &c.engine.directory)
+            .len(),
         1
     );
     let mut m = restart(&n, settings());
     m.adopt(a, &c.engine.directory);
     m.adopt(b, &c.engine.directory);
-    let out = m.advance(t0 + 25 * 3600 * SECOND, &c.engine.calendar, &c.engine.directory);
+    let out = m.advance(
+        t0 + 25 * 3600 * SECOND,
+        &c.engine.calendar,
+        &c.engine.directory,
+    );
     let at: Vec<_> = out.iter().map(|o| o.at).collect();
     for w in at.windows(2) {
         assert!(w[1] - w[0] >= 300 * SECOND, "e-mails at {at:?}");
@@ -720,7 +889,10 @@ fn a_zero_repeat_interval_does_not_hang_advance() {
         };
         let mut n = Notifier::new(s, vec![]);
         let t0 = t("2026-03-02T09:00:00+07:00");
-        n.fire(info("A", AlertKind::Hanging, "VPDKDD", t0), &c.engine.directory);
+        n.fire(
+            info("A", AlertKind::Hanging, "VPDKDD", t0),
+            &c.engine.directory,
+        );
         let out = n.advance(t0 + 3600 * SECOND, &c.engine.calendar, &c.engine.directory);
         let _ = tx.send(out.len());
     });

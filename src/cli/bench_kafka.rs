@@ -1,4 +1,4 @@
-//! `overdued bench-kafka`: the end-to-end benchmark (issue 3, item 8) — events
+//! `overdued bench-kafka`: the end-to-end benchmark — events
 //! from a real broker through the real daemon (`overdued run`, a child process).
 //!
 //! Four measurements against the broker at `--brokers` (the broker's own CPU

@@ -1,4 +1,4 @@
-//! Working calendar: working periods, weekdays, holidays, make-up days (SPEC §3.1–3.3).
+//! Working calendar: working periods, weekdays, holidays, make-up days (docs/spec.md §3.1–3.3).
 //!
 //! Everything is precomputed once into per-day tables over [`TABLE_FIRST_YEAR`] ..
 //! [`TABLE_END_YEAR`], so that the questions the engine asks on every event —
@@ -15,7 +15,7 @@
 //! * `backward(d, h)` is the *latest* instant whose `cum` is `cum(d) - h`
 //!   (so it may be a period's start, e.g. 07:00);
 //!
-//! exactly the two rules of SPEC §3.3. For `h = 0` both return the instant itself.
+//! exactly the two rules of docs/spec.md §3.3. For `h = 0` both return the instant itself.
 //!
 //! Local days are mapped to UTC with the zone's offset at local noon of that day;
 //! the shipped zone (`Asia/Ho_Chi_Minh`) has had a fixed offset since 1975, and a
@@ -32,7 +32,7 @@ pub const TABLE_FIRST_YEAR: i32 = 1969;
 /// The tables end on 1 January of this year; later instants saturate.
 pub const TABLE_END_YEAR: i32 = 2301;
 
-/// How a legal duration is counted (SPEC §3.2).
+/// How a legal duration is counted (docs/spec.md §3.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DurationUnit {
     /// Receipt day not counted; due at close of business of the n-th working day after.
@@ -317,7 +317,7 @@ impl Calendar {
         self.start[i] + self.cob
     }
 
-    /// Due time of a record received at `at` with the legal duration `dur` (SPEC §3.2).
+    /// Due time of a record received at `at` with the legal duration `dur` (docs/spec.md §3.2).
     pub fn due(&self, at: Instant, dur: LegalDuration) -> Instant {
         match dur.unit {
             DurationUnit::WorkingHours => self.forward(at, dur.n as i64 * crate::time::HOUR),
@@ -395,7 +395,7 @@ fn gallop_back<T: Copy>(v: &[T], from: usize, pred: impl Fn(T) -> bool) -> usize
 
 #[cfg(test)]
 mod tests {
-    //! Table tests of SPEC §3 on the Vietnamese calendar, and properties of the
+    //! Table tests of docs/spec.md §3 on the Vietnamese calendar, and properties of the
     //! working-time arithmetic.
     use super::*;
     use crate::time::{format_rfc3339, parse_rfc3339, HOUR};

@@ -1,11 +1,11 @@
-//! The deadline engine: record state, timers and alert rules (SPEC §2–§4).
+//! The deadline engine: record state, timers and alert rules (docs/spec.md §2–§4).
 //!
 //! One [`Engine`] holds every record of a stream. It is driven by two calls, both
 //! with time injected by the caller (replay: event time; daemon: wall clock):
 //! * [`Engine::apply`] — one validated event; returns whether it was applied,
 //!   ignored or rejected. A rejected event changes nothing, not even the clock.
 //!   Before an accepted event is applied, every timer due at or before its `at`
-//!   fires (SPEC §6);
+//!   fires (docs/spec.md §6);
 //! * [`Engine::advance`] — fire every timer due at or before an instant.
 //!
 //! Alert transitions are appended to [`Engine::transitions`]; callers drain it after
@@ -13,11 +13,11 @@
 //!
 //! Each record has one timer in the [`wheel`], at the earliest of its pending
 //! instants (`hanging`, `due_soon`, `overdue`, or, once closed, the end of its
-//! retention). Firing handles every kind due at that instant in the SPEC's kind
+//! retention). Firing handles every kind due at that instant in the spec's kind
 //! order, then re-arms the record at its next instant; batches of one second are
-//! sorted by (time, record id) so the output order is exactly the SPEC's.
+//! sorted by (time, record id) so the output order is exactly the spec's.
 //!
-//! The rules, as implemented (SPEC §4; decisions the SPEC leaves open are marked):
+//! The rules, as implemented (docs/spec.md §4; decisions the spec leaves open are marked):
 //! * every firing alert belongs to the current holder: a `forwarded` to another
 //!   unit resolves them all and re-fires `unrouted` (unknown unit), `due_soon` and
 //!   `overdue` (if they were firing) for the new holder at the same instant;
@@ -51,7 +51,7 @@ use std::fmt;
 use store::{flag, Life, Record, Store};
 use wheel::Wheel;
 
-/// The kinds of alert, in the SPEC's tie-break order.
+/// The kinds of alert, in the spec's tie-break order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum AlertKind {
     /// The record names a unit missing from the directory.
@@ -111,7 +111,7 @@ pub struct Transition {
     /// The unit the alert belongs to ([`Engine::unit_code`]).
     pub unit: u32,
     /// For `unrouted` raised by a forward: the unit that forwarded the record
-    /// (it is told, SPEC §4); `u32::MAX` otherwise.
+    /// (it is told, docs/spec.md §4); `u32::MAX` otherwise.
     pub from: u32,
 }
 
@@ -421,7 +421,7 @@ impl Engine {
         s
     }
 
-    /// Applies one validated event (SPEC §2, §4, §6).
+    /// Applies one validated event (docs/spec.md §2, §4, §6).
     pub fn apply(&mut self, ev: &Event<'_>) -> Outcome {
         self.store.recycle();
         let evh = event_hash(&ev.event_id);
@@ -482,7 +482,7 @@ impl Engine {
             Plan::Open(s) => self.apply_open(s, ev, evh),
         }
         // One event's transitions share its instant: resolutions first, then what
-        // fires, each in the SPEC's kind order.
+        // fires, each in the spec's kind order.
         self.transitions[first..].sort_by_key(|t| (t.firing, t.kind));
         Outcome::Applied
     }
@@ -603,7 +603,7 @@ impl Engine {
     }
 
     /// Arms `due_soon` for a due time set by an event at `set_at`: only if its
-    /// instant is later than that event (SPEC §4).
+    /// instant is later than that event (docs/spec.md §4).
     fn arm_due_soon(&mut self, slot: u32, set_at: Instant) {
         let r = self.store.get(slot);
         let th = self.thresholds(r.holder, r.sector());
@@ -706,7 +706,7 @@ impl Engine {
     }
 
     /// After the due time changed on a running record: resolve what the move ends,
-    /// arm `due_soon` for the new due time (SPEC §4, `extended`).
+    /// arm `due_soon` for the new due time (docs/spec.md §4, `extended`).
     fn settle_due(&mut self, slot: u32, at: Instant) {
         let due = self.store.get(slot).due;
         if self.firing(slot, AlertKind::Overdue) && rules::extension_ends_overdue(due, at) {
@@ -726,7 +726,7 @@ impl Engine {
         }
     }
 
-    /// Moves a running record to unit `to` (SPEC §4, `forwarded`).
+    /// Moves a running record to unit `to` (docs/spec.md §4, `forwarded`).
     fn rehome(&mut self, slot: u32, to: u32, at: Instant) {
         let from = self.store.get(slot).holder;
         if from == to {
@@ -956,7 +956,7 @@ impl Engine {
         self.reschedule(slot, t);
     }
 
-    /// Counts as of `as_of` (SPEC §6 `--report`): closed records from the running
+    /// Counts as of `as_of` (docs/spec.md §6 `--report`): closed records from the running
     /// totals, open ones classified now.
     pub fn report(&self, as_of: Instant) -> Report {
         let mut by_unit = self.by_unit.clone();
@@ -1134,7 +1134,7 @@ impl Engine {
     }
 }
 
-/// A due timer with its sort key: fire time, then record id (SPEC §6 order).
+/// A due timer with its sort key: fire time, then record id (docs/spec.md §6 order).
 #[derive(Clone, Copy)]
 struct Due {
     at: Instant,

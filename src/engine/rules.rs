@@ -1,4 +1,4 @@
-//! The deadline and alert rules as pure functions of (state, time) — SPEC §3–§4.
+//! The deadline and alert rules as pure functions of (state, time) — docs/spec.md §3–§4.
 //!
 //! The engine owns state and timers; every decision it makes about *when* and
 //! *whether* is one of these functions, so each is tested on its own with a table.
@@ -54,7 +54,7 @@ pub enum DueBasis {
 }
 
 /// (due, original due) after a `resumed` at `resume` of a pause that started at
-/// `pause_start` (SPEC §3.4): a supplement under `restart` recomputes from the
+/// `pause_start` (docs/spec.md §3.4): a supplement under `restart` recomputes from the
 /// resume as for a new receipt; otherwise both move later by the paused working time.
 #[allow(clippy::too_many_arguments)]
 pub fn due_after_resume(
@@ -90,7 +90,7 @@ pub fn extension_ends_due_soon(cal: &Calendar, new_due: Instant, before: i64, at
     cal.backward(new_due, before) > at
 }
 
-/// Home Affairs timeliness of a closed record (SPEC §3.5).
+/// Home Affairs timeliness of a closed record (docs/spec.md §3.5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Timeliness {
     /// closed before the due date (trước hạn).

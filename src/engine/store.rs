@@ -7,7 +7,7 @@
 //! * the index is a `hashbrown::HashTable<u32>` of slots (5 bytes a bucket), the
 //!   key being read from the record itself;
 //! * record ids of up to [`ID_INLINE`] bytes are stored inline; longer ones (the
-//!   SPEC allows 64 characters) go to a side map.
+//!   spec allows 64 characters) go to a side map.
 //!
 //! Freed slots are recycled, but only after [`Store::recycle`] is called: alert
 //! transitions name records by slot, and a slot must not change owner before the

@@ -3,7 +3,7 @@
 //! Why a wheel: every event of a record resets its hanging timer, so "cancel and
 //! re-arm" is the hottest timer operation. Here both are O(1): a timer is a node of
 //! an intrusive doubly linked list (the links live inside the record, so a timer
-//! costs no allocation and 18 bytes), and a list hangs off one of 64 slots of one
+//! costs no allocation and 18 bytes), and a list hangs off one of 4,096 slots of one
 //! of [`LEVELS`] levels, level `k` slots being `4096^k` seconds wide (the scheme of
 //! tokio's and Linux's wheels, with a wider fan-out: a timer weeks away cascades
 //! twice, not four times, and each cascade is a walk through records that are not
@@ -14,7 +14,7 @@
 //! a second: [`Wheel::take_due_tick`] hands out a whole second's timers and the
 //! engine sorts that batch.
 //!
-//! Ticks are whole seconds since the Unix epoch; 7 levels cover 2^42 seconds, far
+//! Ticks are whole seconds since the Unix epoch; 4 levels of 4,096 slots cover 2^48 seconds, far
 //! beyond the calendar tables, so the top level never wraps.
 
 use crate::time::{Instant, SECOND};

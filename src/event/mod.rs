@@ -1,12 +1,12 @@
-//! Decoding and validation of record events (SPEC §2).
+//! Decoding and validation of record events (docs/spec.md §2).
 //!
 //! [`decode`] turns one message (a Kafka value or an NDJSON line) into an [`Event`]
-//! that borrows from the input, or into a [`Rejection`] with the SPEC's reason code.
+//! that borrows from the input, or into a [`Rejection`] with the spec's reason code.
 //! It never panics: the input is bounded ([`MAX_EVENT_BYTES`]) before parsing,
 //! serde_json bounds nesting depth, and every field is checked for presence, JSON
 //! type, length and allowed values before it is used.
 //!
-//! Decisions where the SPEC is silent (documented in the README):
+//! Decisions where the spec is silent (documented in the README):
 //! * a field whose value is JSON `null` is treated as absent;
 //! * unknown fields are ignored (forward compatibility); a repeated key keeps the
 //!   last value, as most JSON readers do;
@@ -20,7 +20,7 @@ use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 use std::borrow::Cow;
 use std::fmt;
 
-/// Largest accepted message, in bytes (SPEC: 64 KiB).
+/// Largest accepted message, in bytes (spec: 64 KiB).
 pub const MAX_EVENT_BYTES: usize = 64 * 1024;
 /// Longest `event_id`, in characters.
 pub const MAX_EVENT_ID_CHARS: usize = 128;
@@ -138,7 +138,7 @@ string_enum!(
     }
 );
 
-/// A rejection: the SPEC reason and, for logs, what exactly was wrong.
+/// A rejection: the spec reason and, for logs, what exactly was wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rejection {
     /// The reason code.

@@ -1,4 +1,4 @@
-//! Prometheus exposition of the SPEC §5 metrics.
+//! Prometheus exposition of the docs/spec.md §5 metrics.
 //!
 //! The consumer thread owns the engines; every second it folds their counters and
 //! gauges into a [`Snapshot`] (label values as strings, so engines of different
@@ -105,7 +105,7 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# TYPE {name} {kind}");
 }
 
-/// Renders the SPEC §5 families.
+/// Renders the docs/spec.md §5 families.
 pub fn render(s: &Snapshot) -> String {
     let mut out = String::with_capacity(4096);
     let gauges = [

@@ -93,7 +93,10 @@ usrqTQTPDOwwCgYIKoZIzj0EAwIDRwAwRAIgH6LL3Gla6QJsNF57dnn+HBDXVBTB
         assert_eq!(ca(&bundle).certificates().unwrap().len(), 2);
         assert_eq!(ca(CA).certificates().unwrap().len(), 1);
 
-        let e = ca("code,name\nA,B\n").certificates().unwrap_err().to_string();
+        let e = ca("code,name\nA,B\n")
+            .certificates()
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("ca.pem: not a PEM certificate file"), "{e}");
         let garbled = CA.replace("MIIBeTCC", "MIIBeTC!");
         let e = ca(&format!("{CA}{garbled}"))

@@ -60,7 +60,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// The delivery metrics (SPEC §5: `overdued_notifications_total{result}`, send
+/// The delivery metrics (docs/spec.md §5: `overdued_notifications_total{result}`, send
 /// latency, outbox depth).
 #[derive(Debug, Clone)]
 pub struct SenderMetrics {

@@ -1,4 +1,4 @@
-//! Timeliness counts in the Home Affairs categories (SPEC §3.5, §6 `--report`).
+//! Timeliness counts in the Home Affairs categories (docs/spec.md §3.5, §6 `--report`).
 
 use crate::time::{format_rfc3339, Instant};
 use serde::Serialize;
@@ -49,7 +49,7 @@ impl fmt::Display for Level {
     }
 }
 
-/// Counts of one group of records. Field order is the SPEC's output order.
+/// Counts of one group of records. Field order is the spec's output order.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Counts {
     /// Records received (opened, including by `snapshot`).
@@ -146,7 +146,7 @@ impl Report {
         self.by_unit.entry(unit.to_string()).or_default().add(c);
     }
 
-    /// JSON with one-space indentation (the layout of the SPEC's examples).
+    /// JSON with one-space indentation (the layout of the spec's examples).
     pub fn to_json(&self) -> String {
         let mut out = Vec::new();
         let fmt = serde_json::ser::PrettyFormatter::with_indent(b" ");

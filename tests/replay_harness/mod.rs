@@ -1,6 +1,6 @@
 //! Shared helpers for the replay integration tests (`tests/examples.rs`,
 //! `tests/scenarios.rs`): run the built `overdued` binary, parse its outputs and
-//! compare them with expectations written from SPEC.md.
+//! compare them with expectations written from docs/spec.md.
 #![allow(dead_code)]
 
 use serde_json::Value;
@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Folder holding the copied SPEC examples.
+/// Folder holding the copied spec examples.
 pub fn examples_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/examples")
 }
@@ -149,7 +149,7 @@ impl std::fmt::Display for Alert {
     }
 }
 
-/// Parses one `--alerts` line; the object must have exactly the SPEC's five keys.
+/// Parses one `--alerts` line; the object must have exactly the spec's five keys.
 pub fn parse_alert(line: &str) -> Alert {
     let v: Value =
         serde_json::from_str(line).unwrap_or_else(|e| panic!("alert line {line:?}: {e}"));
@@ -218,10 +218,10 @@ pub fn assert_alerts_multiset(got: &[String], expected: &[Alert], ctx: &str) {
     );
 }
 
-/// Alert lines in the SPEC's order: the sequence of (at, record_id) groups must be
+/// Alert lines in the spec's order: the sequence of (at, record_id) groups must be
 /// exactly the expected one (transitions happen in time order; timers at one
 /// instant fire by record_id); inside one group (same instant, same record) the
-/// lines are compared as a multiset, since the SPEC does not order e.g. the
+/// lines are compared as a multiset, since the spec does not order e.g. the
 /// "resolve for the old unit / fire for the new unit" lines of one event.
 pub fn assert_alerts_spec_order(got: &[String], expected: &[Alert], ctx: &str) {
     let got_a: Vec<Alert> = got.iter().map(|l| parse_alert(l)).collect();
@@ -364,7 +364,7 @@ fn zero_counts() -> BTreeMap<&'static str, u64> {
 
 /// The expected `--report` for records given as (receiving unit, sector, category).
 /// Records received by a unit missing from the directory are left out of `by_level`
-/// (the SPEC gives such a unit no level); use [`assert_report_unknown_level`].
+/// (the spec gives such a unit no level); use [`assert_report_unknown_level`].
 pub fn expected_report(as_of: &str, records: &[(&str, &str, Cat)]) -> Value {
     type Group = BTreeMap<String, BTreeMap<&'static str, u64>>;
     let mut total = zero_counts();
