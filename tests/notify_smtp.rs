@@ -7,8 +7,10 @@ mod smtp_harness;
 
 use lettre::message::MultiPart;
 use lettre::Message;
+use overdued::metrics::events::NotificationResult;
+use overdued::metrics::Metrics;
 use overdued::notify::outbox::Outbox;
-use overdued::notify::smtp::{Sender, SenderHandle, SenderMetrics};
+use overdued::notify::smtp::{Sender, SenderHandle};
 use overdued::notify::{Email, SmtpConfig};
 use smtp_harness::{
     count, free_port, python, received, sessions, smtp_url, test_dir, wait_for, SmtpSink,
@@ -53,9 +55,8 @@ fn config(url: String, rate: u32) -> SmtpConfig {
     }
 }
 
-fn start(outbox: &Outbox, url: String, rate: u32) -> (SenderHandle, SenderMetrics) {
-    let registry = prometheus::Registry::new();
-    let metrics = SenderMetrics::new(&registry).unwrap();
+fn start(outbox: &Outbox, url: String, rate: u32) -> (SenderHandle, Metrics) {
+    let metrics = Metrics::new();
     let handle = Sender::start(config(url, rate), outbox.clone(), metrics.clone()).unwrap();
     (handle, metrics)
 }
@@ -146,10 +147,10 @@ fn delivers_to_envelope_recipients_and_round_trips_mime() {
         "{:?}",
         outbox_files(&outbox)
     );
-    assert_eq!(metrics.count("sent"), 3);
-    assert_eq!(metrics.count("failed"), 0);
-    assert_eq!(metrics.send_seconds.get_sample_count(), 3);
-    assert_eq!(metrics.outbox_depth.get(), 0);
+    assert_eq!(metrics.notifications(NotificationResult::Sent), 3);
+    assert_eq!(metrics.notifications(NotificationResult::Failed), 0);
+    assert_eq!(metrics.sends_timed(), 3);
+    assert_eq!(metrics.outbox_depth(), 0);
     // Connection reuse: one SMTP session for the three.
     assert_eq!(sessions(&sink.dir), 1, "one SMTP session reused");
 
@@ -185,14 +186,14 @@ fn smtp_down_then_up_delivers_everything_once() {
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(sender.depth(), 20);
     assert_eq!(outbox.depth().unwrap(), 20);
-    let retries_while_down = metrics.count("retry");
+    let retries_while_down = metrics.notifications(NotificationResult::Retry);
     assert!(retries_while_down > 0, "retry counter while down");
     // The queue waits as a whole (one attempt per backoff, not 20).
     assert!(
         retries_while_down < 40,
         "{retries_while_down} attempts in 3 s"
     );
-    assert_eq!(metrics.count("sent"), 0);
+    assert_eq!(metrics.notifications(NotificationResult::Sent), 0);
 
     let sink = SmtpSink::start(&py, port, &dir.join("sink"), &[]);
     let up = Instant::now();
@@ -213,7 +214,7 @@ fn smtp_down_then_up_delivers_everything_once() {
     assert_eq!(order, sorted);
     assert_eq!(logged_ids(&outbox), ids);
     assert!(outbox_files(&outbox).is_empty());
-    assert_eq!(metrics.count("sent"), 20);
+    assert_eq!(metrics.notifications(NotificationResult::Sent), 20);
     assert!(
         sessions(&sink.dir) <= 2,
         "the session is reused: {}",
@@ -256,11 +257,11 @@ fn permanent_rejection_is_failed_and_a_deferred_email_blocks_nothing() {
     }
     let (mut sender, metrics) = start(&outbox, sink.url(), 0);
     wait_for("the two good e-mails and the rejection", 30, || {
-        count(&sink.dir) == 2 && metrics.count("failed") == 1
+        count(&sink.dir) == 2 && metrics.notifications(NotificationResult::Failed) == 1
     });
     // The deferred one is retried (its own backoff) and stays pending.
     wait_for("a few retries of the deferred e-mail", 10, || {
-        metrics.count("retry") >= 3
+        metrics.notifications(NotificationResult::Retry) >= 3
     });
     let got: Vec<String> = received(&sink.dir)
         .into_iter()
@@ -276,8 +277,8 @@ fn permanent_rejection_is_failed_and_a_deferred_email_blocks_nothing() {
     assert_eq!(outbox.pending().unwrap(), ["0001-deferred"]);
     assert_eq!(sender.depth(), 1);
     assert_eq!(logged_ids(&outbox), ["0002-ok", "0004-ok"]);
-    assert_eq!(metrics.count("sent"), 2);
-    assert_eq!(metrics.count("failed"), 1);
+    assert_eq!(metrics.notifications(NotificationResult::Sent), 2);
+    assert_eq!(metrics.notifications(NotificationResult::Failed), 1);
     assert!(sender.shutdown(Duration::from_secs(10)));
     // A failed id is not re-queued by a later put.
     assert!(!outbox.put(&emails[2]).unwrap());
@@ -520,12 +521,16 @@ fn authentication_bad_password_waits_good_password_delivers() {
     let mut bad = config(sink.url(), 0);
     bad.username = Some("overdued".into());
     bad.password = Some(overdued::config::common::resolve_secret("wrong", &dir).unwrap());
-    let metrics = SenderMetrics::unregistered().unwrap();
+    let metrics = Metrics::unregistered();
     let mut sender = Sender::start(bad, outbox.clone(), metrics.clone()).unwrap();
     wait_for("retries with the wrong password", 10, || {
-        metrics.count("retry") >= 2
+        metrics.notifications(NotificationResult::Retry) >= 2
     });
-    assert_eq!(metrics.count("failed"), 0, "a 535 must not fail the e-mail");
+    assert_eq!(
+        metrics.notifications(NotificationResult::Failed),
+        0,
+        "a 535 must not fail the e-mail"
+    );
     assert_eq!(count(&sink.dir), 0);
     assert_eq!(outbox.pending().unwrap(), ["0001-auth"]);
     assert!(outbox.failed().unwrap().is_empty());
@@ -541,7 +546,7 @@ fn authentication_bad_password_waits_good_password_delivers() {
         !format!("{good:?}").contains("s3cret"),
         "Debug must hide the password"
     );
-    let metrics = SenderMetrics::unregistered().unwrap();
+    let metrics = Metrics::unregistered();
     let mut sender = Sender::start(good, outbox.clone(), metrics.clone()).unwrap();
     wait_for("delivery with the right password", 10, || {
         sender.depth() == 0

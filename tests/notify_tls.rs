@@ -12,8 +12,10 @@
 mod smtp_harness;
 
 use overdued::config::Config;
+use overdued::metrics::events::NotificationResult;
+use overdued::metrics::Metrics;
 use overdued::notify::outbox::Outbox;
-use overdued::notify::smtp::{Sender, SenderHandle, SenderMetrics};
+use overdued::notify::smtp::{Sender, SenderHandle};
 use overdued::notify::{Email, SmtpConfig, TlsCa};
 use smtp_harness::{
     count, free_port, python, received, sessions, test_dir, tls_handshakes, wait_for, SmtpSink,
@@ -212,9 +214,9 @@ fn config(url: String, ca: Option<&Path>) -> SmtpConfig {
 }
 
 /// Opens a fresh outbox in `dir`, puts `ids`, starts a sender with `cfg`.
-fn send(dir: &Path, cfg: SmtpConfig, ids: &[&str]) -> (Outbox, SenderHandle, SenderMetrics) {
+fn send(dir: &Path, cfg: SmtpConfig, ids: &[&str]) -> (Outbox, SenderHandle, Metrics) {
     let (outbox, _) = Outbox::open(dir).unwrap();
-    let metrics = SenderMetrics::unregistered().unwrap();
+    let metrics = Metrics::unregistered();
     let sender = Sender::start(cfg, outbox.clone(), metrics.clone()).unwrap();
     for id in ids {
         assert!(outbox.put(&email(id)).unwrap());
@@ -225,14 +227,14 @@ fn send(dir: &Path, cfg: SmtpConfig, ids: &[&str]) -> (Outbox, SenderHandle, Sen
 
 /// Waits until the sender has failed `n` attempts, then checks that nothing
 /// was delivered, failed or logged: the e-mail is pending, to be retried.
-fn assert_refused(what: &str, sink: &SmtpSink, outbox: &Outbox, metrics: &SenderMetrics, id: &str) {
+fn assert_refused(what: &str, sink: &SmtpSink, outbox: &Outbox, metrics: &Metrics, id: &str) {
     wait_for(&format!("{what}: 3 failed attempts"), 20, || {
-        metrics.count("retry") >= 3
+        metrics.notifications(NotificationResult::Retry) >= 3
     });
     assert_eq!(count(&sink.dir), 0, "{what}: nothing may reach the server");
-    assert_eq!(metrics.count("sent"), 0, "{what}");
+    assert_eq!(metrics.notifications(NotificationResult::Sent), 0, "{what}");
     assert_eq!(
-        metrics.count("failed"),
+        metrics.notifications(NotificationResult::Failed),
         0,
         "{what}: refused TLS is not a permanent failure"
     );
@@ -347,8 +349,8 @@ fn starttls_with_private_ca_from_config_delivers_over_tls() {
             r.tls_version
         );
     }
-    assert_eq!(metrics.count("sent"), 2);
-    assert_eq!(metrics.count("retry"), 0);
+    assert_eq!(metrics.notifications(NotificationResult::Sent), 2);
+    assert_eq!(metrics.notifications(NotificationResult::Retry), 0);
     assert_eq!(outbox.log_entries().unwrap().len(), 2);
     // The TLS session is reused for the second e-mail; the client asked for
     // the URL's host name.
@@ -376,7 +378,7 @@ fn smtps_with_private_ca_delivers_over_implicit_tls() {
         got[0].message_id.as_deref(),
         Some("0001-smtps@overdued.test")
     );
-    assert_eq!(metrics.count("sent"), 1);
+    assert_eq!(metrics.notifications(NotificationResult::Sent), 1);
     assert!(outbox.is_sent("0001-smtps"));
     assert!(sender.shutdown(Duration::from_secs(10)));
     eprintln!("timing: smtps_with_private_ca {:?}", t0.elapsed());
@@ -425,8 +427,8 @@ fn required_tls_without_starttls_never_sends_in_clear() {
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].tls_mode.as_deref(), Some("starttls"));
     assert_eq!(count(&dir.join("sink-plain")), 0);
-    assert_eq!(metrics.count("sent"), 1);
-    assert_eq!(metrics.count("failed"), 0);
+    assert_eq!(metrics.notifications(NotificationResult::Sent), 1);
+    assert_eq!(metrics.notifications(NotificationResult::Failed), 0);
     assert!(sender.shutdown(Duration::from_secs(10)));
     eprintln!("timing: required_tls_without_starttls {:?}", t0.elapsed());
 }

@@ -10,7 +10,7 @@
 use crate::alert::Notifier;
 use crate::config::common::Secret;
 use crate::engine::Engine;
-use crate::metrics::Snapshot;
+use crate::metrics::{Metrics, Snapshot};
 use crate::time::Instant;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
@@ -18,7 +18,6 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Json;
 use axum::Router;
-use prometheus::Encoder;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -71,8 +70,8 @@ pub struct ApiState {
     pub partitions: Arc<dyn Partitions>,
     /// Latest metrics snapshot (refreshed by the consumer every second).
     pub snapshot: Mutex<Snapshot>,
-    /// Process metrics, histograms, counters.
-    pub registry: prometheus::Registry,
+    /// The process's own metrics (histograms, counters, process collector).
+    pub metrics: Metrics,
     /// Partitions assigned and caught up.
     pub ready: AtomicBool,
     /// The e-mail stage's decisions (None without `[email]`); the API edits its
@@ -89,13 +88,7 @@ async fn metrics(State(s): State<Arc<ApiState>>) -> impl IntoResponse {
         let snap = s.snapshot.lock().unwrap_or_else(|p| p.into_inner());
         crate::metrics::render(&snap)
     };
-    let mut buf = Vec::new();
-    if prometheus::TextEncoder::new()
-        .encode(&s.registry.gather(), &mut buf)
-        .is_ok()
-    {
-        body.push_str(&String::from_utf8_lossy(&buf));
-    }
+    body.push_str(&s.metrics.encode());
     (
         [(
             header::CONTENT_TYPE,

@@ -3,8 +3,9 @@
 //! crash-safety tests kill it mid-way).
 
 use super::error::Error;
+use overdued::metrics::Metrics;
 use overdued::notify::outbox::Outbox;
-use overdued::notify::smtp::{Sender, SenderMetrics};
+use overdued::notify::smtp::Sender;
 use overdued::notify::{Email, SmtpConfig};
 use std::io::Write;
 use std::path::PathBuf;
@@ -51,8 +52,7 @@ pub fn run(args: Args) -> Result<(), Error> {
         backoff_max: Duration::from_millis(backoff_max_ms),
         ..SmtpConfig::default()
     };
-    let metrics =
-        SenderMetrics::unregistered().map_err(|e| Error::Usage(format!("metrics: {e}")))?;
+    let metrics = Metrics::unregistered();
     let mut sender = Sender::start(cfg, outbox.clone(), metrics)?;
     // Ids sort in creation order: a nanosecond stamp of this run, then a counter.
     let run = std::time::SystemTime::now()

@@ -13,6 +13,7 @@ use super::{now_wall, reload::reload, Reload, Settings, Shared};
 use crate::alert::Notifier;
 use crate::engine::{Engine, Outcome};
 use crate::event::{decode, RejectReason};
+use crate::metrics::events::EventApplied;
 use crate::metrics::Snapshot;
 use crate::sink::write_alert;
 use crate::source::kafka::{self, Ctx, Deliveries};
@@ -276,9 +277,7 @@ impl<'s> Consumer<'s> {
                 }
             }
         };
-        self.shared
-            .apply_seconds
-            .observe(t0.elapsed().as_secs_f64());
+        EventApplied { took: t0.elapsed() }.emit(&self.shared.metrics);
         if let Some(r) = rejection {
             if r.reason != RejectReason::TooLarge || !muted {
                 tracing::warn!(partition = p, offset, reason = r.reason.as_str(), detail = %r.detail, "rejected event");

@@ -6,6 +6,7 @@
 use super::error::Error;
 use super::{now_wall, Settings, Shared};
 use crate::alert::{Notifier, State};
+use crate::metrics::events::{AlertsSilenced, EmailFailed};
 use crate::notify::outbox::Outbox;
 use crate::notify::render::{render, Context};
 use crate::notify::smtp::{Sender, SenderHandle};
@@ -56,7 +57,7 @@ impl Mail {
         let sender = Sender::start(
             s.email.delivery.smtp.clone(),
             outbox.clone(),
-            shared.mail_metrics.clone(),
+            shared.metrics.clone(),
         )
         .map_err(|source| Error::Mail {
             what: "starting the SMTP sender",
@@ -117,33 +118,28 @@ impl Mail {
                         marks.outbox.insert(email.id.clone());
                         self.to_submit.push(email.id);
                     }
-                    Err(e) => {
-                        // the decision is lost with this e-mail: count and log it loudly
-                        tracing::error!(id = %email.id, error = %e, "cannot store an e-mail in the outbox");
-                        shared
-                            .mail_metrics
-                            .notifications
-                            .with_label_values(&["failed"])
-                            .inc();
+                    // the decision is lost with this e-mail: counted and logged loudly
+                    Err(e) => EmailFailed {
+                        what: &email.id,
+                        reason: &e,
+                        stage: "cannot store it in the outbox",
                     }
+                    .emit(&shared.metrics),
                 },
-                Err(e) => {
-                    tracing::error!(recipient = %o.recipient, error = %e, "cannot render an e-mail");
-                    shared
-                        .mail_metrics
-                        .notifications
-                        .with_label_values(&["failed"])
-                        .inc();
+                Err(e) => EmailFailed {
+                    what: &o.recipient,
+                    reason: &e,
+                    stage: "cannot render it",
                 }
+                .emit(&shared.metrics),
             }
         }
         let muted = n.state.muted;
         if muted > self.muted_counted {
-            shared
-                .mail_metrics
-                .notifications
-                .with_label_values(&["silenced"])
-                .inc_by(muted - self.muted_counted);
+            AlertsSilenced {
+                n: muted - self.muted_counted,
+            }
+            .emit(&shared.metrics);
             self.muted_counted = muted;
         }
     }

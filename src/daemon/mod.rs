@@ -27,8 +27,7 @@ mod reload;
 pub mod settings;
 
 use crate::api::ApiState;
-use crate::metrics::Snapshot;
-use crate::notify::smtp::SenderMetrics;
+use crate::metrics::{Metrics, Snapshot};
 use crate::time::Instant;
 use error::Context;
 pub use error::Error;
@@ -48,68 +47,28 @@ struct Shared {
     shutdown: AtomicBool,
     /// Set by SIGHUP: reload the configuration.
     reload: AtomicBool,
-    /// Time to apply one event.
-    apply_seconds: prometheus::Histogram,
-    /// Configuration reloads by result (`ok`, `refused`).
-    reloads: prometheus::IntCounterVec,
-    /// `overdued_notifications_total`, send latency, outbox depth.
-    mail_metrics: SenderMetrics,
+    /// The process's own metrics (also behind `api`).
+    metrics: Metrics,
 }
 
 impl Shared {
     fn new(d: &DaemonConfig) -> Shared {
-        let registry = prometheus::Registry::new();
-        #[cfg(target_os = "linux")]
-        {
-            let _ = registry.register(Box::new(
-                prometheus::process_collector::ProcessCollector::for_self(),
-            ));
-        }
-        let apply_seconds = prometheus::Histogram::with_opts(
-            prometheus::HistogramOpts::new(
-                "overdued_event_apply_seconds",
-                "Time to decode and apply one event.",
-            )
-            .buckets(vec![1e-6, 2e-6, 5e-6, 1e-5, 2e-5, 5e-5, 1e-4, 1e-3, 1e-2]),
-        )
-        .unwrap_or_else(|_| {
-            prometheus::Histogram::with_opts(prometheus::HistogramOpts::new(
-                "overdued_event_apply_seconds",
-                "-",
-            ))
-            .expect("static histogram options")
-        });
-        let _ = registry.register(Box::new(apply_seconds.clone()));
-        let reloads = prometheus::IntCounterVec::new(
-            prometheus::Opts::new(
-                "overdued_config_reloads_total",
-                "Configuration reloads (SIGHUP), by result.",
-            ),
-            &["result"],
-        )
-        .expect("static metric options");
-        let _ = registry.register(Box::new(reloads.clone()));
-        let mail_metrics = SenderMetrics::new(&registry)
-            .or_else(|_| SenderMetrics::unregistered())
-            .expect("static metric options");
-        mail_metrics.notifications.with_label_values(&["silenced"]);
+        let metrics = Metrics::new();
         let parts = Arc::new(Parts::default());
         Shared {
             api: Arc::new(ApiState {
                 partitions: parts.clone(),
                 snapshot: Mutex::new(Snapshot::default()),
-                registry,
+                metrics: metrics.clone(),
                 ready: AtomicBool::new(false),
                 notifier: Mutex::new(None),
                 api_token: d.api_token.clone(),
                 silences_file: d.state_dir.join("silences.json"),
             }),
             parts,
-            mail_metrics,
+            metrics,
             shutdown: AtomicBool::new(false),
-            apply_seconds,
             reload: AtomicBool::new(false),
-            reloads,
         }
     }
 }

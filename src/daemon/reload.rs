@@ -9,6 +9,7 @@
 use super::partition::Part;
 use super::{Reload, Settings, Shared};
 use crate::alert::Notifier;
+use crate::metrics::events::{ConfigReloadRefused, ConfigReloaded};
 use std::collections::HashMap;
 
 /// Reloads; counts the outcome in `overdued_config_reloads_total{result}`.
@@ -22,8 +23,7 @@ pub(super) fn reload(
     let (new, warnings) = match load() {
         Ok(v) => v,
         Err(e) => {
-            shared.reloads.with_label_values(&["refused"]).inc();
-            tracing::error!(error = %e, "configuration reload refused; the running configuration stays");
+            ConfigReloadRefused { error: &e }.emit(&shared.metrics);
             return;
         }
     };
@@ -52,13 +52,10 @@ pub(super) fn reload(
     *settings = new;
     settings.daemon = daemon;
     settings.email.delivery.smtp = smtp;
-    shared.reloads.with_label_values(&["ok"]).inc();
-    tracing::info!(
-        engine = ?engine,
-        alert = ?alert,
-        delivery = ?delivery,
-        units = settings.engine.directory.units.len(),
-        procedures = settings.engine.directory.procedures.len(),
-        "configuration reloaded"
-    );
+    ConfigReloaded {
+        changes: &[("engine", engine), ("alert", alert), ("delivery", delivery)],
+        units: settings.engine.directory.units.len(),
+        procedures: settings.engine.directory.procedures.len(),
+    }
+    .emit(&shared.metrics);
 }

@@ -1,10 +1,22 @@
-//! Prometheus exposition of the docs/spec.md §5 metrics.
+//! The metrics of docs/spec.md §5, in one place.
 //!
-//! The consumer thread owns the engines; every second it folds their counters and
-//! gauges into a [`Snapshot`] (label values as strings, so engines of different
-//! partitions aggregate), and `/metrics` renders the latest snapshot in the text
-//! format, followed by the process metrics and histograms of the
-//! `prometheus` crate's registry. Names and labels are stable API.
+//! Two sources, one exposition:
+//! * the engines count into their own fields (the engine is pure: it returns
+//!   outcomes and keeps tallies, it never calls out). The consumer thread owns
+//!   the engines; every second it folds their counters and gauges into a
+//!   [`Snapshot`] (label values as strings, so engines of different partitions
+//!   aggregate), which [`render`] writes in the text format;
+//! * everything the process increments itself is declared in [`Metrics`]
+//!   (`registry.rs`) and incremented only through the typed events of
+//!   [`events`], each of which logs and counts.
+//!
+//! `/metrics` is [`render`] followed by [`Metrics::encode`]. Names, labels and
+//! HELP texts are stable API.
+
+pub mod events;
+mod registry;
+
+pub use registry::Metrics;
 
 use crate::engine::Engine;
 use crate::event::{EventType, IgnoreReason, RejectReason};
@@ -217,8 +229,8 @@ pub fn render(s: &Snapshot) -> String {
             s.alerts[k as usize]
         );
     }
-    // overdued_notifications_total{result} comes from the delivery stage's
-    // registry (crate::notify::smtp::SenderMetrics), present at 0 without e-mail.
+    // overdued_notifications_total{result} is one of the process's own metrics
+    // (Metrics), present at 0 without e-mail.
     family(
         &mut out,
         "overdued_consumer_lag",
@@ -229,4 +241,42 @@ pub fn render(s: &Snapshot) -> String {
         let _ = writeln!(out, "overdued_consumer_lag{{partition=\"{p}\"}} {v}");
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::events::{AlertsSilenced, NotificationResult};
+    use super::*;
+
+    #[test]
+    fn process_metrics_register_once_with_stable_names() {
+        let m = Metrics::new();
+        AlertsSilenced { n: 1 }.emit(&m);
+        let names: Vec<String> = m
+            .family_names()
+            .into_iter()
+            .filter(|n| n.starts_with("overdued_"))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "overdued_event_apply_seconds",
+                "overdued_notification_send_seconds",
+                "overdued_notifications_total",
+                "overdued_outbox_depth"
+            ]
+        );
+        assert_eq!(m.notifications(NotificationResult::Sent), 0);
+        assert_eq!(m.notifications(NotificationResult::Silenced), 1);
+        let text = m.encode();
+        for r in NotificationResult::ALL {
+            assert!(
+                text.contains(&format!(
+                    "overdued_notifications_total{{result=\"{}\"}}",
+                    r.as_str()
+                )),
+                "{text}"
+            );
+        }
+    }
 }

@@ -35,7 +35,7 @@
 //!   `rate_per_domain_per_minute / 60` per second, burst = the per-minute rate.
 //!   An e-mail is sent only when every recipient domain has a token; while it
 //!   waits, later e-mails to any of its domains wait too (per-domain order).
-//! * **Metrics** ([`SenderMetrics`]): `overdued_notifications_total{result}`
+//! * **Metrics** (through [`crate::metrics::events`]): `overdued_notifications_total{result}`
 //!   (`sent`, `retry` per failed attempt to be retried, `failed`),
 //!   `overdued_notification_send_seconds` (accepted sends),
 //!   `overdued_outbox_depth`.
@@ -45,13 +45,14 @@
 
 use super::outbox::Outbox;
 use super::{Email, NotifyError, SmtpConfig};
+use crate::metrics::events::{EmailFailed, EmailRetry, EmailSendTime, EmailSent, OutboxDepth};
+use crate::metrics::Metrics;
 use lettre::address::{Address, Envelope};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::transport::smtp::response::Response;
 use lettre::transport::smtp::{PoolConfig, SmtpTransport};
 use lettre::Transport;
-use prometheus::{Histogram, HistogramOpts, IntCounterVec, IntGauge, Opts, Registry};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -59,65 +60,6 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-
-/// The delivery metrics (docs/spec.md §5: `overdued_notifications_total{result}`, send
-/// latency, outbox depth).
-#[derive(Debug, Clone)]
-pub struct SenderMetrics {
-    /// `overdued_notifications_total{result}`: `sent`, `retry`, `failed` here;
-    /// the alert stage adds `silenced`.
-    pub notifications: IntCounterVec,
-    /// `overdued_notification_send_seconds`: time of accepted SMTP sends.
-    pub send_seconds: Histogram,
-    /// `overdued_outbox_depth`: e-mails waiting to be sent.
-    pub outbox_depth: IntGauge,
-}
-
-impl SenderMetrics {
-    /// Creates the metrics and registers them in `registry`.
-    pub fn new(registry: &Registry) -> Result<SenderMetrics, prometheus::Error> {
-        let m = SenderMetrics::unregistered()?;
-        registry.register(Box::new(m.notifications.clone()))?;
-        registry.register(Box::new(m.send_seconds.clone()))?;
-        registry.register(Box::new(m.outbox_depth.clone()))?;
-        Ok(m)
-    }
-
-    /// The same metrics, registered nowhere (tools, tests).
-    pub fn unregistered() -> Result<SenderMetrics, prometheus::Error> {
-        let notifications = IntCounterVec::new(
-            Opts::new(
-                "overdued_notifications_total",
-                "Notifications by result (sent, retry, failed, silenced)",
-            ),
-            &["result"],
-        )?;
-        // Present at 0 from the start, so rates work before the first event.
-        for r in ["sent", "retry", "failed"] {
-            notifications.with_label_values(&[r]);
-        }
-        let send_seconds = Histogram::with_opts(
-            HistogramOpts::new(
-                "overdued_notification_send_seconds",
-                "Time to hand one e-mail to the SMTP server (accepted sends)",
-            )
-            .buckets(vec![
-                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
-            ]),
-        )?;
-        let outbox_depth = IntGauge::new("overdued_outbox_depth", "E-mails waiting in the outbox")?;
-        Ok(SenderMetrics {
-            notifications,
-            send_seconds,
-            outbox_depth,
-        })
-    }
-
-    /// The current value of `overdued_notifications_total{result}`.
-    pub fn count(&self, result: &str) -> u64 {
-        self.notifications.with_label_values(&[result]).get()
-    }
-}
 
 /// How the connection is secured (from the URL).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -463,7 +405,7 @@ impl Sender {
     pub fn start(
         cfg: SmtpConfig,
         outbox: Outbox,
-        metrics: SenderMetrics,
+        metrics: Metrics,
     ) -> Result<SenderHandle, NotifyError> {
         let transport = build_transport(&cfg)?;
         let pending = outbox.pending()?;
@@ -471,7 +413,7 @@ impl Sender {
         let (done_tx, done_rx) = mpsc::channel();
         let shared = Arc::new(Shared::default());
         shared.held.store(pending.len(), Ordering::SeqCst);
-        metrics.outbox_depth.set(pending.len() as i64);
+        OutboxDepth(pending.len()).emit(&metrics);
         let queue = pending
             .into_iter()
             .map(|id| (id, Retry::default()))
@@ -587,7 +529,7 @@ struct Worker {
     cfg: SmtpConfig,
     transport: SmtpTransport,
     outbox: Outbox,
-    metrics: SenderMetrics,
+    metrics: Metrics,
     rx: mpsc::Receiver<Msg>,
     shared: Arc<Shared>,
     /// Pending ids, oldest first.
@@ -615,7 +557,7 @@ impl Worker {
     fn update_depth(&self) {
         let held = self.queue.len() + self.unlogged.len();
         self.shared.held.store(held, Ordering::SeqCst);
-        self.metrics.outbox_depth.set(held as i64);
+        OutboxDepth(held).emit(&self.metrics);
     }
 
     fn handle(&mut self, msg: Msg) {
@@ -720,10 +662,7 @@ impl Worker {
     }
 
     fn on_logged(&mut self, id: String) {
-        self.metrics
-            .notifications
-            .with_label_values(&["sent"])
-            .inc();
+        EmailSent { id: &id }.emit(&self.metrics);
         lock(&self.shared.sent).push(id);
     }
 
@@ -791,20 +730,18 @@ impl Worker {
                 }
                 Outcome::Deferred(reason) => {
                     self.server_failures = 0;
-                    self.metrics
-                        .notifications
-                        .with_label_values(&["retry"])
-                        .inc();
+                    EmailRetry.emit(&self.metrics);
                     let t = self.defer(&id);
                     tracing::warn!(id = %id, to = ?email.to, reason = %reason, retry_in = ?t.saturating_duration_since(Instant::now()), "e-mail deferred by the SMTP server; trying the next ones");
                     wake = earliest(wake, t);
                 }
                 Outcome::Rejected(reason) => {
-                    self.metrics
-                        .notifications
-                        .with_label_values(&["failed"])
-                        .inc();
-                    tracing::error!(id = %id, to = ?email.to, reason = %reason, "e-mail permanently rejected; moved to outbox/failed");
+                    EmailFailed {
+                        what: &id,
+                        reason: &reason,
+                        stage: "rejected by the SMTP server; moved to outbox/failed",
+                    }
+                    .emit(&self.metrics);
                     match self.outbox.move_to_failed(&id, &reason) {
                         Ok(()) => {
                             self.queue.remove(&id);
@@ -817,10 +754,7 @@ impl Worker {
                     }
                 }
                 Outcome::Unreachable(reason) => {
-                    self.metrics
-                        .notifications
-                        .with_label_values(&["retry"])
-                        .inc();
+                    EmailRetry.emit(&self.metrics);
                     self.server_failures = self.server_failures.saturating_add(1);
                     let delay = self.backoff(self.server_failures);
                     let t = Instant::now() + delay;
@@ -856,9 +790,10 @@ impl Worker {
         let started = Instant::now();
         match self.transport.send_raw(&env, &email.bytes) {
             Ok(resp) => {
-                self.metrics
-                    .send_seconds
-                    .observe(started.elapsed().as_secs_f64());
+                EmailSendTime {
+                    took: started.elapsed(),
+                }
+                .emit(&self.metrics);
                 Outcome::Sent(format_response(&resp))
             }
             Err(e) if e.is_transient() => {
@@ -911,26 +846,6 @@ mod tests {
         assert!(parse_url("smtp://h?x=1").is_err());
         let e = parse_url("smtp://u:secret@h").unwrap_err().to_string();
         assert!(!e.contains("secret"), "{e}");
-    }
-
-    #[test]
-    fn metrics_register_with_stable_names() {
-        let reg = Registry::new();
-        let m = SenderMetrics::new(&reg).unwrap();
-        m.notifications.with_label_values(&["silenced"]).inc();
-        let names: Vec<String> = reg.gather().iter().map(|f| f.name().to_string()).collect();
-        assert_eq!(
-            names,
-            [
-                "overdued_notification_send_seconds",
-                "overdued_notifications_total",
-                "overdued_outbox_depth"
-            ]
-        );
-        assert_eq!(m.count("sent"), 0);
-        assert_eq!(m.count("silenced"), 1);
-        // Registering the same names twice is refused, not duplicated.
-        assert!(SenderMetrics::new(&reg).is_err());
     }
 
     #[test]

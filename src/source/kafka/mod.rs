@@ -238,6 +238,17 @@ pub fn producer(k: &KafkaConfig) -> KafkaResult<BaseProducer<Deliveries>> {
     c.create_with_context(Deliveries::default())
 }
 
+/// Why a message was not acknowledged.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// librdkafka refused to queue it or to flush.
+    #[error(transparent)]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    /// Flushed, but no acknowledgement (or a delivery failure) came back.
+    #[error("the broker did not acknowledge the message")]
+    NotAcknowledged,
+}
+
 /// Sends one message and waits for the broker's acknowledgement.
 pub fn send_sync(
     p: &BaseProducer<Deliveries>,
@@ -245,7 +256,7 @@ pub fn send_sync(
     key: Option<&[u8]>,
     payload: &[u8],
     headers: Option<OwnedHeaders>,
-) -> Result<(), String> {
+) -> Result<(), SendError> {
     let failed_before = p.context().failed.load(Ordering::Relaxed);
     let ok_before = p.context().ok.load(Ordering::Relaxed);
     let mut rec = BaseRecord::<[u8], [u8]>::to(topic).payload(payload);
@@ -255,13 +266,12 @@ pub fn send_sync(
     if let Some(h) = headers {
         rec = rec.headers(h);
     }
-    p.send(rec).map_err(|(e, _)| e.to_string())?;
-    p.flush(Duration::from_secs(15))
-        .map_err(|e| e.to_string())?;
+    p.send(rec).map_err(|(e, _)| e)?;
+    p.flush(Duration::from_secs(15))?;
     if p.context().failed.load(Ordering::Relaxed) > failed_before
         || p.context().ok.load(Ordering::Relaxed) == ok_before
     {
-        return Err("the broker did not acknowledge the message".into());
+        return Err(SendError::NotAcknowledged);
     }
     Ok(())
 }

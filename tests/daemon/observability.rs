@@ -4,8 +4,7 @@
 //! Needs the broker, Python client, prometheus and promtool that `scripts/test.sh`
 //! provides.
 
-mod daemon_harness;
-use daemon_harness::{free_port, get, service, wait_for};
+use crate::harness::{free_port, get, service, wait_for};
 
 use std::io::Write;
 use std::path::Path;

@@ -7,10 +7,8 @@
 //! is killed with SIGKILL, and after a restart with the server up each e-mail is
 //! delivered exactly once (nothing earlier is sent again).
 
-mod daemon_harness;
-mod smtp_harness;
-use daemon_harness::{free_port, get, metric, service, wait_for};
-use smtp_harness::{python, received, SmtpSink};
+use crate::harness::{free_port, get, metric, service, wait_for};
+use crate::smtp_harness::{python, received, SmtpSink};
 
 use chrono::Timelike;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};

@@ -3,8 +3,7 @@
 //! working dead-letter topic the message is dead-lettered and what follows it is
 //! applied. Needs the broker of `scripts/test.sh`.
 
-mod daemon_harness;
-use daemon_harness::{free_port, get, service, wait_for};
+use crate::harness::{free_port, get, service, wait_for};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;

@@ -3,8 +3,7 @@
 //! message polled ahead at the end of a round, which was once dropped (one event
 //! per 1000 lost, its offset committed anyway).
 
-mod daemon_harness;
-use daemon_harness::{free_port, get, metric, service, wait_for};
+use crate::harness::{free_port, get, metric, service, wait_for};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;

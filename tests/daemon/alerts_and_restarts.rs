@@ -6,8 +6,7 @@
 //! `/metrics` values, `/readyz`, a graceful stop, and a restart that resumes from
 //! the committed offsets without alerting anything twice.
 
-mod daemon_harness;
-use daemon_harness::{free_port, get, service, wait_for};
+use crate::harness::{free_port, get, service, wait_for};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;

@@ -1,4 +1,4 @@
-//! Review scenarios: small replays probing the spec's exact semantics (§2–§4, §6)
+//! Replay edge cases: small replays probing the spec's exact semantics (§2–§4, §6)
 //! where an independent implementation could disagree with this one.
 //!
 //! Tests that pass are regression tests of the behaviour the spec requires (or, for

@@ -1,4 +1,4 @@
-//! Helpers shared by the daemon tests (`tests/daemon_*.rs`): free ports, a tiny
+//! Helpers shared by the daemon tests (the modules of `tests/daemon/`): free ports, a tiny
 //! HTTP client, polling, and the services `scripts/test.sh` provides.
 #![allow(dead_code)]
 

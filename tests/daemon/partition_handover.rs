@@ -3,8 +3,7 @@
 //! them, and neither writes an alert twice (A gets its partitions back without
 //! repeating what it fired). Needs the broker of `scripts/test.sh`.
 
-mod daemon_harness;
-use daemon_harness::{free_port, get, service, wait_for};
+use crate::harness::{free_port, get, service, wait_for};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;

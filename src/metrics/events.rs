@@ -1,0 +1,201 @@
+//! The observable events of the process: each one logs and counts in one place
+//! (`emit`), so a log line and its metric never disagree. Label values come from
+//! the enums here.
+
+use super::Metrics;
+use std::time::Duration;
+
+/// `overdued_notifications_total{result}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotificationResult {
+    /// Accepted by the SMTP server and written to the notification log.
+    Sent,
+    /// An attempt that failed and will be retried.
+    Retry,
+    /// Given up: rejected for good, or lost before it reached the outbox.
+    Failed,
+    /// Muted by a silence.
+    Silenced,
+}
+
+impl NotificationResult {
+    /// Every value, in exposition order.
+    pub const ALL: [NotificationResult; 4] = [
+        NotificationResult::Sent,
+        NotificationResult::Retry,
+        NotificationResult::Failed,
+        NotificationResult::Silenced,
+    ];
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotificationResult::Sent => "sent",
+            NotificationResult::Retry => "retry",
+            NotificationResult::Failed => "failed",
+            NotificationResult::Silenced => "silenced",
+        }
+    }
+}
+
+/// `overdued_config_reloads_total{result}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReloadResult {
+    /// Validated and applied.
+    Ok,
+    /// Refused; the running configuration stays.
+    Refused,
+}
+
+impl ReloadResult {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReloadResult::Ok => "ok",
+            ReloadResult::Refused => "refused",
+        }
+    }
+}
+
+/// One event decoded and applied (or rejected).
+pub struct EventApplied {
+    /// How long decoding and applying took.
+    pub took: Duration,
+}
+
+impl EventApplied {
+    /// Counts (no log: one per event).
+    pub fn emit(&self, m: &Metrics) {
+        m.apply_seconds.observe(self.took.as_secs_f64());
+    }
+}
+
+/// SIGHUP applied a new configuration.
+pub struct ConfigReloaded<'a> {
+    /// What changed, stage by stage.
+    pub changes: &'a [(&'static str, Vec<&'static str>)],
+    /// Units in the new directory.
+    pub units: usize,
+    /// Procedures in the new catalogue.
+    pub procedures: usize,
+}
+
+impl ConfigReloaded<'_> {
+    /// Logs and counts.
+    pub fn emit(&self, m: &Metrics) {
+        m.reloads
+            .with_label_values(&[ReloadResult::Ok.as_str()])
+            .inc();
+        tracing::info!(
+            changed = ?self.changes,
+            units = self.units,
+            procedures = self.procedures,
+            "configuration reloaded"
+        );
+    }
+}
+
+/// SIGHUP found an invalid configuration.
+pub struct ConfigReloadRefused<'a> {
+    /// Why (file, line, field).
+    pub error: &'a dyn std::fmt::Display,
+}
+
+impl ConfigReloadRefused<'_> {
+    /// Logs and counts.
+    pub fn emit(&self, m: &Metrics) {
+        m.reloads
+            .with_label_values(&[ReloadResult::Refused.as_str()])
+            .inc();
+        tracing::error!(error = %self.error, "configuration reload refused; the running configuration stays");
+    }
+}
+
+/// The SMTP server accepted an e-mail and the notification log has it.
+pub struct EmailSent<'a> {
+    /// The e-mail id.
+    pub id: &'a str,
+}
+
+impl EmailSent<'_> {
+    /// Counts (the acceptance itself is logged when the server answers).
+    pub fn emit(&self, m: &Metrics) {
+        m.notifications
+            .with_label_values(&[NotificationResult::Sent.as_str()])
+            .inc();
+        tracing::debug!(id = %self.id, "e-mail recorded in the notification log");
+    }
+}
+
+/// The time one accepted send took.
+pub struct EmailSendTime {
+    /// From the first byte to the server's acceptance.
+    pub took: Duration,
+}
+
+impl EmailSendTime {
+    /// Counts.
+    pub fn emit(&self, m: &Metrics) {
+        m.send_seconds.observe(self.took.as_secs_f64());
+    }
+}
+
+/// An attempt failed and will be retried.
+pub struct EmailRetry;
+
+impl EmailRetry {
+    /// Counts (the caller logs the reason with the delay it chose).
+    pub fn emit(&self, m: &Metrics) {
+        m.notifications
+            .with_label_values(&[NotificationResult::Retry.as_str()])
+            .inc();
+    }
+}
+
+/// An e-mail given up: rejected for good by the server, or decided but never
+/// stored or rendered.
+pub struct EmailFailed<'a> {
+    /// The e-mail id, or the recipient when it was never rendered.
+    pub what: &'a str,
+    /// Why.
+    pub reason: &'a dyn std::fmt::Display,
+    /// Where it went wrong: `rejected`, `not stored`, `not rendered`.
+    pub stage: &'static str,
+}
+
+impl EmailFailed<'_> {
+    /// Logs and counts.
+    pub fn emit(&self, m: &Metrics) {
+        m.notifications
+            .with_label_values(&[NotificationResult::Failed.as_str()])
+            .inc();
+        tracing::error!(e_mail = %self.what, reason = %self.reason, stage = self.stage, "e-mail failed");
+    }
+}
+
+/// Alerts muted by silences since the last count.
+pub struct AlertsSilenced {
+    /// How many.
+    pub n: u64,
+}
+
+impl AlertsSilenced {
+    /// Counts.
+    pub fn emit(&self, m: &Metrics) {
+        if self.n > 0 {
+            m.notifications
+                .with_label_values(&[NotificationResult::Silenced.as_str()])
+                .inc_by(self.n);
+            tracing::debug!(n = self.n, "alerts silenced");
+        }
+    }
+}
+
+/// E-mails waiting in the outbox.
+pub struct OutboxDepth(pub usize);
+
+impl OutboxDepth {
+    /// Sets the gauge.
+    pub fn emit(&self, m: &Metrics) {
+        m.outbox_depth.set(self.0 as i64);
+    }
+}

@@ -1,0 +1,153 @@
+//! Every metric the process increments itself, declared and registered in one
+//! place, with the exposition's names and HELP texts. The engines' counters and
+//! gauges are not here: the engine is pure and counts into its own fields, which
+//! [`super::Snapshot`] reads every second. Increments go through the typed events
+//! of [`super::events`], never through label strings typed elsewhere.
+
+use super::events::{NotificationResult, ReloadResult};
+use prometheus::{Encoder, Histogram, HistogramOpts, IntCounterVec, IntGauge, Opts, Registry};
+
+/// The process's own metrics.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    /// `overdued_event_apply_seconds`: time to decode and apply one event.
+    pub(super) apply_seconds: Histogram,
+    /// `overdued_config_reloads_total{result}`.
+    pub(super) reloads: IntCounterVec,
+    /// `overdued_notifications_total{result}`.
+    pub(super) notifications: IntCounterVec,
+    /// `overdued_notification_send_seconds`: time of accepted SMTP sends.
+    pub(super) send_seconds: Histogram,
+    /// `overdued_outbox_depth`: e-mails waiting to be sent.
+    pub(super) outbox_depth: IntGauge,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Metrics {
+    /// The metrics, registered together with the process collector (CPU,
+    /// memory, file descriptors) in their own registry.
+    pub fn new() -> Metrics {
+        let m = Metrics::unregistered();
+        #[cfg(target_os = "linux")]
+        {
+            let _ = m.registry.register(Box::new(
+                prometheus::process_collector::ProcessCollector::for_self(),
+            ));
+        }
+        // The options are static and the registry is new: registering cannot
+        // clash; an error here would only drop a family from the exposition.
+        let _ = m.registry.register(Box::new(m.apply_seconds.clone()));
+        let _ = m.registry.register(Box::new(m.reloads.clone()));
+        let _ = m.registry.register(Box::new(m.notifications.clone()));
+        let _ = m.registry.register(Box::new(m.send_seconds.clone()));
+        let _ = m.registry.register(Box::new(m.outbox_depth.clone()));
+        m
+    }
+
+    /// The same metrics, in a registry that exposes nothing (tools, tests).
+    pub fn unregistered() -> Metrics {
+        let apply_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "overdued_event_apply_seconds",
+                "Time to decode and apply one event.",
+            )
+            .buckets(vec![1e-6, 2e-6, 5e-6, 1e-5, 2e-5, 5e-5, 1e-4, 1e-3, 1e-2]),
+        )
+        .expect("static histogram options");
+        let reloads = IntCounterVec::new(
+            Opts::new(
+                "overdued_config_reloads_total",
+                "Configuration reloads (SIGHUP), by result.",
+            ),
+            &["result"],
+        )
+        .expect("static metric options");
+        let notifications = IntCounterVec::new(
+            Opts::new(
+                "overdued_notifications_total",
+                "Notifications by result (sent, retry, failed, silenced)",
+            ),
+            &["result"],
+        )
+        .expect("static metric options");
+        // Present at 0 from the start, so rates work before the first event.
+        for r in NotificationResult::ALL {
+            notifications.with_label_values(&[r.as_str()]);
+        }
+        let send_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "overdued_notification_send_seconds",
+                "Time to hand one e-mail to the SMTP server (accepted sends)",
+            )
+            .buckets(vec![
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+            ]),
+        )
+        .expect("static histogram options");
+        let outbox_depth = IntGauge::new("overdued_outbox_depth", "E-mails waiting in the outbox")
+            .expect("static metric options");
+        Metrics {
+            registry: Registry::new(),
+            apply_seconds,
+            reloads,
+            notifications,
+            send_seconds,
+            outbox_depth,
+        }
+    }
+
+    /// The registered families in the text format.
+    pub fn encode(&self) -> String {
+        let mut buf = Vec::new();
+        if prometheus::TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buf)
+            .is_err()
+        {
+            return String::new();
+        }
+        String::from_utf8_lossy(&buf).into_owned()
+    }
+
+    /// The names of the registered families.
+    pub fn family_names(&self) -> Vec<String> {
+        self.registry
+            .gather()
+            .iter()
+            .map(|f| f.name().to_string())
+            .collect()
+    }
+
+    /// The current value of `overdued_notifications_total{result}`.
+    pub fn notifications(&self, result: NotificationResult) -> u64 {
+        self.notifications
+            .with_label_values(&[result.as_str()])
+            .get()
+    }
+
+    /// Accepted sends observed by `overdued_notification_send_seconds`.
+    pub fn sends_timed(&self) -> u64 {
+        self.send_seconds.get_sample_count()
+    }
+
+    /// The current value of `overdued_outbox_depth`.
+    pub fn outbox_depth(&self) -> i64 {
+        self.outbox_depth.get()
+    }
+
+    /// The current value of `overdued_config_reloads_total{result}`.
+    pub fn reloads(&self, result: ReloadResult) -> u64 {
+        self.reloads.with_label_values(&[result.as_str()]).get()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}

@@ -1,0 +1,27 @@
+//! `overdued run` from outside, against the real services `scripts/test.sh`
+//! starts (a Kafka-protocol broker, an SMTP server, Prometheus and promtool, an
+//! independent Kafka client). One test binary, so that rdkafka is linked once;
+//! one module per subject:
+//!
+//! * [`alerts_and_restarts`] — alerts on the wall clock, dead letters with their
+//!   headers, `/metrics`, `/readyz`, a graceful stop, a restart that alerts
+//!   nothing twice;
+//! * [`backlog`] — a backlog of several consumer rounds, every event applied;
+//! * [`dead_letters`] — a dead-letter topic that refuses writes loses nothing;
+//! * [`email`] — e-mail through a real SMTP server: grouping, silences, an
+//!   outage with a `kill -9` inside it, exactly-once delivery;
+//! * [`observability`] — an independent client's events, `promtool`, a real
+//!   Prometheus scraping the daemon;
+//! * [`partition_handover`] — two daemons in one group: partitions move, no
+//!   alert is written twice.
+
+mod harness;
+#[path = "../smtp_harness/mod.rs"]
+mod smtp_harness;
+
+mod alerts_and_restarts;
+mod backlog;
+mod dead_letters;
+mod email;
+mod observability;
+mod partition_handover;
