@@ -12,14 +12,14 @@
 //! * [`sink`] — output writers shared by `replay` and `run` (alert lines, `.eml`);
 //!
 //! and on the side: [`report`] (Home Affairs counts), [`metrics`] (exposition),
-//! [`state`] (crash-safe state files), [`api`] (HTTP, handed an
-//! [`api::ApiState`]), [`replay`] (the simulated-clock driver), [`daemon`] (the
+//! `state` (crash-safe state files), `api` (HTTP, handed an
+//! `ApiState`), [`replay`] (the simulated-clock driver), [`daemon`] (the
 //! wiring of `overdued run`) and [`config`] (the loader composing every stage's
 //! settings; [`config::common`] is the leaf they share). The commands live in
 //! the binary (`src/cli/`). The contract is `docs/spec.md`.
 
 pub mod alert;
-pub mod api;
+mod api;
 pub mod config;
 pub mod daemon;
 pub mod engine;
@@ -30,5 +30,5 @@ pub mod replay;
 pub mod report;
 pub mod sink;
 pub mod source;
-pub mod state;
+mod state;
 pub mod time;

@@ -9,7 +9,7 @@
 //! Paths inside the TOML file are relative to its folder.
 
 pub mod common;
-pub mod csv;
+mod csv;
 
 use crate::alert::settings::{self as alert_settings, RawGrouping, RawSilence};
 use crate::daemon::settings::{

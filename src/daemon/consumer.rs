@@ -15,7 +15,7 @@ use crate::engine::{Engine, Outcome};
 use crate::event::{decode, RejectReason};
 use crate::metrics::events::EventApplied;
 use crate::metrics::Snapshot;
-use crate::sink::write_alert;
+use crate::sink::{queue_on_topic, write_alert, AlertsFile};
 use crate::source::kafka::{self, Ctx, Deliveries};
 use crate::state::Watermarks;
 use crate::time::Instant;
@@ -24,8 +24,6 @@ use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::producer::{BaseProducer, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
-use std::io::Write;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant as WallInstant};
@@ -39,7 +37,7 @@ pub(super) struct Consumer<'s> {
     producer: BaseProducer<Deliveries>,
     /// Next offset to commit per partition (what has been applied and output).
     applied: Arc<Mutex<HashMap<i32, i64>>>,
-    alerts_file: Option<File>,
+    alerts_file: Option<AlertsFile>,
     marks: Watermarks,
     mail: Option<Mail>,
     /// Alert lines not yet written.
@@ -69,13 +67,7 @@ impl<'s> Consumer<'s> {
             source,
         })?;
         let alerts_file = match &d.alerts_file {
-            Some(p) => Some(
-                OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(p)
-                    .ctx(format!("cannot open {}", p.display()))?,
-            ),
+            Some(p) => Some(AlertsFile::open(p).ctx(format!("cannot open {}", p.display()))?),
             None => None,
         };
         let mut marks = Watermarks::load(&d.state_dir);
@@ -377,12 +369,7 @@ impl<'s> Consumer<'s> {
                 );
                 if let Some(topic) = &self.settings.daemon.alerts_topic {
                     let line = &self.out[start..self.out.len() - 1];
-                    let rec = rdkafka::producer::BaseRecord::<[u8], [u8]>::to(topic)
-                        .key(engine.record_id(t.slot).as_bytes())
-                        .payload(line);
-                    if let Err((e, _)) = self.producer.send(rec) {
-                        tracing::error!(error = %e, "cannot queue an alert for the alerts topic");
-                    }
+                    queue_on_topic(&self.producer, topic, engine.record_id(t.slot), line);
                 }
             }
         }
@@ -400,8 +387,7 @@ impl<'s> Consumer<'s> {
     ) -> Result<(), Error> {
         if let Some(f) = self.alerts_file.as_mut() {
             if !self.out.is_empty() {
-                f.write_all(&self.out).ctx("writing alerts")?;
-                f.sync_data().ctx("syncing alerts")?;
+                f.append_synced(&self.out).ctx("writing alerts")?;
             }
         }
         self.out.clear();

@@ -35,11 +35,11 @@
 
 pub mod calendar;
 pub mod directory;
-pub mod rules;
+mod rules;
 pub mod settings;
-pub mod store;
+mod store;
 pub mod view;
-pub mod wheel;
+mod wheel;
 
 use crate::event::{Channel, Event, EventType, IgnoreReason, PauseReason, RejectReason, Rejection};
 use crate::report::{Counts, Report};

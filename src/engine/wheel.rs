@@ -107,11 +107,6 @@ impl Wheel {
         self.len
     }
 
-    /// Whether no timer is armed.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
     /// Arms (or re-arms) the timer of slot `i` at `at`.
     ///
     /// Moving an armed timer *later* — the common case: every event pushes the
