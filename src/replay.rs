@@ -40,7 +40,7 @@ pub struct Summary {
     /// Events ignored.
     pub ignored: u64,
     /// Lines rejected, by reason.
-    pub rejected: [u64; 10],
+    pub rejected: [u64; RejectReason::ALL.len()],
     /// Alert transitions written.
     pub transitions: u64,
     /// Wall time spent.

@@ -12,7 +12,8 @@ use crate::config::common::Secret;
 use crate::engine::Engine;
 use crate::metrics::{Metrics, Snapshot};
 use crate::time::Instant;
-use axum::extract::{Path, Query, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
@@ -135,8 +136,10 @@ fn authorize(
     let got = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
+        // the scheme is case-insensitive (RFC 7235 §2.1)
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map_or("", |(_, token)| token.trim_start());
     let (a, b) = (got.as_bytes(), want.expose().as_bytes());
     let mut diff = a.len() ^ b.len();
     for (i, &x) in b.iter().enumerate() {
@@ -179,17 +182,25 @@ async fn silences(State(s): State<Arc<ApiState>>) -> (StatusCode, Json<Value>) {
     (StatusCode::OK, Json(json!({ "silences": list })))
 }
 
+/// Largest silence accepted, in bytes (the router limits the body to it).
+const MAX_SILENCE_BYTES: usize = 16 * 1024;
+
 async fn add_silence(
     State(s): State<Arc<ApiState>>,
     headers: axum::http::HeaderMap,
-    body: axum::body::Bytes,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> (StatusCode, Json<Value>) {
     if let Err(e) = authorize(&s, &headers) {
         return e;
     }
-    if body.len() > 16 * 1024 {
-        return error(StatusCode::PAYLOAD_TOO_LARGE, "a silence is at most 16 KiB");
-    }
+    let body = match body {
+        Ok(b) if b.len() <= MAX_SILENCE_BYTES => b,
+        Ok(_) => return error(StatusCode::PAYLOAD_TOO_LARGE, "a silence is at most 16 KiB"),
+        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return error(StatusCode::PAYLOAD_TOO_LARGE, "a silence is at most 16 KiB")
+        }
+        Err(e) => return error(e.status(), e.body_text()),
+    };
     let new: crate::alert::NewSilence = match serde_json::from_slice(&body) {
         Ok(v) => v,
         Err(e) => return error(StatusCode::BAD_REQUEST, format!("invalid JSON: {e}")),
@@ -305,14 +316,38 @@ struct AlertQuery {
 
 async fn alerts(
     State(s): State<Arc<ApiState>>,
-    Query(q): Query<AlertQuery>,
+    q: Result<Query<AlertQuery>, QueryRejection>,
 ) -> (StatusCode, Json<Value>) {
-    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let q = match q {
+        Ok(Query(q)) => q,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
+    };
+    let limit = match q.limit {
+        None => 100,
+        Some(n @ 1..=1000) => n,
+        Some(_) => return error(StatusCode::BAD_REQUEST, "limit must be from 1 to 1000"),
+    };
+    if let Some(k) = &q.kind {
+        if crate::engine::AlertKind::parse(k).is_none() {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "kind must be unrouted, hanging, due_soon or overdue",
+            );
+        }
+    }
+    if let Some(l) = &q.level {
+        if !matches!(l.as_str(), "province" | "district" | "commune" | "unknown") {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "level must be province, district, commune or unknown",
+            );
+        }
+    }
     let (mut part_from, mut slot_from) = (i32::MIN, 0u32);
     if let Some(c) = &q.cursor {
         match c
             .split_once(':')
-            .and_then(|(p, s)| Some((p.parse().ok()?, s.parse().ok()?)))
+            .and_then(|(p, s)| Some((p.parse::<i32>().ok().filter(|&p| p >= 0)?, s.parse().ok()?)))
         {
             Some((p, sl)) => (part_from, slot_from) = (p, sl),
             None => {
@@ -373,8 +408,12 @@ fn parse_month(s: &str) -> Option<i32> {
 
 async fn rates(
     State(s): State<Arc<ApiState>>,
-    Query(q): Query<RatesQuery>,
+    q: Result<Query<RatesQuery>, QueryRejection>,
 ) -> (StatusCode, Json<Value>) {
+    let q = match q {
+        Ok(Query(q)) => q,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
+    };
     let by = q.by.as_deref().unwrap_or("level");
     if !matches!(by, "level" | "unit" | "sector") {
         return error(StatusCode::BAD_REQUEST, "by must be level, unit or sector");
@@ -432,7 +471,12 @@ pub fn router(shared: Arc<ApiState>) -> Router {
         .route("/api/v1/records/{id}", get(record))
         .route("/api/v1/alerts", get(alerts))
         .route("/api/v1/rates", get(rates))
-        .route("/api/v1/silences", get(silences).post(add_silence))
+        .route(
+            "/api/v1/silences",
+            get(silences)
+                .post(add_silence)
+                .layer(DefaultBodyLimit::max(MAX_SILENCE_BYTES)),
+        )
         .route(
             "/api/v1/silences/{id}",
             axum::routing::delete(delete_silence),
@@ -442,3 +486,6 @@ pub fn router(shared: Arc<ApiState>) -> Router {
         .route("/readyz", get(readyz))
         .with_state(shared)
 }
+
+#[cfg(test)]
+mod tests;

@@ -28,6 +28,23 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant as WallInstant};
 
+/// The rejection of a message whose key is not its event's `record_id`.
+fn key_mismatch(key: Option<&[u8]>, record_id: &str) -> crate::event::Rejection {
+    let shown = |s: &str| s.chars().take(80).collect::<String>();
+    let detail = match key {
+        None => format!(
+            "the message has no key; the key must be the record_id {:?}",
+            shown(record_id)
+        ),
+        Some(k) => format!(
+            "the message key {:?} is not the record_id {:?}",
+            shown(&String::from_utf8_lossy(k)),
+            shown(record_id)
+        ),
+    };
+    crate::event::Rejection::new(RejectReason::KeyMismatch, detail)
+}
+
 /// Everything the loop owns; the partitions and the notifier live in [`Shared`]
 /// (the API reads them between rounds).
 pub(super) struct Consumer<'s> {
@@ -43,7 +60,7 @@ pub(super) struct Consumer<'s> {
     /// Alert lines not yet written.
     out: Vec<u8>,
     /// Messages the decoder rejected, by reason (the engine counts the rest).
-    decoder_rejected: [u64; 10],
+    decoder_rejected: [u64; RejectReason::ALL.len()],
 }
 
 impl<'s> Consumer<'s> {
@@ -66,11 +83,19 @@ impl<'s> Consumer<'s> {
             what: "kafka producer",
             source,
         })?;
+        let mut marks = Watermarks::load(&d.state_dir, now_wall())?;
         let alerts_file = match &d.alerts_file {
-            Some(p) => Some(AlertsFile::open(p).ctx(format!("cannot open {}", p.display()))?),
+            Some(p) => {
+                // the length the saved state vouches for, if it is this file's
+                let durable = marks
+                    .alerts_file
+                    .as_ref()
+                    .filter(|(saved, _)| saved == p)
+                    .map(|&(_, len)| len);
+                Some(AlertsFile::open(p, durable).ctx(format!("cannot open {}", p.display()))?)
+            }
             None => None,
         };
-        let mut marks = Watermarks::load(&d.state_dir);
         let mail = match Mail::open(&settings, &mut marks, shared)? {
             Some((mail, n)) => {
                 *shared
@@ -92,7 +117,7 @@ impl<'s> Consumer<'s> {
             marks,
             mail,
             out: Vec::with_capacity(1 << 16),
-            decoder_rejected: [0; 10],
+            decoder_rejected: [0; RejectReason::ALL.len()],
         };
         Ok((state, consumer))
     }
@@ -179,7 +204,8 @@ impl<'s> Consumer<'s> {
             shared.api.ready.store(ready, Ordering::Relaxed);
             let new_mail = self.mail.as_ref().is_some_and(Mail::has_new);
             if !self.out.is_empty() || new_mail || last_flush.elapsed() >= Duration::from_secs(1) {
-                self.flush_and_commit(kc, parts, now)?;
+                // a failed save is logged; the next round tries again
+                let _saved = self.flush_and_commit(kc, parts, now)?;
                 last_flush = WallInstant::now();
             }
             if last_metrics.elapsed() >= Duration::from_secs(1) {
@@ -255,6 +281,14 @@ impl<'s> Consumer<'s> {
         let t0 = WallInstant::now();
         let rejection = match decode(payload) {
             Err(r) => {
+                self.decoder_rejected[r.reason.index()] += 1;
+                Some(r)
+            }
+            // Records are partitioned by key: an event keyed otherwise would be
+            // applied on a partition that does not hold its record (and its
+            // record's later events elsewhere). The producer's bug shows at once.
+            Ok(ev) if m.key() != Some(ev.record_id.as_bytes()) => {
+                let r = key_mismatch(m.key(), &ev.record_id);
                 self.decoder_rejected[r.reason.index()] += 1;
                 Some(r)
             }
@@ -378,13 +412,15 @@ impl<'s> Consumer<'s> {
     }
 
     /// Writes and syncs the alert lines, saves the watermarks (with the
-    /// notifier's state), releases the decided e-mails, then commits.
+    /// notifier's state and the alerts file's length), releases the decided
+    /// e-mails, then commits. Returns whether the state was saved (nothing is
+    /// committed when it was not).
     fn flush_and_commit(
         &mut self,
         kc: &BaseConsumer<Ctx>,
         parts: &mut HashMap<i32, Part>,
         now: Instant,
-    ) -> Result<(), Error> {
+    ) -> Result<bool, Error> {
         if let Some(f) = self.alerts_file.as_mut() {
             if !self.out.is_empty() {
                 f.append_synced(&self.out).ctx("writing alerts")?;
@@ -423,10 +459,19 @@ impl<'s> Consumer<'s> {
             .unwrap_or_else(|p| p.into_inner())
             .as_ref()
             .and_then(|n| serde_json::to_value(&n.state).ok());
+        self.marks.alerts_file = self
+            .alerts_file
+            .as_ref()
+            .map(|f| (f.path().to_path_buf(), f.len()));
         let saved = self.marks.save(&self.settings.daemon.state_dir);
         self.marks.notifier = None;
         match saved {
-            Err(e) => tracing::error!(error = %e, "cannot save watermarks"),
+            Err(e) => {
+                // Nothing that depends on an unsaved state is committed: after a
+                // crash the offsets, the alerts file and the notifier must agree.
+                tracing::error!(error = %e, "cannot save watermarks; not committing");
+                return Ok(false);
+            }
             Ok(()) => {
                 // only now may the decided e-mails go: a crash before the save
                 // decides them again instead of sending them twice
@@ -440,7 +485,7 @@ impl<'s> Consumer<'s> {
                 tracing::warn!(error = %e, "commit failed");
             }
         }
-        Ok(())
+        Ok(true)
     }
 
     /// The once-a-second metrics pass; also forgets the history of records the
@@ -484,7 +529,10 @@ impl<'s> Consumer<'s> {
         parts: &mut HashMap<i32, Part>,
     ) -> Result<(), Error> {
         let _ = self.producer.flush(Duration::from_secs(10));
-        self.flush_and_commit(kc, parts, now_wall())?;
+        if !self.flush_and_commit(kc, parts, now_wall())? {
+            tracing::warn!("stopped without saving the state; offsets not committed");
+            return Ok(());
+        }
         let topic = &self.settings.daemon.kafka.topic;
         let applied = self
             .applied

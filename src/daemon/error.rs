@@ -24,6 +24,9 @@ pub enum Error {
         #[source]
         source: KafkaError,
     },
+    /// A state file could not be read, moved aside or written.
+    #[error(transparent)]
+    State(#[from] crate::state::StateError),
     /// The e-mail outbox or sender could not be started.
     #[error("{what}: {source}")]
     Mail {

@@ -68,7 +68,7 @@ impl Mail {
             .take()
             .and_then(|v| serde_json::from_value(v).ok())
             .unwrap_or_default();
-        state.silences = crate::state::load_silences(&shared.api.silences_file, now_wall());
+        state.silences = crate::state::load_silences(&shared.api.silences_file, now_wall())?;
         if state.instance.is_empty() {
             // a fresh state: its own Message-ID space
             let seed = format!(

@@ -132,7 +132,7 @@ pub struct Stats {
     /// Applied or ignored events by type.
     pub events: [u64; 11],
     /// Rejections by reason (engine-level ones; the decoder's are counted by the caller).
-    pub rejected: [u64; 10],
+    pub rejected: [u64; RejectReason::ALL.len()],
     /// Ignored events by reason.
     pub ignored: [u64; 2],
     /// Alerts fired by kind.

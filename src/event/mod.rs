@@ -125,6 +125,9 @@ string_enum!(
         DuplicateRecord = "duplicate_record",
         /// a procedure missing from the catalogue, and no `due_at`.
         UnknownProcedure = "unknown_procedure",
+        /// the Kafka message key is not the event's `record_id` (or is absent):
+        /// the record's events would be spread over partitions.
+        KeyMismatch = "key_mismatch",
     }
 );
 

@@ -38,7 +38,7 @@ pub struct Snapshot {
     /// Events by type.
     pub events: [u64; 11],
     /// Rejections by reason (decoder and engine).
-    pub rejected: [u64; 10],
+    pub rejected: [u64; RejectReason::ALL.len()],
     /// Ignored events by reason.
     pub ignored: [u64; 2],
     /// Alerts fired by kind.

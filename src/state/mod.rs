@@ -27,6 +27,15 @@ pub enum StateError {
         /// Why.
         source: std::io::Error,
     },
+    /// An unreadable state file could not be moved aside (so it would be
+    /// overwritten, and what it held lost for good).
+    #[error("cannot read {} and cannot move it aside: {source}", path.display())]
+    SetAside {
+        /// The file.
+        path: PathBuf,
+        /// Why the rename failed.
+        source: std::io::Error,
+    },
     /// The value could not be encoded.
     #[error("cannot encode {}: {source}", path.display())]
     Encode {
@@ -88,6 +97,34 @@ fn write_json<T: Serialize>(path: &Path, v: &T, pretty: bool) -> Result<(), Stat
     write_atomic(path, &bytes)
 }
 
+/// Reads a state file. Missing: `None`. Unreadable (not a file, not UTF-8, not
+/// the expected JSON, truncated): the file is renamed `<name>.corrupt-<now>` for a
+/// human, the reason logged at ERROR, and `None` returned, so that nothing ever
+/// writes over it. Only a failure to move it aside is an error.
+fn read_state<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    now: Instant,
+    what: &str,
+) -> Result<Option<T>, StateError> {
+    let why = match std::fs::read(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => e.to_string(),
+        Ok(bytes) => match serde_json::from_slice(&bytes) {
+            Ok(v) => return Ok(Some(v)),
+            Err(e) => e.to_string(),
+        },
+    };
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".corrupt-{now}"));
+    let aside = path.with_file_name(name);
+    std::fs::rename(path, &aside).map_err(|source| StateError::SetAside {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    tracing::error!(file = %path.display(), kept_as = %aside.display(), error = %why, "cannot read {what}; kept aside, starting without it");
+    Ok(None)
+}
+
 /// What a restart resumes from (`watermarks.json`).
 #[derive(Serialize, Deserialize, Default)]
 pub struct Watermarks {
@@ -103,17 +140,21 @@ pub struct Watermarks {
     /// that crashed before saving its decision, and is decided again).
     #[serde(default)]
     pub outbox: BTreeSet<String>,
+    /// The alerts file and its length when these watermarks were saved: what is
+    /// past that length was written by a run that did not get to save, and is
+    /// written again (from the saved offsets) after a restart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alerts_file: Option<(PathBuf, u64)>,
 }
 
 impl Watermarks {
     const FILE: &'static str = "watermarks.json";
 
-    /// Reads `dir/watermarks.json`; none (or unreadable) = start from nothing.
-    pub fn load(dir: &Path) -> Watermarks {
-        std::fs::read_to_string(dir.join(Self::FILE))
-            .ok()
-            .and_then(|s| serde_json::from_str(&s).ok())
-            .unwrap_or_default()
+    /// Reads `dir/watermarks.json`. None = start from nothing (the committed
+    /// offsets still say what was output); unreadable = kept aside and logged,
+    /// then the same.
+    pub fn load(dir: &Path, now: Instant) -> Result<Watermarks, StateError> {
+        Ok(read_state(&dir.join(Self::FILE), now, "the watermarks")?.unwrap_or_default())
     }
 
     /// Writes `dir/watermarks.json` atomically.
@@ -122,18 +163,11 @@ impl Watermarks {
     }
 }
 
-/// Loads the silences made through the API. An unreadable file is renamed aside
-/// (`.corrupt-<instant>`) for a human, not overwritten by the next change.
-pub fn load_silences(path: &Path, now: Instant) -> Vec<Silence> {
-    match std::fs::read_to_string(path) {
-        Ok(s) => serde_json::from_str(&s).unwrap_or_else(|e| {
-            let aside = path.with_extension(format!("json.corrupt-{now}"));
-            let moved = std::fs::rename(path, &aside).is_ok();
-            tracing::error!(file = %path.display(), kept_as = %aside.display(), moved, error = %e, "cannot read silences; starting without them");
-            Vec::new()
-        }),
-        Err(_) => Vec::new(),
-    }
+/// Loads the silences made through the API. An unreadable file (or a folder in
+/// its place) is renamed aside (`.corrupt-<instant>`) for a human and logged, not
+/// overwritten by the next change.
+pub fn load_silences(path: &Path, now: Instant) -> Result<Vec<Silence>, StateError> {
+    Ok(read_state(path, now, "the silences")?.unwrap_or_default())
 }
 
 /// Saves the API's silences atomically.
@@ -162,14 +196,64 @@ mod tests {
     fn watermarks_round_trip_and_missing_file_is_empty() {
         let dir = std::env::temp_dir().join(format!("overdued-marks-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        assert!(Watermarks::load(&dir).partitions.is_empty());
+        assert!(Watermarks::load(&dir, 1).unwrap().partitions.is_empty());
         let mut w = Watermarks::default();
         w.partitions.insert(3, (42, 7));
         w.outbox.insert("e1".into());
         w.save(&dir).unwrap();
-        let r = Watermarks::load(&dir);
+        let r = Watermarks::load(&dir, 1).unwrap();
         assert_eq!(r.partitions[&3], (42, 7));
         assert!(r.outbox.contains("e1"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn corrupt_files_in(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains(".corrupt-"))
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn unreadable_state_files_are_kept_aside_not_overwritten() {
+        let dir = std::env::temp_dir().join(format!("overdued-corrupt-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        // silences.json that is not UTF-8
+        let sil = dir.join("silences.json");
+        std::fs::write(&sil, b"[{\"id\": \"s-\xff\"}]").unwrap();
+        assert!(load_silences(&sil, 7).unwrap().is_empty());
+        assert!(
+            !sil.exists(),
+            "the unreadable file must not stay where a save would overwrite it"
+        );
+        assert_eq!(corrupt_files_in(&dir), ["silences.json.corrupt-7"]);
+        assert_eq!(
+            std::fs::read(dir.join("silences.json.corrupt-7")).unwrap(),
+            b"[{\"id\": \"s-\xff\"}]"
+        );
+        // a folder in its place
+        std::fs::create_dir_all(&sil).unwrap();
+        assert!(load_silences(&sil, 8).unwrap().is_empty());
+        assert!(!sil.exists());
+        assert!(dir.join("silences.json.corrupt-8").is_dir());
+        // a save after that writes a fresh file, the kept ones stay
+        save_silences(&sil, &[]).unwrap();
+        assert_eq!(corrupt_files_in(&dir).len(), 2);
+        // a truncated watermarks.json
+        std::fs::write(dir.join("watermarks.json"), b"{\"partitions\": {\"0\": [12").unwrap();
+        assert!(Watermarks::load(&dir, 9).unwrap().partitions.is_empty());
+        assert!(dir.join("watermarks.json.corrupt-9").exists());
+        assert!(!dir.join("watermarks.json").exists());
+        // missing is not corrupt
+        assert!(load_silences(&dir.join("none.json"), 10)
+            .unwrap()
+            .is_empty());
+        assert_eq!(corrupt_files_in(&dir).len(), 3);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -195,6 +195,9 @@ fn daemon_alerts_dead_letters_metrics_and_restart() {
         r#"{"event_id":"x","record_id":"B2","type":"teleported","at":"2024-03-04T09:00:00+07:00"}"#,
     );
     produce(&producer, &topic, "D", &received("D", "NOPE", t0, 3600));
+    // a producer bug: the key is not the record id (the record's other events
+    // would land on another partition)
+    produce(&producer, &topic, "WRONG", &received("K", "U1", t0, 3600));
 
     let mut d = Daemon::start(&cfg, &log);
     assert_eq!(
@@ -266,7 +269,7 @@ fn daemon_alerts_dead_letters_metrics_and_restart() {
     c.subscribe(&[&format!("{topic}.dlq")]).unwrap();
     let mut dead: HashMap<String, (Vec<u8>, HashMap<String, String>)> = HashMap::new();
     let t = Instant::now();
-    while dead.len() < 2 && t.elapsed() < Duration::from_secs(60) {
+    while dead.len() < 3 && t.elapsed() < Duration::from_secs(60) {
         if let Some(Ok(m)) = c.poll(Duration::from_millis(500)) {
             let mut h = HashMap::new();
             if let Some(hs) = m.headers() {
@@ -281,7 +284,14 @@ fn daemon_alerts_dead_letters_metrics_and_restart() {
             dead.insert(key, (m.payload().unwrap_or_default().to_vec(), h));
         }
     }
-    assert_eq!(dead.len(), 2, "dead letters: {dead:?}");
+    assert_eq!(dead.len(), 3, "dead letters: {dead:?}");
+    assert_eq!(dead["WRONG"].1["reason"], "key_mismatch");
+    assert!(
+        dead["WRONG"].1["detail"].contains("not the record_id"),
+        "{:?}",
+        dead["WRONG"].1
+    );
+    assert!(find(&alerts(&file), "K", "hanging", "firing").is_empty());
     assert_eq!(dead["B"].0, b"{not json");
     assert_eq!(dead["B"].1["reason"], "invalid_json");
     assert_eq!(dead["B2"].1["reason"], "unknown_type");
@@ -311,6 +321,13 @@ fn daemon_alerts_dead_letters_metrics_and_restart() {
         metric(
             &body,
             r#"overdued_events_rejected_total{reason="unknown_type"}"#
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(
+            &body,
+            r#"overdued_events_rejected_total{reason="key_mismatch"}"#
         ),
         Some(1.0)
     );

@@ -209,7 +209,11 @@ fn daemon_groups_mails_honours_silences_and_survives_kill_9_exactly_once() {
     })
     .to_string();
     producer
-        .send(BaseRecord::to(&topic).key("X").payload(&evil))
+        .send(
+            BaseRecord::to(&topic)
+                .key("X\r\nBcc: evil@example.com\r\n")
+                .payload(&evil),
+        )
         .unwrap();
     producer.flush(Duration::from_secs(10)).unwrap();
     let mut d = Daemon::start(&cfg, &log);

@@ -1,0 +1,122 @@
+//! The router from outside, in process: status codes and JSON errors of the
+//! query and body checks, and the bearer scheme.
+
+use super::*;
+use crate::alert::{Notifier, Settings};
+use axum::body::Body;
+use axum::http::Request;
+use tower::ServiceExt;
+
+const TOKEN: &str = "0123456789abcdef0123";
+
+struct NoPartitions;
+
+impl Partitions for NoPartitions {
+    fn each(&self, _: &mut dyn FnMut(i32, &Engine, &History) -> ControlFlow<()>) {}
+}
+
+fn state(dir: &std::path::Path) -> Arc<ApiState> {
+    Arc::new(ApiState {
+        partitions: Arc::new(NoPartitions),
+        snapshot: Mutex::new(Snapshot::default()),
+        metrics: Metrics::unregistered(),
+        ready: AtomicBool::new(true),
+        notifier: Mutex::new(Some(Notifier::new(Settings::default(), Vec::new()))),
+        api_token: Some(Secret::new(TOKEN)),
+        silences_file: dir.join("silences.json"),
+    })
+}
+
+fn call(s: &Arc<ApiState>, req: Request<Body>) -> (StatusCode, Value) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let resp = router(s.clone()).oneshot(req).await.unwrap();
+        let status = resp.status();
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        let v = serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+            panic!("{status}: not JSON: {:?}", String::from_utf8_lossy(&bytes))
+        });
+        (status, v)
+    })
+}
+
+fn get_json(s: &Arc<ApiState>, uri: &str) -> (StatusCode, Value) {
+    call(s, Request::get(uri).body(Body::empty()).unwrap())
+}
+
+fn tmp(name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("overdued-api-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+#[test]
+fn alert_queries_out_of_range_are_400_with_a_json_error() {
+    let s = state(&tmp("queries"));
+    for uri in [
+        "/api/v1/alerts?limit=0",
+        "/api/v1/alerts?limit=1001",
+        "/api/v1/alerts?limit=abc",
+        "/api/v1/alerts?kind=bogus",
+        "/api/v1/alerts?level=region",
+        "/api/v1/alerts?cursor=-1:5",
+        "/api/v1/alerts?cursor=x",
+        "/api/v1/rates?by=planet",
+        "/api/v1/rates?from=2024-13",
+    ] {
+        let (status, v) = get_json(&s, uri);
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}");
+        assert!(
+            v["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{uri}: {v}"
+        );
+    }
+    for uri in [
+        "/api/v1/alerts?limit=1",
+        "/api/v1/alerts?limit=1000&kind=overdue&level=commune",
+        "/api/v1/alerts?cursor=0:5",
+        "/api/v1/rates",
+    ] {
+        let (status, _) = get_json(&s, uri);
+        assert_eq!(status, StatusCode::OK, "{uri}");
+    }
+}
+
+fn post_silence(s: &Arc<ApiState>, auth: &str, body: String) -> (StatusCode, Value) {
+    call(
+        s,
+        Request::post("/api/v1/silences")
+            .header(header::AUTHORIZATION, auth)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(body))
+            .unwrap(),
+    )
+}
+
+#[test]
+fn the_bearer_scheme_is_case_insensitive_and_a_large_body_is_a_json_413() {
+    let s = state(&tmp("bearer"));
+    let silence = r#"{"unit":"U1","ends_at":"2099-01-01T00:00:00Z","comment":"works"}"#;
+    for scheme in ["Bearer", "bearer", "BEARER"] {
+        let (status, v) = post_silence(&s, &format!("{scheme} {TOKEN}"), silence.into());
+        assert_eq!(status, StatusCode::CREATED, "{scheme}: {v}");
+    }
+    let (status, _) = post_silence(&s, &format!("Basic {TOKEN}"), silence.into());
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = post_silence(&s, "Bearer wrong-token-0000000", silence.into());
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    // over the limit: refused before it is read whole, still as JSON
+    let big = format!(r#"{{"unit":"U1","comment":"{}"}}"#, "x".repeat(20_000));
+    let (status, v) = post_silence(&s, &format!("Bearer {TOKEN}"), big);
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(
+        v["error"].as_str().is_some_and(|e| e.contains("16 KiB")),
+        "{v}"
+    );
+}
