@@ -75,6 +75,8 @@ pub struct ApiState {
     pub metrics: Metrics,
     /// Partitions assigned and caught up.
     pub ready: AtomicBool,
+    /// Partitions stopped at a dead letter not yet written (not ready while any).
+    pub blocked: std::sync::atomic::AtomicUsize,
     /// The e-mail stage's decisions (None without `[email]`); the API edits its
     /// silences.
     pub notifier: Mutex<Option<Notifier>>,
@@ -103,13 +105,19 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
-async fn readyz(State(s): State<Arc<ApiState>>) -> (StatusCode, &'static str) {
-    if s.ready.load(Ordering::Relaxed) {
-        (StatusCode::OK, "ready\n")
+async fn readyz(State(s): State<Arc<ApiState>>) -> (StatusCode, String) {
+    let blocked = s.blocked.load(Ordering::Relaxed);
+    if blocked > 0 {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {blocked} partition(s) wait for a dead-letter write (overdued_dead_letter_failures_total)\n"),
+        )
+    } else if s.ready.load(Ordering::Relaxed) {
+        (StatusCode::OK, "ready\n".into())
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: partitions not assigned or not caught up\n",
+            "not ready: partitions not assigned or not caught up\n".into(),
         )
     }
 }

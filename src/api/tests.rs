@@ -21,6 +21,7 @@ fn state(dir: &std::path::Path) -> Arc<ApiState> {
         snapshot: Mutex::new(Snapshot::default()),
         metrics: Metrics::unregistered(),
         ready: AtomicBool::new(true),
+        blocked: Default::default(),
         notifier: Mutex::new(Some(Notifier::new(Settings::default(), Vec::new()))),
         api_token: Some(Secret::new(TOKEN)),
         silences_file: dir.join("silences.json"),

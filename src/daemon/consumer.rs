@@ -13,10 +13,12 @@ use super::{now_wall, reload::reload, Reload, Settings, Shared};
 use crate::alert::Notifier;
 use crate::engine::{Engine, Outcome};
 use crate::event::{decode, RejectReason};
-use crate::metrics::events::EventApplied;
+use crate::metrics::events::{
+    DeadLetterFailed, DeadLetterWritten, EventApplied, PartitionsBlocked,
+};
 use crate::metrics::Snapshot;
 use crate::sink::{queue_on_topic, write_alert, AlertsFile};
-use crate::source::kafka::{self, Ctx, Deliveries};
+use crate::source::kafka::{self, Ctx, DeadLetter, Deliveries};
 use crate::state::Watermarks;
 use crate::time::Instant;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer as _};
@@ -310,22 +312,28 @@ impl<'s> Consumer<'s> {
             }
             if !muted {
                 let k = &self.settings.daemon.kafka;
-                let headers =
-                    kafka::dead_letter_headers(r.reason.as_str(), &r.detail, &k.topic, p, offset);
-                // Nothing is lost: until the broker takes it, the partition waits
-                // (paused, rewound to this message, retried with backoff) and
-                // nothing past it is committed; other partitions and the timers
-                // go on.
-                match kafka::send_sync(
-                    &self.producer,
-                    &k.dead_letter_topic,
+                let dl = DeadLetter::new(
+                    r.reason.as_str(),
+                    &r.detail,
+                    (&k.topic, p, offset),
                     m.key(),
                     payload,
-                    Some(headers),
-                ) {
+                );
+                // Nothing is lost: until the broker takes it, the partition waits
+                // (paused; this dead letter retried with backoff) and nothing past
+                // it is committed; other partitions and the timers go on.
+                match dl.send(&self.producer, &k.dead_letter_topic) {
                     Ok(()) => part.backoff = Duration::from_millis(100),
                     Err(e) => {
-                        tracing::error!(error = %e, partition = p, offset, "dead-letter write failed; retrying");
+                        DeadLetterFailed {
+                            partition: p,
+                            offset,
+                            error: &e,
+                            first: true,
+                        }
+                        .emit(&self.shared.metrics);
+                        part.pending = Some((offset, dl));
+                        part.attempts = 1;
                         part.blocked_until = Some(WallInstant::now() + part.backoff);
                         part.backoff = (part.backoff * 2).min(Duration::from_secs(5));
                         let mut tpl = TopicPartitionList::new();
@@ -348,23 +356,65 @@ impl<'s> Consumer<'s> {
         }
     }
 
-    /// Partitions waiting for a dead letter: rewind and resume when it is time.
+    /// Partitions waiting for a dead letter: when it is time, write it again;
+    /// once the broker took it, move past it, rewind and resume.
     fn resume_blocked(&self, kc: &BaseConsumer<Ctx>, parts: &mut HashMap<i32, Part>) {
-        let topic = &self.settings.daemon.kafka.topic;
+        let k = &self.settings.daemon.kafka;
         for (&p, part) in parts.iter_mut() {
-            if part.blocked_until.is_some_and(|t| t <= WallInstant::now()) {
-                part.blocked_until = None;
-                let mut tpl = TopicPartitionList::new();
-                tpl.add_partition(topic, p);
-                if let Err(e) = kc.seek(topic, p, Offset::Offset(part.next), Duration::from_secs(5))
-                {
-                    tracing::warn!(error = %e, partition = p, "cannot rewind the partition");
+            if part.blocked_until.is_none_or(|t| t > WallInstant::now()) {
+                continue;
+            }
+            if let Some((offset, dl)) = &part.pending {
+                let offset = *offset;
+                if let Err(e) = dl.send(&self.producer, &k.dead_letter_topic) {
+                    part.attempts += 1;
+                    DeadLetterFailed {
+                        partition: p,
+                        offset,
+                        error: &e,
+                        first: false,
+                    }
+                    .emit(&self.shared.metrics);
+                    part.blocked_until = Some(WallInstant::now() + part.backoff);
+                    part.backoff = (part.backoff * 2).min(Duration::from_secs(5));
+                    continue;
                 }
-                if let Err(e) = kc.resume(&tpl) {
-                    tracing::warn!(error = %e, "cannot resume the partition");
+                DeadLetterWritten {
+                    partition: p,
+                    offset,
+                    attempts: part.attempts + 1,
                 }
+                .emit(&self.shared.metrics);
+                part.pending = None;
+                part.attempts = 0;
+                part.backoff = Duration::from_millis(100);
+                part.next = offset + 1;
+                self.applied
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(p, part.next);
+            }
+            part.blocked_until = None;
+            let mut tpl = TopicPartitionList::new();
+            tpl.add_partition(&k.topic, p);
+            if let Err(e) = kc.seek(
+                &k.topic,
+                p,
+                Offset::Offset(part.next),
+                Duration::from_secs(5),
+            ) {
+                tracing::warn!(error = %e, partition = p, "cannot rewind the partition");
+            }
+            if let Err(e) = kc.resume(&tpl) {
+                tracing::warn!(error = %e, "cannot resume the partition");
             }
         }
+        let blocked = parts.values().filter(|p| p.pending.is_some()).count();
+        PartitionsBlocked(blocked).emit(&self.shared.metrics);
+        self.shared
+            .api
+            .blocked
+            .store(blocked, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Moves the engine's transitions to the notifier and the outputs (or drops

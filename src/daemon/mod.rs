@@ -61,6 +61,7 @@ impl Shared {
                 snapshot: Mutex::new(Snapshot::default()),
                 metrics: metrics.clone(),
                 ready: AtomicBool::new(false),
+                blocked: Default::default(),
                 notifier: Mutex::new(None),
                 api_token: d.api_token.clone(),
                 silences_file: d.state_dir.join("silences.json"),

@@ -7,7 +7,7 @@ use crate::api::{History, HistoryEntry, Partitions};
 use crate::engine::directory::Directory;
 use crate::engine::{AlertKind, Engine, Outcome, Transition};
 use crate::event::Event;
-use crate::source::kafka::RebalanceEvent;
+use crate::source::kafka::{DeadLetter, RebalanceEvent};
 use crate::state::Watermarks;
 use crate::time::Instant;
 use std::collections::HashMap;
@@ -27,6 +27,12 @@ pub(super) struct Part {
     pub next: i64,
     /// Waiting for a dead-letter write to be retried.
     pub blocked_until: Option<WallInstant>,
+    /// The dead letter that could not be written, with its offset: retried as
+    /// it is (the message is not read, decoded or counted again), and the
+    /// partition moves past it only once the broker took it.
+    pub pending: Option<(i64, DeadLetter)>,
+    /// Failed attempts at `pending`.
+    pub attempts: u32,
     /// The next dead-letter retry delay.
     pub backoff: Duration,
     /// The last applied events of each record, for the API (bounded per record).
@@ -43,6 +49,8 @@ impl Part {
             silent_until,
             next: 0,
             blocked_until: None,
+            pending: None,
+            attempts: 0,
             backoff: Duration::from_millis(100),
             history: HashMap::new(),
             caught_up: false,

@@ -199,3 +199,61 @@ impl OutboxDepth {
         m.outbox_depth.set(self.0 as i64);
     }
 }
+
+/// A dead-letter write the broker did not acknowledge; the partition waits and
+/// the same dead letter is retried with backoff.
+pub struct DeadLetterFailed<'a> {
+    /// The source partition.
+    pub partition: i32,
+    /// The rejected message's offset.
+    pub offset: i64,
+    /// Why.
+    pub error: &'a dyn std::fmt::Display,
+    /// The first failure of this message (logged at ERROR; the retries at DEBUG,
+    /// one incident, one error line).
+    pub first: bool,
+}
+
+impl DeadLetterFailed<'_> {
+    /// Logs and counts.
+    pub fn emit(&self, m: &Metrics) {
+        m.dead_letter_failures.inc();
+        if self.first {
+            tracing::error!(partition = self.partition, offset = self.offset, error = %self.error, "dead-letter write failed; the partition waits and it is retried");
+        } else {
+            tracing::debug!(partition = self.partition, offset = self.offset, error = %self.error, "dead-letter write failed again");
+        }
+    }
+}
+
+/// A dead letter written after failed attempts: the partition moves on.
+pub struct DeadLetterWritten {
+    /// The source partition.
+    pub partition: i32,
+    /// The rejected message's offset.
+    pub offset: i64,
+    /// Attempts it took.
+    pub attempts: u32,
+}
+
+impl DeadLetterWritten {
+    /// Logs.
+    pub fn emit(&self, _: &Metrics) {
+        tracing::warn!(
+            partition = self.partition,
+            offset = self.offset,
+            attempts = self.attempts,
+            "dead-letter write succeeded; the partition moves on"
+        );
+    }
+}
+
+/// Partitions stopped at a dead letter not yet written.
+pub struct PartitionsBlocked(pub usize);
+
+impl PartitionsBlocked {
+    /// Sets the gauge.
+    pub fn emit(&self, m: &Metrics) {
+        m.partitions_blocked.set(self.0 as i64);
+    }
+}

@@ -260,10 +260,12 @@ mod tests {
         assert_eq!(
             names,
             [
+                "overdued_dead_letter_failures_total",
                 "overdued_event_apply_seconds",
                 "overdued_notification_send_seconds",
                 "overdued_notifications_total",
-                "overdued_outbox_depth"
+                "overdued_outbox_depth",
+                "overdued_partitions_blocked"
             ]
         );
         assert_eq!(m.notifications(NotificationResult::Sent), 0);

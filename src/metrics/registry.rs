@@ -21,6 +21,10 @@ pub struct Metrics {
     pub(super) send_seconds: Histogram,
     /// `overdued_outbox_depth`: e-mails waiting to be sent.
     pub(super) outbox_depth: IntGauge,
+    /// `overdued_dead_letter_failures_total`: failed dead-letter writes.
+    pub(super) dead_letter_failures: prometheus::IntCounter,
+    /// `overdued_partitions_blocked`: partitions waiting for a dead-letter write.
+    pub(super) partitions_blocked: IntGauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -47,6 +51,10 @@ impl Metrics {
         let _ = m.registry.register(Box::new(m.notifications.clone()));
         let _ = m.registry.register(Box::new(m.send_seconds.clone()));
         let _ = m.registry.register(Box::new(m.outbox_depth.clone()));
+        let _ = m
+            .registry
+            .register(Box::new(m.dead_letter_failures.clone()));
+        let _ = m.registry.register(Box::new(m.partitions_blocked.clone()));
         m
     }
 
@@ -92,8 +100,20 @@ impl Metrics {
         .expect("static histogram options");
         let outbox_depth = IntGauge::new("overdued_outbox_depth", "E-mails waiting in the outbox")
             .expect("static metric options");
+        let dead_letter_failures = prometheus::IntCounter::new(
+            "overdued_dead_letter_failures_total",
+            "Dead-letter writes the broker did not acknowledge (each retried).",
+        )
+        .expect("static metric options");
+        let partitions_blocked = IntGauge::new(
+            "overdued_partitions_blocked",
+            "Partitions stopped at a message whose dead letter could not be written yet.",
+        )
+        .expect("static metric options");
         Metrics {
             registry: Registry::new(),
+            dead_letter_failures,
+            partitions_blocked,
             apply_seconds,
             reloads,
             notifications,
@@ -138,6 +158,11 @@ impl Metrics {
     /// The current value of `overdued_outbox_depth`.
     pub fn outbox_depth(&self) -> i64 {
         self.outbox_depth.get()
+    }
+
+    /// The current value of `overdued_dead_letter_failures_total`.
+    pub fn dead_letter_failures(&self) -> u64 {
+        self.dead_letter_failures.get()
     }
 
     /// The current value of `overdued_config_reloads_total{result}`.

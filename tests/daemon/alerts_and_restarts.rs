@@ -186,6 +186,19 @@ fn daemon_alerts_dead_letters_metrics_and_restart() {
     // Before the daemon starts: a record, a malformed message, an unknown type,
     // and a record received by a unit missing from the directory.
     let t0 = now();
+    // over the producer's default message.max.bytes (1,000,000): the dead
+    // letter is a cut copy, and the record's next event (same key, same
+    // partition) is applied after it
+    let big = format!(
+        r#"{{"event_id":"big","record_id":"A","pad":"{}"}}"#,
+        "x".repeat(1_100_000)
+    );
+    let big_producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .set("message.max.bytes", "2000000")
+        .create()
+        .unwrap();
+    produce(&big_producer, &topic, "A", &big);
     produce(&producer, &topic, "A", &received("A", "U1", t0, 6));
     produce(&producer, &topic, "B", "{not json");
     produce(
@@ -269,7 +282,7 @@ fn daemon_alerts_dead_letters_metrics_and_restart() {
     c.subscribe(&[&format!("{topic}.dlq")]).unwrap();
     let mut dead: HashMap<String, (Vec<u8>, HashMap<String, String>)> = HashMap::new();
     let t = Instant::now();
-    while dead.len() < 3 && t.elapsed() < Duration::from_secs(60) {
+    while dead.len() < 4 && t.elapsed() < Duration::from_secs(60) {
         if let Some(Ok(m)) = c.poll(Duration::from_millis(500)) {
             let mut h = HashMap::new();
             if let Some(hs) = m.headers() {
@@ -284,7 +297,12 @@ fn daemon_alerts_dead_letters_metrics_and_restart() {
             dead.insert(key, (m.payload().unwrap_or_default().to_vec(), h));
         }
     }
-    assert_eq!(dead.len(), 3, "dead letters: {dead:?}");
+    assert_eq!(dead.len(), 4, "dead letters: {:?}", dead.keys());
+    assert_eq!(dead["A"].1["reason"], "too_large");
+    assert_eq!(dead["A"].1["truncated"], "true");
+    assert_eq!(dead["A"].1["original_bytes"], big.len().to_string());
+    assert_eq!(dead["A"].0.len(), 64 * 1024);
+    assert!(big.as_bytes().starts_with(&dead["A"].0));
     assert_eq!(dead["WRONG"].1["reason"], "key_mismatch");
     assert!(
         dead["WRONG"].1["detail"].contains("not the record_id"),
@@ -328,6 +346,13 @@ fn daemon_alerts_dead_letters_metrics_and_restart() {
         metric(
             &body,
             r#"overdued_events_rejected_total{reason="key_mismatch"}"#
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(
+            &body,
+            r#"overdued_events_rejected_total{reason="too_large"}"#
         ),
         Some(1.0)
     );

@@ -3,7 +3,7 @@
 //! working dead-letter topic the message is dead-lettered and what follows it is
 //! applied. Needs the broker of `scripts/test.sh`.
 
-use crate::harness::{free_port, get, service, wait_for};
+use crate::harness::{free_port, get, metric, service, wait_for};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -130,8 +130,9 @@ fn refused_dead_letter_is_retried_and_not_committed_past() {
     let http = free_port();
     config(&dir, &brokers, &topic, "no such topic!", http);
     let mut d = start(&dir);
-    wait_for("/readyz", 90, || {
-        get(http, "/readyz").is_some_and(|r| r.0 == 200)
+    // not ready while a partition waits for its dead letter, and says why
+    wait_for("/readyz 503 naming the dead letter", 90, || {
+        get(http, "/readyz").is_some_and(|r| r.0 == 503 && r.1.contains("dead-letter"))
     });
     wait_for("G1 applied", 30, || received_total(http) == Some(1.0));
     std::thread::sleep(Duration::from_secs(5));
@@ -140,9 +141,25 @@ fn refused_dead_letter_is_retried_and_not_committed_past() {
         Some(1.0),
         "nothing after the refused dead letter is applied"
     );
+    let body = get(http, "/metrics").unwrap().1;
+    // counted once, however many times the write is retried
+    assert_eq!(
+        metric(
+            &body,
+            r#"overdued_events_rejected_total{reason="invalid_json"}"#
+        ),
+        1.0,
+        "{body}"
+    );
+    assert!(
+        metric(&body, "overdued_dead_letter_failures_total") >= 2.0,
+        "{body}"
+    );
+    assert_eq!(metric(&body, "overdued_partitions_blocked"), 1.0);
     assert!(term(&mut d), "graceful stop during the retries");
     let log = std::fs::read_to_string(dir.join("daemon.log")).unwrap();
-    assert!(log.contains("dead-letter write failed; retrying"), "{log}");
+    // one error line per incident, not one per retry
+    assert_eq!(log.matches("dead-letter write failed").count(), 1, "{log}");
     // committed: up to the malformed message, not past it
     let c: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", &brokers)
@@ -167,6 +184,8 @@ fn refused_dead_letter_is_retried_and_not_committed_past() {
         get(http, "/readyz").is_some_and(|r| r.0 == 200)
     });
     wait_for("G2 applied", 30, || received_total(http) == Some(2.0));
+    let body = get(http, "/metrics").unwrap().1;
+    assert_eq!(metric(&body, "overdued_partitions_blocked"), 0.0);
     let c: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", &brokers)
         .set("group.id", format!("{topic}.check"))

@@ -276,6 +276,65 @@ pub fn send_sync(
     Ok(())
 }
 
+/// A dead letter ready to be produced: the rejected message's key and value,
+/// with headers saying why and where it came from. A value (or key) longer than
+/// [`crate::event::MAX_EVENT_BYTES`] — necessarily a `too_large` rejection — is
+/// cut to that size and flagged (`truncated: true`, `original_bytes: N`), so that
+/// the dead-letter topic can always take it, whatever its size limit; the whole
+/// message stays in the source topic at `source_partition` / `source_offset`.
+#[derive(Clone)]
+pub struct DeadLetter {
+    /// The message key (cut like the value).
+    pub key: Option<Vec<u8>>,
+    /// The message value (cut when too long).
+    pub payload: Vec<u8>,
+    /// Reason, detail, source and, when cut, `truncated` / `original_bytes`.
+    pub headers: OwnedHeaders,
+}
+
+impl DeadLetter {
+    /// Builds the dead letter of the message at `partition` / `offset` of `topic`.
+    pub fn new(
+        reason: &str,
+        detail: &str,
+        source: (&str, i32, i64),
+        key: Option<&[u8]>,
+        payload: &[u8],
+    ) -> DeadLetter {
+        let cap = crate::event::MAX_EVENT_BYTES;
+        let (topic, partition, offset) = source;
+        let mut headers = dead_letter_headers(reason, detail, topic, partition, offset);
+        let cut = payload.len() > cap || key.is_some_and(|k| k.len() > cap);
+        if cut {
+            headers = headers
+                .insert(Header {
+                    key: "truncated",
+                    value: Some("true"),
+                })
+                .insert(Header {
+                    key: "original_bytes",
+                    value: Some(&payload.len().to_string()),
+                });
+        }
+        DeadLetter {
+            key: key.map(|k| k[..k.len().min(cap)].to_vec()),
+            payload: payload[..payload.len().min(cap)].to_vec(),
+            headers,
+        }
+    }
+
+    /// Produces it and waits for the broker's acknowledgement.
+    pub fn send(&self, p: &BaseProducer<Deliveries>, topic: &str) -> Result<(), SendError> {
+        send_sync(
+            p,
+            topic,
+            self.key.as_deref(),
+            &self.payload,
+            Some(self.headers.clone()),
+        )
+    }
+}
+
 /// Dead-letter headers: reason, detail, and where the message came from.
 pub fn dead_letter_headers(
     reason: &str,
