@@ -7,6 +7,10 @@
 //! imports the daemon. Handlers read the engines through [`Partitions`] between
 //! consumer rounds (a lock held ≤ ~100 ms by the consumer).
 
+mod server;
+
+pub use server::{serve, Limits};
+
 use crate::alert::Notifier;
 use crate::config::common::Secret;
 use crate::engine::Engine;

@@ -121,3 +121,64 @@ fn the_bearer_scheme_is_case_insensitive_and_a_large_body_is_a_json_413() {
         "{v}"
     );
 }
+
+#[test]
+fn idle_and_excess_connections_are_closed_and_health_still_answers() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+    let s = state(&tmp("limits"));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let limits = Limits {
+            max_connections: 8,
+            header_timeout: std::time::Duration::from_millis(500),
+        };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(serve(listener, router(s), limits, async {
+            let _ = stopped.await;
+        }));
+        // closed = the peer ends the stream (0 bytes) or resets it
+        async fn closed_within(c: &mut TcpStream, ms: u64) -> bool {
+            let mut buf = [0u8; 64];
+            matches!(
+                tokio::time::timeout(std::time::Duration::from_millis(ms), c.read(&mut buf)).await,
+                Ok(Ok(0)) | Ok(Err(_))
+            )
+        }
+        // eight idle clients take every slot
+        let mut idle = Vec::new();
+        for _ in 0..8 {
+            idle.push(TcpStream::connect(addr).await.unwrap());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        // a ninth is closed at once
+        let mut extra = TcpStream::connect(addr).await.unwrap();
+        assert!(
+            closed_within(&mut extra, 300).await,
+            "over the limit, still open"
+        );
+        // the idle ones are closed after the header timeout
+        for c in idle.iter_mut() {
+            assert!(
+                closed_within(c, 2000).await,
+                "an idle connection stayed open"
+            );
+        }
+        // and the server answers again
+        let mut c = TcpStream::connect(addr).await.unwrap();
+        c.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut body = String::new();
+        c.read_to_string(&mut body).await.unwrap();
+        assert!(body.starts_with("HTTP/1.1 200"), "{body}");
+        assert!(body.ends_with("ok\n"), "{body}");
+        let _ = stop.send(());
+    });
+}

@@ -509,6 +509,13 @@ impl<'s> Consumer<'s> {
             .unwrap_or_else(|p| p.into_inner())
             .as_ref()
             .and_then(|n| serde_json::to_value(&n.state).ok());
+        if self.mail.as_ref().is_some_and(Mail::holds_unstored) {
+            // an e-mail decided but not stored: saving the notifier's state now
+            // would lose it at a crash
+            tracing::debug!("e-mails wait to be stored; state not saved, nothing committed");
+            self.marks.notifier = None;
+            return Ok(false);
+        }
         self.marks.alerts_file = self
             .alerts_file
             .as_ref()

@@ -24,6 +24,9 @@ pub enum Error {
         #[source]
         source: KafkaError,
     },
+    /// The source topic deletes events (retention or compaction).
+    #[error(transparent)]
+    Retention(#[from] crate::source::kafka::retention::RetentionError),
     /// A state file could not be read, moved aside or written.
     #[error(transparent)]
     State(#[from] crate::state::StateError),

@@ -6,7 +6,7 @@
 use super::error::Error;
 use super::{now_wall, Settings, Shared};
 use crate::alert::{Notifier, State};
-use crate::metrics::events::{AlertsSilenced, EmailFailed};
+use crate::metrics::events::{AlertsSilenced, EmailFailed, EmailNotStored};
 use crate::notify::outbox::Outbox;
 use crate::notify::render::{render, Context};
 use crate::notify::smtp::{Sender, SenderHandle};
@@ -20,6 +20,10 @@ pub(super) struct Mail {
     pub sender: SenderHandle,
     /// Stored in the outbox, to submit once the decision is saved.
     to_submit: Vec<String>,
+    /// Decided but not yet stored (the outbox refused the write: a full disk,
+    /// no file descriptors): retried every round; until they are stored the
+    /// state is not saved, so a crash decides them again instead of losing them.
+    unstored: Vec<crate::notify::Email>,
     /// `state.muted` already counted.
     muted_counted: u64,
 }
@@ -89,6 +93,7 @@ impl Mail {
                 outbox,
                 sender,
                 to_submit: Vec::new(),
+                unstored: Vec::new(),
                 muted_counted: muted,
             },
             n,
@@ -110,22 +115,16 @@ impl Mail {
             directory: &s.engine.directory,
             settings: &s.email.delivery,
         };
+        // what an earlier round could not store goes first, in order
+        for email in std::mem::take(&mut self.unstored) {
+            self.store(email, marks, shared);
+        }
         for o in n.advance(now, &s.engine.calendar, &s.engine.directory) {
             match render(&ctx, &o) {
-                Ok(email) => match self.outbox.put(&email) {
-                    Ok(_) => {
-                        tracing::info!(id = %email.id, to = ?email.to, items = o.items.len(), "e-mail decided");
-                        marks.outbox.insert(email.id.clone());
-                        self.to_submit.push(email.id);
-                    }
-                    // the decision is lost with this e-mail: counted and logged loudly
-                    Err(e) => EmailFailed {
-                        what: &email.id,
-                        reason: &e,
-                        stage: "cannot store it in the outbox",
-                    }
-                    .emit(&shared.metrics),
-                },
+                Ok(email) => {
+                    tracing::info!(id = %email.id, to = ?email.to, items = o.items.len(), "e-mail decided");
+                    self.store(email, marks, shared);
+                }
                 Err(e) => EmailFailed {
                     what: &o.recipient,
                     reason: &e,
@@ -142,6 +141,34 @@ impl Mail {
             .emit(&shared.metrics);
             self.muted_counted = muted;
         }
+    }
+
+    /// Puts a decided e-mail in the outbox, or keeps it to retry.
+    fn store(&mut self, email: crate::notify::Email, marks: &mut Watermarks, shared: &Shared) {
+        if !self.unstored.is_empty() {
+            // keep the order: one refused, the later ones wait behind it
+            self.unstored.push(email);
+            return;
+        }
+        match self.outbox.put(&email) {
+            Ok(_) => {
+                marks.outbox.insert(email.id.clone());
+                self.to_submit.push(email.id);
+            }
+            Err(e) => {
+                EmailNotStored {
+                    id: &email.id,
+                    error: &e,
+                }
+                .emit(&shared.metrics);
+                self.unstored.push(email);
+            }
+        }
+    }
+
+    /// Whether decided e-mails wait to be stored: the state must not be saved.
+    pub fn holds_unstored(&self) -> bool {
+        !self.unstored.is_empty()
     }
 
     /// Whether decided e-mails wait for the next save.

@@ -94,6 +94,7 @@ pub fn run(settings: Settings, reload: Reload) -> Result<(), Error> {
         .enable_all()
         .build()
         .ctx("cannot start the HTTP runtime")?;
+    rt.block_on(crate::source::kafka::retention::check(&d.kafka))?;
     let listener = rt
         .block_on(tokio::net::TcpListener::bind(d.http_listen))
         .ctx(format!("cannot listen on {}", d.http_listen))?;
@@ -101,13 +102,12 @@ pub fn run(settings: Settings, reload: Reload) -> Result<(), Error> {
     let app = crate::api::router(shared.api.clone());
     let sh = shared.clone();
     rt.spawn(async move {
-        let _ = axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                while !sh.shutdown.load(Ordering::Relaxed) {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            })
-            .await;
+        let stop = async move {
+            while !sh.shutdown.load(Ordering::Relaxed) {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        };
+        crate::api::serve(listener, app, crate::api::Limits::default(), stop).await;
     });
     let sh = shared.clone();
     rt.spawn(async move {

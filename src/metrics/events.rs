@@ -257,3 +257,22 @@ impl PartitionsBlocked {
         m.partitions_blocked.set(self.0 as i64);
     }
 }
+
+/// A decided e-mail the outbox could not store: kept in memory and retried
+/// every round; the state is not saved meanwhile, so it is never lost.
+pub struct EmailNotStored<'a> {
+    /// The e-mail id.
+    pub id: &'a str,
+    /// Why.
+    pub error: &'a dyn std::fmt::Display,
+}
+
+impl EmailNotStored<'_> {
+    /// Logs and counts (as a retry).
+    pub fn emit(&self, m: &Metrics) {
+        m.notifications
+            .with_label_values(&[NotificationResult::Retry.as_str()])
+            .inc();
+        tracing::error!(id = %self.id, error = %self.error, "cannot store an e-mail in the outbox; kept and retried, the state is not saved until it is stored");
+    }
+}

@@ -12,6 +12,7 @@
 //!   outage with a `kill -9` inside it, exactly-once delivery;
 //! * [`observability`] — an independent client's events, `promtool`, a real
 //!   Prometheus scraping the daemon;
+//! * [`retention`] — a source topic that deletes events is refused at start-up;
 //! * [`partition_handover`] — two daemons in one group: partitions move, no
 //!   alert is written twice.
 
@@ -25,3 +26,4 @@ mod dead_letters;
 mod email;
 mod observability;
 mod partition_handover;
+mod retention;

@@ -14,6 +14,7 @@
 //! * `fetch.queue.backoff.ms` defaults to 10 ms instead of librdkafka's 1 s (a
 //!   backlog is consumed about four times faster; see BENCHMARKS.md).
 
+pub mod retention;
 pub mod settings;
 
 use rdkafka::config::ClientConfig;

@@ -19,6 +19,8 @@ pub struct KafkaConfig {
     pub dead_letter_topic: String,
     /// librdkafka properties passed through (values may be secrets).
     pub properties: Vec<(String, Secret)>,
+    /// Start even when the topic's retention or compaction deletes events.
+    pub allow_finite_retention: bool,
 }
 
 /// `[kafka]` as written.
@@ -31,6 +33,8 @@ pub struct RawKafka {
     dead_letter_topic: Option<Spanned<String>>,
     #[serde(default)]
     properties: toml::Table,
+    #[serde(default)]
+    allow_finite_retention: bool,
 }
 
 /// Validates `[kafka]` (defaults when absent); secret values are resolved
@@ -72,5 +76,6 @@ pub fn validate(src: &Src<'_>, base: &Path, k: &RawKafka) -> Result<KafkaConfig,
             "records.events.dlq",
         )?,
         properties,
+        allow_finite_retention: k.allow_finite_retention,
     })
 }
