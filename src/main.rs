@@ -138,6 +138,11 @@ enum Cmd {
         #[arg(long)]
         config: PathBuf,
     },
+    /// The e-mail outbox of a state folder: list it, or send failed e-mails again.
+    Outbox {
+        #[command(subcommand)]
+        action: OutboxAction,
+    },
     /// Sends the e-mail outbox of a state folder and exits when it is empty
     /// (operations: drain a stopped daemon's outbox; the crash-safety tests kill
     /// it with SIGKILL mid-way).
@@ -163,6 +168,28 @@ enum Cmd {
         /// Retry delay cap, milliseconds.
         #[arg(long, default_value_t = 2000)]
         backoff_max_ms: u64,
+    },
+}
+
+#[derive(Subcommand)]
+enum OutboxAction {
+    /// Lists pending, requeued and failed e-mails (with the server's reason).
+    List {
+        /// The state folder (`[state] dir`).
+        #[arg(long)]
+        state: PathBuf,
+    },
+    /// Queues failed e-mails to be sent again (the daemon takes them within a
+    /// second, or at its next start).
+    Retry {
+        /// The state folder (`[state] dir`).
+        #[arg(long)]
+        state: PathBuf,
+        /// Every failed e-mail.
+        #[arg(long)]
+        failed: bool,
+        /// E-mail ids (as `outbox list` shows them).
+        ids: Vec<String>,
     },
 }
 
@@ -236,6 +263,10 @@ fn run(cli: Cli) -> Result<(), Error> {
             seed,
         }),
         Cmd::CheckConfig { config } => cli::check_config::run(&config),
+        Cmd::Outbox { action } => match action {
+            OutboxAction::List { state } => cli::outbox::list(&state),
+            OutboxAction::Retry { state, failed, ids } => cli::outbox::retry(&state, &ids, failed),
+        },
         Cmd::OutboxSend {
             state,
             smtp,

@@ -10,6 +10,7 @@ pub mod check_config;
 pub mod demo;
 pub mod error;
 pub mod gen;
+pub mod outbox;
 pub mod outbox_send;
 pub mod replay;
 pub mod run;

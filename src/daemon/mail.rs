@@ -47,14 +47,24 @@ impl Mail {
         tracing::info!(report = ?report, "outbox opened");
         // an outbox entry the saved state does not list was decided by a run
         // that crashed before saving: it will be decided again, not sent twice
+        // e-mails an operator requeued (`overdued outbox retry`) are decisions
+        // to keep
+        let requeued = outbox.take_requeued().map_err(|source| Error::Mail {
+            what: "taking requeued e-mails",
+            source,
+        })?;
+        marks.outbox.extend(requeued);
         let orphans = outbox
-            .remove_orphans(&marks.outbox.iter().cloned().collect())
+            .set_aside_orphans(&marks.outbox.iter().cloned().collect())
             .map_err(|source| Error::Mail {
                 what: "cleaning the e-mail outbox",
                 source,
             })?;
         if orphans > 0 {
-            tracing::info!(orphans, "outbox entries of an unsaved decision removed");
+            tracing::warn!(
+                orphans,
+                "outbox entries of an unsaved decision moved to outbox/orphans"
+            );
         }
         // ids no longer in the outbox were sent (or failed) before the crash
         marks.outbox.retain(|id| outbox.contains(id));
@@ -115,6 +125,17 @@ impl Mail {
             directory: &s.engine.directory,
             settings: &s.email.delivery,
         };
+        // e-mails an operator requeued while running: sent like new decisions
+        match self.outbox.take_requeued() {
+            Ok(ids) => {
+                for id in ids {
+                    tracing::info!(id = %id, "requeued e-mail taken back");
+                    marks.outbox.insert(id.clone());
+                    self.to_submit.push(id);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot take requeued e-mails; will retry"),
+        }
         // what an earlier round could not store goes first, in order
         for email in std::mem::take(&mut self.unstored) {
             self.store(email, marks, shared);

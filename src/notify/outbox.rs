@@ -597,21 +597,82 @@ impl Outbox {
         Ok(())
     }
 
-    /// Deletes the pending e-mails whose id is not in `keep` (the caller's
-    /// durable state decides, at start-up); returns how many.
-    pub fn remove_orphans(&self, keep: &HashSet<String>) -> Result<usize, NotifyError> {
+    /// Moves the pending e-mails whose id is not in `keep` (the caller's
+    /// durable state decides, at start-up) to `outbox/orphans/`, each logged at
+    /// WARN: never deleted, an operator may want them. Returns how many.
+    pub fn set_aside_orphans(&self, keep: &HashSet<String>) -> Result<usize, NotifyError> {
+        let orphans = self.inner.dir.join("orphans");
         let mut n = 0;
         for id in self.pending()? {
-            if !keep.contains(&id) {
-                remove_if_exists(&self.path(&id, ENV))?;
-                remove_if_exists(&self.path(&id, MSG))?;
-                n += 1;
+            if keep.contains(&id) {
+                continue;
             }
+            fs::create_dir_all(&orphans).map_err(io(format!("creating {}", orphans.display())))?;
+            rename_if_exists(&self.path(&id, MSG), &orphans.join(format!("{id}.{MSG}")))?;
+            rename_if_exists(&self.path(&id, ENV), &orphans.join(format!("{id}.{ENV}")))?;
+            tracing::warn!(id = %id, kept_in = %orphans.display(), "an outbox e-mail no saved decision lists (a crash before the save): moved aside, it will be decided again");
+            n += 1;
         }
         if n > 0 {
+            sync_dir(&orphans)?;
             sync_dir(&self.inner.dir)?;
         }
         Ok(n)
+    }
+
+    /// Operator side: queues a failed e-mail to be sent again, by moving its
+    /// files from `failed/` to `requeue/`; the daemon (running or at its next
+    /// start) takes it from there ([`Outbox::take_requeued`]). Returns whether
+    /// `id` was a failed e-mail.
+    pub fn requeue_failed(&self, id: &str) -> Result<bool, NotifyError> {
+        check_id(id)?;
+        let failed = &self.inner.failed_dir;
+        let requeue = self.inner.dir.join("requeue");
+        if !failed.join(format!("{id}.{MSG}")).exists() {
+            return Ok(false);
+        }
+        fs::create_dir_all(&requeue).map_err(io(format!("creating {}", requeue.display())))?;
+        // message first, envelope last: `take_requeued` takes complete pairs
+        rename_if_exists(
+            &failed.join(format!("{id}.{MSG}")),
+            &requeue.join(format!("{id}.{MSG}")),
+        )?;
+        rename_if_exists(
+            &failed.join(format!("{id}.{ENV}")),
+            &requeue.join(format!("{id}.{ENV}")),
+        )?;
+        remove_if_exists(&failed.join(format!("{id}.{REASON}")))?;
+        sync_dir(&requeue)?;
+        sync_dir(failed)?;
+        Ok(true)
+    }
+
+    /// Daemon side: moves the requeued e-mails (complete pairs) back into the
+    /// outbox and returns their ids, for the caller to record in its state and
+    /// submit.
+    pub fn take_requeued(&self) -> Result<Vec<String>, NotifyError> {
+        let requeue = self.inner.dir.join("requeue");
+        let envs: HashSet<String> = ids_with(&requeue, ENV)?.into_iter().collect();
+        let mut out = Vec::new();
+        for id in ids_with(&requeue, MSG)? {
+            if !envs.contains(&id) {
+                continue; // the operator's move is not finished
+            }
+            // message first, envelope last, as `put` does
+            rename_if_exists(&requeue.join(format!("{id}.{MSG}")), &self.path(&id, MSG))?;
+            rename_if_exists(&requeue.join(format!("{id}.{ENV}")), &self.path(&id, ENV))?;
+            out.push(id);
+        }
+        if !out.is_empty() {
+            sync_dir(&self.inner.dir)?;
+            sync_dir(&requeue)?;
+        }
+        Ok(out)
+    }
+
+    /// Ids waiting in `requeue/` (operator tools).
+    pub fn requeued(&self) -> Result<Vec<String>, NotifyError> {
+        ids_with(&self.inner.dir.join("requeue"), MSG)
     }
 
     /// Ids in `failed/`, sorted.
@@ -729,9 +790,37 @@ mod tests {
         assert!(o.failure_reason("b1").unwrap().unwrap().contains("550"));
         assert!(!o.put(&email("b1")).unwrap());
         let keep: HashSet<String> = ["b3".to_string()].into();
-        assert_eq!(o.remove_orphans(&keep).unwrap(), 1);
+        assert_eq!(o.set_aside_orphans(&keep).unwrap(), 1);
         assert_eq!(o.pending().unwrap(), vec!["b3"]);
         assert_eq!(o.depth().unwrap(), 1);
+        // set aside, not deleted
+        assert!(d.join("outbox/orphans/b2.eml").exists());
+        assert!(d.join("outbox/orphans/b2.env").exists());
+    }
+
+    #[test]
+    fn a_failed_email_requeued_by_an_operator_goes_back_to_the_outbox() {
+        let d = tmp("requeue");
+        let (o, _) = Outbox::open(&d).unwrap();
+        for id in ["c1", "c2"] {
+            o.put(&email(id)).unwrap();
+            o.move_to_failed(id, "550 mailbox full").unwrap();
+        }
+        assert!(o.requeue_failed("c1").unwrap());
+        assert!(!o.requeue_failed("nope").unwrap());
+        assert_eq!(o.failed().unwrap(), vec!["c2"]);
+        assert_eq!(o.requeued().unwrap(), vec!["c1"]);
+        // the orphan sweep of a start does not touch it
+        assert_eq!(o.set_aside_orphans(&HashSet::new()).unwrap(), 0);
+        assert_eq!(o.take_requeued().unwrap(), vec!["c1"]);
+        assert_eq!(o.pending().unwrap(), vec!["c1"]);
+        assert!(o.get("c1").unwrap().is_some());
+        assert!(o.requeued().unwrap().is_empty());
+        assert!(!o.is_failed("c1"));
+        // it survives a reopen as a pending e-mail
+        drop(o);
+        let (o, _) = Outbox::open(&d).unwrap();
+        assert_eq!(o.pending().unwrap(), vec!["c1"]);
     }
 
     /// Fills the log with `n` sent e-mails `s000..`, returns its size.
