@@ -410,6 +410,28 @@ fn enumerated<T>(
     }
 }
 
+/// What is wrong with a message that is not one JSON object, for the dead
+/// letter's `detail` (built only on this failure path).
+fn json_detail(line: &[u8], e: &serde_json::Error) -> String {
+    if line.starts_with(b"\xEF\xBB\xBF") {
+        return "starts with a UTF-8 byte-order mark (U+FEFF): send the JSON object without it"
+            .into();
+    }
+    if let Err(u) = std::str::from_utf8(line) {
+        return format!("not valid UTF-8 (byte {})", u.valid_up_to());
+    }
+    let what = e.to_string();
+    if what.contains("recursion limit") {
+        return format!("nested too deeply ({what})");
+    }
+    match e.classify() {
+        serde_json::error::Category::Data => {
+            format!("not a JSON object ({what})")
+        }
+        _ => format!("JSON syntax error: {what}"),
+    }
+}
+
 /// Decodes and validates one message. `line` excludes the line terminator.
 pub fn decode(line: &[u8]) -> Result<Event<'_>, Rejection> {
     if line.len() > MAX_EVENT_BYTES {
@@ -417,7 +439,12 @@ pub fn decode(line: &[u8]) -> Result<Event<'_>, Rejection> {
     }
     let raw: Raw<'_> = match serde_json::from_slice(line) {
         Ok(r) => r,
-        Err(_) => return reject(RejectReason::InvalidJson, "not a JSON object"),
+        Err(e) => {
+            return Err(Rejection::new(
+                RejectReason::InvalidJson,
+                json_detail(line, &e),
+            ))
+        }
     };
     let event_id = required(
         string(raw.event_id, "event_id", MAX_EVENT_ID_CHARS)?,
@@ -628,6 +655,54 @@ mod tests {
         assert_eq!(reason(&ok_id), None);
         let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
         assert_eq!(reason(&deep), Some(InvalidJson));
+        assert!(
+            detail(&deep).starts_with("not a JSON object"),
+            "{}",
+            detail(&deep)
+        );
+        // nesting inside a field is skipped without recursion: no stack risk,
+        // and the field is then judged like any other of the wrong type
+        let deep_inside = format!(
+            r#"{{"event_id":{}{}}}"#,
+            "[".repeat(10_000),
+            "]".repeat(10_000)
+        );
+        assert_eq!(reason(&deep_inside), Some(InvalidField));
+    }
+
+    fn detail(line: &str) -> String {
+        decode(line.as_bytes())
+            .err()
+            .map(|r| r.detail.to_string())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn invalid_json_details_say_what_is_wrong() {
+        let ok =
+            r#"{"event_id":"e","record_id":"R","type":"advanced","at":"2024-01-01T00:00:00Z"}"#;
+        let bom = format!("\u{feff}{ok}");
+        assert!(detail(&bom).contains("byte-order mark"), "{}", detail(&bom));
+        let mut bad = ok.as_bytes().to_vec();
+        bad[15] = 0xff; // inside the event_id string
+        let r = decode(&bad).unwrap_err();
+        assert_eq!(r.reason, RejectReason::InvalidJson);
+        assert_eq!(r.detail, "not valid UTF-8 (byte 15)");
+        assert!(
+            detail("{nope").starts_with("JSON syntax error"),
+            "{}",
+            detail("{nope")
+        );
+        assert!(
+            detail("[1,2]").starts_with("not a JSON object"),
+            "{}",
+            detail("[1,2]")
+        );
+        // an unknown field is ignored without being read: its bytes are not
+        // checked (documented), the event is accepted
+        let mut unknown = br#"{"x":"ab","event_id":"e","record_id":"R","type":"advanced","at":"2024-01-01T00:00:00Z"}"#.to_vec();
+        unknown[6] = 0xff;
+        assert!(decode(&unknown).is_ok());
     }
 
     #[test]
