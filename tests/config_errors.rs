@@ -473,3 +473,48 @@ fn warning_when_calendar_misses_current_year() {
     assert_eq!(lines.len(), 1, "stderr: {stderr}");
     let _ = fs::remove_dir_all(&dir);
 }
+
+/// A secret the command does not use (the API token, for `check-config` and
+/// `replay`) may be unset: a warning naming file, line and field. `run` uses it:
+/// an error.
+#[test]
+fn an_unset_secret_is_a_warning_where_unused_and_an_error_for_run() {
+    let dir = fixtures().join("config-errors/http-api-token-env-unset");
+    let cfg = dir.join("overdued.toml");
+    let out = overdued()
+        .args(["check-config", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "check-config: {stderr}");
+    assert!(
+        stderr.contains("field `http.api_token`") && stderr.contains("OVERDUED_SURELY_UNSET_TOKEN"),
+        "{stderr}"
+    );
+    let out = overdued()
+        .args(["replay", "--config"])
+        .arg(&cfg)
+        .arg("-")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "replay: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = overdued()
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains(
+            "field `http.api_token`: environment variable OVERDUED_SURELY_UNSET_TOKEN is not set"
+        ),
+        "{stderr}"
+    );
+}

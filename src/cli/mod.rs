@@ -24,9 +24,10 @@ use std::fs::File;
 use std::io::BufWriter;
 use std::path::Path;
 
-/// Loads a configuration and logs its warnings.
+/// Loads a configuration for a command that connects nowhere (secrets that
+/// cannot be resolved are warnings) and logs its warnings.
 pub fn load(path: &Path) -> Result<Config, Error> {
-    let cfg = Config::load(path)?;
+    let cfg = Config::load_offline(path)?;
     for w in &cfg.warnings {
         tracing::warn!("{w}");
     }

@@ -7,7 +7,11 @@ use std::path::Path;
 
 /// Runs the daemon until SIGTERM/SIGINT.
 pub fn run(config: &Path) -> Result<(), Error> {
-    let cfg = super::load(config)?;
+    // the daemon uses its secrets: every one must resolve
+    let cfg = Config::load(config)?;
+    for w in &cfg.warnings {
+        tracing::warn!("{w}");
+    }
     let path = cfg.path.clone();
     let reload: overdued::daemon::Reload = Box::new(move || {
         let c = Config::load(&path)?;

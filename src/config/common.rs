@@ -99,6 +99,53 @@ pub struct Src<'a> {
     pub path: &'a Path,
     /// Its text.
     pub text: &'a str,
+    /// Whether a secret that cannot be resolved (an unset `env:`, a missing
+    /// `file:`) is only a warning: for the commands that connect nowhere
+    /// (replay, check-config), which do not use secrets.
+    pub secrets_optional: bool,
+    /// Warnings gathered while validating (the loader reports them).
+    pub notes: std::cell::RefCell<Vec<String>>,
+}
+
+impl<'a> Src<'a> {
+    /// A source whose secrets must resolve.
+    pub fn new(path: &'a Path, text: &'a str) -> Src<'a> {
+        Src {
+            path,
+            text,
+            secrets_optional: false,
+            notes: Default::default(),
+        }
+    }
+
+    /// Resolves the secret `value` of `field` (at `span`, when known). When it
+    /// cannot be resolved: an error naming file, line and field, or — with
+    /// [`Src::secrets_optional`] — `None` and a warning.
+    pub fn secret(
+        &self,
+        value: &str,
+        base: &Path,
+        span: Option<std::ops::Range<usize>>,
+        field: &str,
+    ) -> Result<Option<Secret>, ConfigError> {
+        match resolve_secret(value, base) {
+            Ok(s) => Ok(Some(s)),
+            Err(e) if self.secrets_optional => {
+                let line = span.map_or(String::new(), |s| format!(":{}", self.line(s.start)));
+                self.notes.borrow_mut().push(format!(
+                    "{}{line}: field `{field}`: {e} (not needed by this command)",
+                    self.path.display()
+                ));
+                Ok(None)
+            }
+            Err(e) => Err(ConfigError {
+                file: self.path.to_path_buf(),
+                line: span.map(|s| self.line(s.start)),
+                field: Some(field.to_string()),
+                message: e.to_string(),
+            }),
+        }
+    }
 }
 
 impl Src<'_> {

@@ -115,10 +115,23 @@ impl RawEmail {
 }
 
 impl Config {
-    /// Loads and validates `path` and every file it names.
+    /// Loads and validates `path` and every file it names; every secret must
+    /// resolve (`overdued run`).
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        Config::load_with(path, false)
+    }
+
+    /// The same, for the commands that connect nowhere (replay, gen,
+    /// check-config): a secret that cannot be resolved is a warning and left
+    /// out, not an error.
+    pub fn load_offline(path: &Path) -> Result<Config, ConfigError> {
+        Config::load_with(path, true)
+    }
+
+    fn load_with(path: &Path, secrets_optional: bool) -> Result<Config, ConfigError> {
         let text = read(path)?;
-        let src = Src { path, text: &text };
+        let mut src = Src::new(path, &text);
+        src.secrets_optional = secrets_optional;
         let raw: RawConfig = src.parse()?;
         let base = path.parent().unwrap_or(Path::new("."));
         let mut warnings = Vec::new();
@@ -183,6 +196,7 @@ impl Config {
                 }
             }
         };
+        warnings.extend(src.notes.take());
         Ok(Config {
             path: path.to_path_buf(),
             engine: crate::engine::Settings {

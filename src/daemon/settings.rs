@@ -1,7 +1,7 @@
 //! The daemon's own settings: `[http]`, `[state]`, `[alerts]`, and the Kafka
 //! source's `[kafka]` (owned by [`crate::source::kafka::settings`]), validated.
 
-use crate::config::common::{non_empty, resolve_secret, ConfigError, Secret, Src};
+use crate::config::common::{non_empty, ConfigError, Secret, Src};
 use crate::source::kafka::settings::{self as kafka_settings, KafkaConfig, RawKafka};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -115,18 +115,16 @@ pub fn validate(
     };
     let api_token = match &http.api_token {
         None => None,
-        Some(t) => {
-            let v = resolve_secret(t.get_ref(), base)
-                .or_else(|m| src.err(t.span(), "http.api_token", m.to_string()))?;
-            if v.expose().len() < 16 {
+        Some(t) => match src.secret(t.get_ref(), base, Some(t.span()), "http.api_token")? {
+            Some(v) if v.expose().len() < 16 => {
                 return src.err(
                     t.span(),
                     "http.api_token",
                     "must be at least 16 characters (use env:NAME or file:PATH)",
                 );
             }
-            Some(v)
-        }
+            v => v,
+        },
     };
     Ok(DaemonConfig {
         kafka,

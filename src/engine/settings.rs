@@ -247,10 +247,7 @@ pub fn calendar(
                 field: Some(format!("calendar.files[{k}]")),
                 message: format!("cannot read {}: {e}", fpath.display()),
             })?;
-            let fsrc = Src {
-                path: &fpath,
-                text: &ftext,
-            };
+            let fsrc = Src::new(&fpath, &ftext);
             let file: RawCalendarFile = fsrc.parse()?;
             for (list, name, makeup) in [
                 (&file.holidays, "holidays", false),

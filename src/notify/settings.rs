@@ -3,7 +3,7 @@
 //! validation. Errors name the file, the line and the field.
 
 use super::render::Templates;
-use crate::config::common::{resolve_secret, valid_email, ConfigError, Secret, Src};
+use crate::config::common::{valid_email, ConfigError, Secret, Src};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use toml::Spanned;
@@ -281,10 +281,7 @@ pub fn validate(
         c.smtp.username = Some(u.get_ref().clone());
     }
     if let Some(p) = &e.password {
-        c.smtp.password = Some(
-            resolve_secret(p.get_ref(), base)
-                .or_else(|m| src.err(p.span(), "email.password", m.to_string()))?,
-        );
+        c.smtp.password = src.secret(p.get_ref(), base, Some(p.span()), "email.password")?;
     }
     if let Some(f) = &e.tls_ca_file {
         // Read and parsed now: a missing or garbled CA file is a configuration

@@ -1,7 +1,7 @@
 //! The Kafka source's settings (`[kafka]`): brokers, topics, group and the
 //! librdkafka properties passed through (values may be secrets), validated.
 
-use crate::config::common::{non_empty, resolve_secret, ConfigError, Secret, Src};
+use crate::config::common::{non_empty, ConfigError, Secret, Src};
 use serde::Deserialize;
 use std::path::Path;
 use toml::Spanned;
@@ -57,13 +57,9 @@ pub fn validate(src: &Src<'_>, base: &Path, k: &RawKafka) -> Result<KafkaConfig,
                 })
             }
         };
-        let secret = resolve_secret(&value, base).map_err(|m| ConfigError {
-            file: src.path.to_path_buf(),
-            line: None,
-            field: Some(field.clone()),
-            message: m.to_string(),
-        })?;
-        properties.push((key.clone(), secret));
+        if let Some(secret) = src.secret(&value, base, None, &field)? {
+            properties.push((key.clone(), secret));
+        }
     }
     Ok(KafkaConfig {
         brokers: non_empty(src, &k.brokers, "kafka.brokers", "127.0.0.1:9092")?,
