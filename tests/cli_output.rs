@@ -87,3 +87,38 @@ fn outbox_retry_requeues_failed_emails_for_the_daemon() {
     assert_eq!(o.pending().unwrap(), vec!["e1", "e2", "e3"]);
     let _ = std::fs::remove_dir_all(&state);
 }
+
+/// `--log-json` lines are JSON objects whose fields are plain values, not Rust
+/// debug text.
+#[test]
+fn json_logs_carry_plain_values() {
+    let state = std::env::temp_dir().join(format!("overdued-cli-json-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&state);
+    let out = Command::new(env!("CARGO_BIN_EXE_overdued"))
+        .args([
+            "--log-json",
+            "--log-level",
+            "info",
+            "outbox-send",
+            "--state",
+        ])
+        .arg(&state)
+        .args(["--smtp", "smtp://127.0.0.1:9?tls=none"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    let mut opened = None;
+    for line in err.lines().filter(|l| !l.trim().is_empty()) {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(!line.contains("OpenReport"), "debug text in {line}");
+        if v["fields"]["message"] == "outbox opened" {
+            opened = Some(v);
+        }
+    }
+    let v = opened.unwrap_or_else(|| panic!("no 'outbox opened' line: {err}"));
+    assert_eq!(v["fields"]["pending"], 0, "{v}");
+    assert_eq!(v["fields"]["torn_log_line"], false, "{v}");
+    let _ = std::fs::remove_dir_all(&state);
+}

@@ -249,7 +249,7 @@ async fn add_silence(
         return error(StatusCode::INTERNAL_SERVER_ERROR, "cannot save the silence");
     }
     n.state.silences = list;
-    tracing::info!(id = %sil.id, window = %sil.window(), unit = ?sil.unit, sector = ?sil.sector, kind = ?sil.kind, record = ?sil.record, "silence added");
+    tracing::info!(id = %sil.id, window = %sil.window(), unit = sil.unit.as_deref().unwrap_or(""), sector = sil.sector.as_deref().unwrap_or(""), kind = sil.kind.as_deref().unwrap_or(""), record = sil.record.as_deref().unwrap_or(""), "silence added");
     (StatusCode::CREATED, Json(silence_json(&sil, "api", now)))
 }
 

@@ -43,7 +43,7 @@ pub fn run(args: Args) -> Result<(), Error> {
         backoff_max_ms,
     } = args;
     let (outbox, report) = Outbox::open(&state)?;
-    tracing::info!(?report, "outbox opened");
+    report.log();
     let cfg = SmtpConfig {
         url: smtp,
         rate_per_domain_per_minute: rate,

@@ -44,7 +44,7 @@ impl Mail {
             what: "opening the e-mail outbox",
             source,
         })?;
-        tracing::info!(report = ?report, "outbox opened");
+        report.log();
         // an outbox entry the saved state does not list was decided by a run
         // that crashed before saving: it will be decided again, not sent twice
         // e-mails an operator requeued (`overdued outbox retry`) are decisions
@@ -143,7 +143,7 @@ impl Mail {
         for o in n.advance(now, &s.engine.calendar, &s.engine.directory) {
             match render(&ctx, &o) {
                 Ok(email) => {
-                    tracing::info!(id = %email.id, to = ?email.to, items = o.items.len(), "e-mail decided");
+                    tracing::info!(id = %email.id, to = %email.to.join(", "), items = o.items.len(), "e-mail decided");
                     self.store(email, marks, shared);
                 }
                 Err(e) => EmailFailed {

@@ -40,7 +40,7 @@ pub(super) fn reload(
     };
     let (delivery, delivery_restart) = settings.email.delivery.changes(&new.email.delivery);
     if !delivery_restart.is_empty() {
-        tracing::warn!(changed = ?delivery_restart, "the SMTP settings changed: they take effect at the next restart");
+        tracing::warn!(changed = %delivery_restart.join(", "), "the SMTP settings changed: they take effect at the next restart");
     }
     if new.daemon != settings.daemon {
         tracing::warn!(

@@ -85,8 +85,14 @@ impl ConfigReloaded<'_> {
         m.reloads
             .with_label_values(&[ReloadResult::Ok.as_str()])
             .inc();
+        let changed: Vec<String> = self
+            .changes
+            .iter()
+            .filter(|(_, c)| !c.is_empty())
+            .map(|(stage, c)| format!("{stage}: {}", c.join(", ")))
+            .collect();
         tracing::info!(
-            changed = ?self.changes,
+            changed = %changed.join("; "),
             units = self.units,
             procedures = self.procedures,
             "configuration reloaded"

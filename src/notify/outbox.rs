@@ -99,6 +99,24 @@ pub struct OpenReport {
     pub log_rotation_error: Option<String>,
 }
 
+impl OpenReport {
+    /// Logs what opening found, one field per number (readable as JSON logs).
+    pub fn log(&self) {
+        tracing::info!(
+            pending = self.pending,
+            already_sent = self.already_sent,
+            incomplete = self.incomplete,
+            failed_completed = self.failed_completed,
+            torn_log_line = self.torn_log_line,
+            bad_log_lines = self.bad_log_lines,
+            log_rotated = self.log_rotated,
+            log_lines_kept = self.log_lines_kept,
+            log_rotation_error = self.log_rotation_error.as_deref().unwrap_or(""),
+            "outbox opened"
+        );
+    }
+}
+
 /// The outbox of one state folder (a cheap, shareable handle).
 #[derive(Debug, Clone)]
 pub struct Outbox {

@@ -709,14 +709,14 @@ impl Worker {
                 continue;
             }
             if let Err(t) = self.limiter.try_take(&doms, now) {
-                tracing::debug!(id = %id, domains = ?doms, "waiting for the per-domain rate limit");
+                tracing::debug!(id = %id, domains = %doms.join(", "), "waiting for the per-domain rate limit");
                 held_domains.extend(doms);
                 wake = earliest(wake, t);
                 continue;
             }
             match self.attempt(&email) {
                 Outcome::Sent(resp) => {
-                    tracing::info!(id = %id, to = ?email.to, response = %resp, "e-mail accepted by the SMTP server");
+                    tracing::info!(id = %id, to = %email.to.join(", "), response = %resp, "e-mail accepted by the SMTP server");
                     self.server_failures = 0;
                     self.server_blocked_until = None;
                     self.queue.remove(&id);
@@ -732,7 +732,7 @@ impl Worker {
                     self.server_failures = 0;
                     EmailRetry.emit(&self.metrics);
                     let t = self.defer(&id);
-                    tracing::warn!(id = %id, to = ?email.to, reason = %reason, retry_in = ?t.saturating_duration_since(Instant::now()), "e-mail deferred by the SMTP server; trying the next ones");
+                    tracing::warn!(id = %id, to = %email.to.join(", "), reason = %reason, retry_in_ms = t.saturating_duration_since(Instant::now()).as_millis() as u64, "e-mail deferred by the SMTP server; trying the next ones");
                     wake = earliest(wake, t);
                 }
                 Outcome::Rejected(reason) => {
@@ -759,7 +759,7 @@ impl Worker {
                     let delay = self.backoff(self.server_failures);
                     let t = Instant::now() + delay;
                     self.server_blocked_until = Some(t);
-                    tracing::warn!(id = %id, reason = %reason, failures = self.server_failures, retry_in = ?delay, "SMTP server unusable; the queue waits");
+                    tracing::warn!(id = %id, reason = %reason, failures = self.server_failures, retry_in_ms = delay.as_millis() as u64, "SMTP server unusable; the queue waits");
                     return Some(t);
                 }
             }

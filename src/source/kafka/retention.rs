@@ -61,7 +61,7 @@ pub async fn check(k: &KafkaConfig) -> Result<(), RetentionError> {
     let entries = match res.as_ref().map(|v| v.first()) {
         Ok(Some(Ok(r))) => &r.entries,
         Ok(Some(Err(e))) => {
-            tracing::warn!(topic = %k.topic, error = ?e, "cannot read the topic's retention settings; make sure it keeps every event (README)");
+            tracing::warn!(topic = %k.topic, error = %e, "cannot read the topic's retention settings; make sure it keeps every event (README)");
             return Ok(());
         }
         Ok(None) => return Ok(()),
