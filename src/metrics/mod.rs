@@ -14,6 +14,8 @@
 //! HELP texts are stable API.
 
 pub mod events;
+#[cfg(target_os = "linux")]
+mod process;
 mod registry;
 
 pub use registry::Metrics;
@@ -271,6 +273,29 @@ mod tests {
         assert_eq!(m.notifications(NotificationResult::Sent), 0);
         assert_eq!(m.notifications(NotificationResult::Silenced), 1);
         let text = m.encode();
+        // CPU time in fractions of a second, not whole seconds
+        let t = std::time::Instant::now();
+        let mut x = 0u64;
+        while t.elapsed() < std::time::Duration::from_millis(300) {
+            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+        }
+        let after = m.encode();
+        let cpu: f64 = after
+            .lines()
+            .find_map(|l| l.strip_prefix("process_cpu_seconds_total "))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no process_cpu_seconds_total: {after}"));
+        assert!(
+            cpu >= 0.2,
+            "process_cpu_seconds_total {cpu} after 0.3 s of work"
+        );
+        for name in [
+            "process_resident_memory_bytes",
+            "process_open_fds",
+            "process_start_time_seconds",
+        ] {
+            assert!(after.contains(&format!("\n{name} ")), "no {name}: {after}");
+        }
         for r in NotificationResult::ALL {
             assert!(
                 text.contains(&format!(

@@ -40,9 +40,9 @@ impl Metrics {
         let m = Metrics::unregistered();
         #[cfg(target_os = "linux")]
         {
-            let _ = m.registry.register(Box::new(
-                prometheus::process_collector::ProcessCollector::for_self(),
-            ));
+            let _ = m
+                .registry
+                .register(Box::new(super::process::ProcessMetrics::new()));
         }
         // The options are static and the registry is new: registering cannot
         // clash; an error here would only drop a family from the exposition.
