@@ -238,11 +238,28 @@ impl Src<'_> {
 
 /// Reads a file; an error names it.
 pub fn read(path: &Path) -> Result<String, ConfigError> {
-    std::fs::read_to_string(path).map_err(|e| ConfigError {
+    let bytes = std::fs::read(path).map_err(|e| ConfigError {
         file: path.to_path_buf(),
         line: None,
         field: None,
         message: format!("cannot read: {e}"),
+    })?;
+    String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        let before = &e.as_bytes()[..at];
+        let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+        let column = at
+            - before
+                .iter()
+                .rposition(|&b| b == b'\n')
+                .map_or(0, |i| i + 1)
+            + 1;
+        ConfigError {
+            file: path.to_path_buf(),
+            line: Some(line),
+            field: None,
+            message: format!("not valid UTF-8 (column {column}; save the file as UTF-8)"),
+        }
     })
 }
 
@@ -364,6 +381,20 @@ mod tests {
         assert_eq!(parse_duration("-1h"), None);
         assert_eq!(parse_duration(""), None);
         assert_eq!(parse_duration("1ế"), None);
+    }
+
+    #[test]
+    fn a_file_that_is_not_utf8_is_named_with_its_line() {
+        let p = std::env::temp_dir().join(format!("overdued-latin1-{}.csv", std::process::id()));
+        std::fs::write(&p, b"code,name\nU1,ok\nU2,H\xe0 N\xf4i\n").unwrap();
+        let e = read(&p).unwrap_err();
+        assert_eq!(e.line, Some(3));
+        assert!(
+            e.to_string()
+                .ends_with(":3: not valid UTF-8 (column 5; save the file as UTF-8)"),
+            "{e}"
+        );
+        std::fs::remove_file(&p).unwrap();
     }
 
     #[test]
