@@ -295,6 +295,8 @@ impl<'s> Consumer<'s> {
                 Some(r)
             }
             Ok(ev) => {
+                let latest = part.last_event.map_or(ev.at, |(at, _)| at.max(ev.at));
+                part.last_event = Some((latest, now_wall()));
                 let outcome = part.engine.apply(&ev);
                 if keep > 0 && !matches!(outcome, Outcome::Rejected(_)) {
                     part.remember(&ev, offset, &outcome, keep);
@@ -568,6 +570,9 @@ impl<'s> Consumer<'s> {
             snap.add_engine(&part.engine);
             if let Some(&h) = high.get(&p) {
                 snap.lag.insert(p, (h - part.next).max(0));
+            }
+            if let Some(last) = part.last_event {
+                snap.last_event.insert(p, last);
             }
         }
         *self

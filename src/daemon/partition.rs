@@ -39,6 +39,9 @@ pub(super) struct Part {
     pub history: History,
     /// Rebuilt up to its resume point and live.
     pub caught_up: bool,
+    /// The latest event time consumed, and the wall instant it was consumed
+    /// (what shows a silent source: docs/spec.md §5).
+    pub last_event: Option<(Instant, Instant)>,
 }
 
 impl Part {
@@ -54,6 +57,7 @@ impl Part {
             backoff: Duration::from_millis(100),
             history: HashMap::new(),
             caught_up: false,
+            last_event: None,
         }
     }
 

@@ -47,6 +47,9 @@ pub struct Snapshot {
     pub alerts: [u64; 4],
     /// Consumer lag per partition (messages).
     pub lag: BTreeMap<i32, i64>,
+    /// Per partition: the latest event time consumed and the wall instant it
+    /// was consumed (microseconds since the epoch).
+    pub last_event: BTreeMap<i32, (i64, i64)>,
 }
 
 impl Snapshot {
@@ -241,6 +244,33 @@ pub fn render(s: &Snapshot) -> String {
     );
     for (p, v) in &s.lag {
         let _ = writeln!(out, "overdued_consumer_lag{{partition=\"{p}\"}} {v}");
+    }
+    let secs = |t: i64| t as f64 / crate::time::SECOND as f64;
+    family(
+        &mut out,
+        "overdued_last_event_timestamp_seconds",
+        "gauge",
+        "Event time (at) of the latest event consumed, by partition.",
+    );
+    for (p, (at, _)) in &s.last_event {
+        let _ = writeln!(
+            out,
+            "overdued_last_event_timestamp_seconds{{partition=\"{p}\"}} {:.3}",
+            secs(*at)
+        );
+    }
+    family(
+        &mut out,
+        "overdued_last_event_received_seconds",
+        "gauge",
+        "Wall-clock time the latest event was consumed, by partition.",
+    );
+    for (p, (_, wall)) in &s.last_event {
+        let _ = writeln!(
+            out,
+            "overdued_last_event_received_seconds{{partition=\"{p}\"}} {:.3}",
+            secs(*wall)
+        );
     }
     out
 }

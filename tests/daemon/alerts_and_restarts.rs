@@ -356,6 +356,30 @@ fn daemon_alerts_dead_letters_metrics_and_restart() {
         ),
         Some(1.0)
     );
+    // how fresh the source is, per partition: the latest event time consumed
+    // (E's, at t1) and when it was consumed (just now)
+    let series = |name: &str| -> Vec<f64> {
+        body.lines()
+            .filter(|l| l.starts_with(&format!("{name}{{partition=")))
+            .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
+            .collect()
+    };
+    let received_at = series("overdued_last_event_received_seconds");
+    let now_s = now().timestamp_millis() as f64 / 1000.0;
+    assert!(!received_at.is_empty(), "{body}");
+    assert!(
+        received_at
+            .iter()
+            .all(|&r| r <= now_s + 1.0 && r > now_s - 300.0),
+        "{received_at:?} vs now {now_s}"
+    );
+    let latest = series("overdued_last_event_timestamp_seconds")
+        .into_iter()
+        .fold(f64::MIN, f64::max);
+    assert!(
+        (latest - t1.timestamp_millis() as f64 / 1000.0).abs() < 0.01,
+        "latest event time {latest}, E was at {t1}"
+    );
     assert_eq!(
         metric(&body, r#"overdued_alerts_total{kind="unrouted"}"#),
         Some(1.0)
