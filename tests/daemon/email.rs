@@ -647,3 +647,65 @@ digest_at = ""
             .any(|m| m.rcpt_tos == vec!["hp@example.vn".to_string()])
     });
 }
+
+/// An e-mail the outbox cannot store (here the outbox folder is replaced by a
+/// file, which stops even root) is kept and stored again every round; once the
+/// outbox is back it is sent, exactly once.
+#[test]
+fn an_email_the_outbox_cannot_store_is_kept_and_sent_once_it_can() {
+    let Some(brokers) = service("OVERDUED_TEST_KAFKA") else {
+        return;
+    };
+    let Some(py) = python() else {
+        return;
+    };
+    let suffix = format!(
+        "{}-{}",
+        std::process::id(),
+        chrono::Utc::now().timestamp_millis()
+    );
+    let topic = format!("records.unstored.{suffix}");
+    let dir = std::env::temp_dir().join(format!("overdued-unstored-{suffix}"));
+    let (http, smtp) = (free_port(), free_port());
+    let cfg = setup(&dir, &brokers, &topic, http, smtp);
+    create_topic(&brokers, &topic);
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .create()
+        .unwrap();
+    let sink_dir = dir.join("smtp");
+    let _sink = SmtpSink::start(&py, smtp, &sink_dir, &[]);
+    let log = dir.join("daemon.log");
+    let mut d = Daemon::start(&cfg, &log);
+    wait_for("/readyz", 90, || {
+        get(http, "/readyz").is_some_and(|r| r.0 == 200)
+    });
+    let outbox = dir.join("state/outbox");
+    std::fs::remove_dir_all(&outbox).unwrap();
+    std::fs::write(&outbox, b"not a folder").unwrap();
+    // hangs 7.2 s after receipt; its e-mail is decided 2 s later
+    receive(&producer, &topic, "S", 1, "U1");
+    wait_for("the store failure logged", 40, || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("cannot store an e-mail in the outbox")
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(received(&sink_dir).is_empty(), "sent before it was stored");
+    let body = get(http, "/metrics").unwrap().1;
+    assert!(
+        metric(&body, r#"overdued_notifications_total{result="retry"}"#) >= 1.0,
+        "{body}"
+    );
+    assert_eq!(
+        metric(&body, r#"overdued_notifications_total{result="failed"}"#),
+        0.0
+    );
+    std::fs::remove_file(&outbox).unwrap();
+    std::fs::create_dir_all(outbox.join("failed")).unwrap();
+    wait_for("the kept e-mail sent", 40, || told(&sink_dir, "S00") == 1);
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(told(&sink_dir, "S00"), 1, "sent more than once");
+    d.kill9();
+    let _ = std::fs::remove_dir_all(&dir);
+}
