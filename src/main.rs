@@ -34,29 +34,7 @@ enum Cmd {
         config: PathBuf,
     },
     /// Replays NDJSON event files through the engine with a simulated clock.
-    Replay {
-        /// The configuration file.
-        #[arg(long)]
-        config: PathBuf,
-        /// Advance the clock to this instant (RFC 3339) after the last event.
-        #[arg(long)]
-        until: Option<String>,
-        /// Write alert transitions (NDJSON) here.
-        #[arg(long)]
-        alerts: Option<PathBuf>,
-        /// Write the report (JSON) here.
-        #[arg(long)]
-        report: Option<PathBuf>,
-        /// Write rejected lines (NDJSON) here.
-        #[arg(long = "dead-letter")]
-        dead_letter: Option<PathBuf>,
-        /// Write the e-mails the daemon would send, as `.eml` files, to this folder.
-        #[arg(long)]
-        emails: Option<PathBuf>,
-        /// Event files, in order; `-` reads stdin.
-        #[arg(required = true)]
-        events: Vec<String>,
-    },
+    Replay(cli::replay::Args),
     /// Writes a synthetic, province-like year of events (NDJSON).
     Gen {
         /// The configuration (units, procedures, calendar); default: the embedded sample.
@@ -100,38 +78,7 @@ enum Cmd {
         seed: u64,
     },
     /// End to end: a broker's backlog through the daemon (see BENCHMARKS.md).
-    BenchKafka {
-        /// Bootstrap servers of the broker to use (a fresh topic is created).
-        #[arg(long)]
-        brokers: String,
-        /// The broker's pid, to report its CPU time.
-        #[arg(long)]
-        broker_pid: Option<u32>,
-        /// Partitions of the events topic.
-        #[arg(long, default_value_t = 12)]
-        partitions: i32,
-        /// Backlog events produced before the daemon starts.
-        #[arg(long, default_value_t = 1_000_000)]
-        events: u64,
-        /// Records whose deadlines fall in the same wall-clock second.
-        #[arg(long, default_value_t = 100_000)]
-        timers: u64,
-        /// Spread of those deadlines within the second, in ms (0: one instant).
-        #[arg(long, default_value_t = 1000)]
-        spread_ms: u64,
-        /// Open records for timing the metrics pass (0: skip).
-        #[arg(long, default_value_t = 1_000_000)]
-        gauge_open: u64,
-        /// Extra librdkafka property for the daemon, KEY=VALUE (repeatable).
-        #[arg(long = "property")]
-        properties: Vec<String>,
-        /// Working folder (configuration, state, alerts, daemon log); emptied first.
-        #[arg(long, default_value = "target/bench-kafka")]
-        dir: PathBuf,
-        /// Random seed.
-        #[arg(long, default_value_t = 7)]
-        seed: u64,
-    },
+    BenchKafka(cli::bench_kafka::Args),
     /// Validates the configuration and its data files.
     CheckConfig {
         /// The configuration file.
@@ -146,29 +93,7 @@ enum Cmd {
     /// Sends the e-mail outbox of a state folder and exits when it is empty
     /// (operations: drain a stopped daemon's outbox; the crash-safety tests kill
     /// it with SIGKILL mid-way).
-    OutboxSend {
-        /// The state folder (`outbox/`, `notifications.log`).
-        #[arg(long)]
-        state: PathBuf,
-        /// SMTP URL (smtp://host:port[?tls=none|required], smtps://host:port).
-        #[arg(long)]
-        smtp: String,
-        /// First put this many generated test e-mails into the outbox.
-        #[arg(long, default_value_t = 0)]
-        fill: u32,
-        /// Recipient of the generated e-mails.
-        #[arg(long, default_value = "unit-head@so-noivu.example.vn")]
-        to: String,
-        /// Per-domain rate limit per minute (0 = none).
-        #[arg(long, default_value_t = 0)]
-        rate: u32,
-        /// First retry delay, milliseconds.
-        #[arg(long, default_value_t = 100)]
-        backoff_min_ms: u64,
-        /// Retry delay cap, milliseconds.
-        #[arg(long, default_value_t = 2000)]
-        backoff_max_ms: u64,
-    },
+    OutboxSend(cli::outbox_send::Args),
 }
 
 #[derive(Subcommand)]
@@ -213,23 +138,7 @@ fn init_logs(level: &str, json: bool) {
 fn run(cli: Cli) -> Result<(), Error> {
     match cli.cmd {
         Cmd::Run { config } => cli::run::run(&config),
-        Cmd::Replay {
-            config,
-            until,
-            alerts,
-            report,
-            dead_letter,
-            emails,
-            events,
-        } => cli::replay::run(cli::replay::Args {
-            config,
-            until,
-            alerts,
-            report,
-            dead_letter,
-            emails,
-            events,
-        }),
+        Cmd::Replay(args) => cli::replay::run(args),
         Cmd::Gen {
             config,
             records,
@@ -239,51 +148,13 @@ fn run(cli: Cli) -> Result<(), Error> {
         } => cli::gen::run(config, records, seed, year, out),
         Cmd::Demo { out, records, seed } => cli::demo::run(&out, records, seed),
         Cmd::Bench { open, events, seed } => cli::bench::command(open, events, seed),
-        Cmd::BenchKafka {
-            brokers,
-            broker_pid,
-            partitions,
-            events,
-            timers,
-            spread_ms,
-            gauge_open,
-            properties,
-            dir,
-            seed,
-        } => cli::bench_kafka::command(cli::bench_kafka::Args {
-            brokers,
-            broker_pid,
-            partitions,
-            events,
-            timers,
-            spread_ms,
-            gauge_open,
-            properties,
-            dir,
-            seed,
-        }),
+        Cmd::BenchKafka(args) => cli::bench_kafka::command(args),
         Cmd::CheckConfig { config } => cli::check_config::run(&config),
         Cmd::Outbox { action } => match action {
             OutboxAction::List { state } => cli::outbox::list(&state),
             OutboxAction::Retry { state, failed, ids } => cli::outbox::retry(&state, &ids, failed),
         },
-        Cmd::OutboxSend {
-            state,
-            smtp,
-            fill,
-            to,
-            rate,
-            backoff_min_ms,
-            backoff_max_ms,
-        } => cli::outbox_send::run(cli::outbox_send::Args {
-            state,
-            smtp,
-            fill,
-            to,
-            rate,
-            backoff_min_ms,
-            backoff_max_ms,
-        }),
+        Cmd::OutboxSend(args) => cli::outbox_send::run(args),
     }
 }
 

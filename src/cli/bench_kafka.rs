@@ -752,27 +752,38 @@ pub fn default_exe() -> PathBuf {
     std::env::current_exe().unwrap_or_else(|_| Path::new("overdued").to_path_buf())
 }
 
-/// The command's arguments (see `overdued bench-kafka --help`).
+/// The command's arguments.
+#[derive(clap::Args)]
 pub struct Args {
-    /// Bootstrap servers.
+    /// Bootstrap servers of the broker to use (a fresh topic is created).
+    #[arg(long)]
     pub brokers: String,
-    /// The broker's pid, for its CPU time.
+    /// The broker's pid, to report its CPU time.
+    #[arg(long)]
     pub broker_pid: Option<u32>,
     /// Partitions of the events topic.
+    #[arg(long, default_value_t = 12)]
     pub partitions: i32,
-    /// Backlog events.
+    /// Backlog events produced before the daemon starts.
+    #[arg(long, default_value_t = 1_000_000)]
     pub events: u64,
-    /// Records whose deadlines fall in one second.
+    /// Records whose deadlines fall in the same wall-clock second.
+    #[arg(long, default_value_t = 100_000)]
     pub timers: u64,
-    /// Their spread within the second, ms.
+    /// Spread of those deadlines within the second, in ms (0: one instant).
+    #[arg(long, default_value_t = 1000)]
     pub spread_ms: u64,
-    /// Open records for the metrics pass.
+    /// Open records for timing the metrics pass (0: skip).
+    #[arg(long, default_value_t = 1_000_000)]
     pub gauge_open: u64,
-    /// Extra librdkafka properties, KEY=VALUE.
+    /// Extra librdkafka property for the daemon, KEY=VALUE (repeatable).
+    #[arg(long = "property")]
     pub properties: Vec<String>,
-    /// Working folder.
+    /// Working folder (configuration, state, alerts, daemon log); emptied first.
+    #[arg(long, default_value = "target/bench-kafka")]
     pub dir: PathBuf,
     /// Random seed.
+    #[arg(long, default_value_t = 7)]
     pub seed: u64,
 }
 

@@ -12,20 +12,28 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 /// The command's arguments.
+#[derive(clap::Args)]
 pub struct Args {
     /// The state folder (`outbox/`, `notifications.log`).
+    #[arg(long)]
     pub state: PathBuf,
-    /// SMTP URL.
+    /// SMTP URL (smtp://host:port[?tls=none|required], smtps://host:port).
+    #[arg(long)]
     pub smtp: String,
-    /// Generated test e-mails put into the outbox first.
+    /// First put this many generated test e-mails into the outbox.
+    #[arg(long, default_value_t = 0)]
     pub fill: u32,
-    /// Their recipient.
+    /// Recipient of the generated e-mails.
+    #[arg(long, default_value = "unit-head@so-noivu.example.vn")]
     pub to: String,
     /// Per-domain rate limit per minute (0 = none).
+    #[arg(long, default_value_t = 0)]
     pub rate: u32,
     /// First retry delay, milliseconds.
+    #[arg(long, default_value_t = 100)]
     pub backoff_min_ms: u64,
     /// Retry delay cap, milliseconds.
+    #[arg(long, default_value_t = 2000)]
     pub backoff_max_ms: u64,
 }
 

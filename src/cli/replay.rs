@@ -8,20 +8,28 @@ use std::io::Write;
 use std::path::PathBuf;
 
 /// The command's arguments.
+#[derive(clap::Args)]
 pub struct Args {
     /// The configuration file.
+    #[arg(long)]
     pub config: PathBuf,
-    /// Advance the clock to this instant after the last event.
+    /// Advance the clock to this instant (RFC 3339) after the last event.
+    #[arg(long)]
     pub until: Option<String>,
-    /// Alert transitions (NDJSON).
+    /// Write alert transitions (NDJSON) here.
+    #[arg(long)]
     pub alerts: Option<PathBuf>,
-    /// The report (JSON).
+    /// Write the report (JSON) here.
+    #[arg(long)]
     pub report: Option<PathBuf>,
-    /// Rejected lines (NDJSON).
+    /// Write rejected lines (NDJSON) here.
+    #[arg(long = "dead-letter")]
     pub dead_letter: Option<PathBuf>,
-    /// A folder for `.eml` files.
+    /// Write the e-mails the daemon would send, as `.eml` files, to this folder.
+    #[arg(long)]
     pub emails: Option<PathBuf>,
     /// Event files, in order; `-` reads stdin.
+    #[arg(required = true)]
     pub events: Vec<String>,
 }
 

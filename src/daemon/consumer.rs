@@ -227,6 +227,23 @@ impl<'s> Consumer<'s> {
         r
     }
 
+    /// Records that everything of partition `p` before `next` is applied and
+    /// output (what a commit may cover).
+    fn mark_applied(&self, p: i32, next: i64) {
+        self.applied
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(p, next);
+    }
+
+    /// The offsets a commit may cover, per partition.
+    fn applied_offsets(&self) -> HashMap<i32, i64> {
+        self.applied
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     /// Applies the rebalances librdkafka reported inside the last poll.
     fn rebalances(
         &self,
@@ -248,10 +265,7 @@ impl<'s> Consumer<'s> {
 
     fn catch_up(&self, p: i32, part: &mut Part, n: Option<&mut Notifier>) {
         if part.catch_up(p, n, &self.settings.engine.directory) {
-            self.applied
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(p, part.next);
+            self.mark_applied(p, part.next);
         }
     }
 
@@ -351,10 +365,7 @@ impl<'s> Consumer<'s> {
         self.drain(&mut part.engine, p, muted, n);
         part.next = offset + 1;
         if !muted {
-            self.applied
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(p, part.next);
+            self.mark_applied(p, part.next);
         }
     }
 
@@ -391,10 +402,7 @@ impl<'s> Consumer<'s> {
                 part.attempts = 0;
                 part.backoff = Duration::from_millis(100);
                 part.next = offset + 1;
-                self.applied
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(p, part.next);
+                self.mark_applied(p, part.next);
             }
             part.blocked_until = None;
             let mut tpl = TopicPartitionList::new();
@@ -480,11 +488,7 @@ impl<'s> Consumer<'s> {
         }
         self.out.clear();
         let topic = &self.settings.daemon.kafka.topic;
-        let applied = self
-            .applied
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let applied = self.applied_offsets();
         let mut tpl = TopicPartitionList::new();
         for (&p, part) in parts.iter() {
             if part.caught_up {
@@ -596,11 +600,7 @@ impl<'s> Consumer<'s> {
             return Ok(());
         }
         let topic = &self.settings.daemon.kafka.topic;
-        let applied = self
-            .applied
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let applied = self.applied_offsets();
         let mut tpl = TopicPartitionList::new();
         for (&p, &o) in &applied {
             let _ = tpl.add_partition_offset(topic, p, Offset::Offset(o));

@@ -8,8 +8,7 @@
 
 use crate::harness::{free_port, get, service, wait_for};
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
+use rdkafka::admin::{NewTopic, TopicReplication};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
@@ -132,24 +131,14 @@ dir = "state"
 }
 
 fn create_topics(brokers: &str, topic: &str) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()
-        .unwrap();
     let dlq = format!("{topic}.dlq");
-    let topics = [
-        NewTopic::new(topic, 3, TopicReplication::Fixed(1)),
-        NewTopic::new(&dlq, 1, TopicReplication::Fixed(1)),
-    ];
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let res = rt
-        .block_on(admin.create_topics(&topics, &AdminOptions::new()))
-        .unwrap();
-    for r in res {
-        if let Err((t, e)) = r {
-            panic!("cannot create topic {t}: {e}");
-        }
-    }
+    crate::harness::create_topics(
+        brokers,
+        &[
+            NewTopic::new(topic, 3, TopicReplication::Fixed(1)),
+            NewTopic::new(&dlq, 1, TopicReplication::Fixed(1)),
+        ],
+    );
 }
 
 fn produce(p: &BaseProducer, topic: &str, key: &str, value: &str) {

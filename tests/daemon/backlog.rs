@@ -3,10 +3,9 @@
 //! message polled ahead at the end of a round, which was once dropped (one event
 //! per 1000 lost, its offset committed anyway).
 
-use crate::harness::{free_port, get, metric, service, wait_for};
+use crate::harness::{create_topics, free_port, get, metric, service, wait_for};
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
+use rdkafka::admin::{NewTopic, TopicReplication};
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use std::process::{Command, Stdio};
@@ -58,23 +57,13 @@ dir = "state"
         "code,name,sector,duration,duration_unit\nP1,Thủ tục,DD,300,working_days\n",
     )
     .unwrap();
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", &brokers)
-        .create()
-        .unwrap();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    for r in rt
-        .block_on(admin.create_topics(
-            &[
-                NewTopic::new(&topic, 3, TopicReplication::Fixed(1)),
-                NewTopic::new(&format!("{topic}.dlq"), 1, TopicReplication::Fixed(1)),
-            ],
-            &AdminOptions::new(),
-        ))
-        .unwrap()
-    {
-        r.unwrap();
-    }
+    create_topics(
+        &brokers,
+        &[
+            NewTopic::new(&topic, 3, TopicReplication::Fixed(1)),
+            NewTopic::new(&format!("{topic}.dlq"), 1, TopicReplication::Fixed(1)),
+        ],
+    );
     let producer: BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", &brokers)
         .set("queue.buffering.max.messages", "100000")

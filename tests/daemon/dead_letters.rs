@@ -3,10 +3,11 @@
 //! working dead-letter topic the message is dead-lettered and what follows it is
 //! applied. Needs the broker of `scripts/test.sh`.
 
-use crate::harness::{free_port, get, metric, service, wait_for};
+use crate::harness::{
+    create_topics, free_port, get, metric, service, wait_for, write_one_unit_directory,
+};
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
+use rdkafka::admin::{NewTopic, TopicReplication};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
@@ -79,34 +80,14 @@ fn refused_dead_letter_is_retried_and_not_committed_past() {
     let topic = format!("dlqtest.{suffix}");
     let dlq = format!("{topic}.dlq");
     let dir = std::env::temp_dir().join(format!("overdued-dlq-{suffix}"));
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(
-        dir.join("units.csv"),
-        "code,name,level,parent,emails,head_email\nU1,Một,district,,u1@example.vn,\n",
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("procedures.csv"),
-        "code,name,sector,duration,duration_unit\nP1,Thủ tục,DD,10,working_days\n",
-    )
-    .unwrap();
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", &brokers)
-        .create()
-        .unwrap();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    for r in rt
-        .block_on(admin.create_topics(
-            &[
-                NewTopic::new(&topic, 1, TopicReplication::Fixed(1)),
-                NewTopic::new(&dlq, 1, TopicReplication::Fixed(1)),
-            ],
-            &AdminOptions::new(),
-        ))
-        .unwrap()
-    {
-        r.unwrap();
-    }
+    write_one_unit_directory(&dir);
+    create_topics(
+        &brokers,
+        &[
+            NewTopic::new(&topic, 1, TopicReplication::Fixed(1)),
+            NewTopic::new(&dlq, 1, TopicReplication::Fixed(1)),
+        ],
+    );
     // one partition: a good record, a malformed message, another good record
     let p: BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", &brokers)

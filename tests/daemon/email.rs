@@ -11,8 +11,7 @@ use crate::harness::{free_port, get, metric, service, wait_for};
 use crate::smtp_harness::{python, received, SmtpSink};
 
 use chrono::Timelike;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
+use rdkafka::admin::{NewTopic, TopicReplication};
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use std::io::{Read, Write};
@@ -109,22 +108,14 @@ digest_at = ""
 }
 
 fn create_topic(brokers: &str, topic: &str) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()
-        .unwrap();
     let dlq = format!("{topic}.dlq");
-    let topics = [
-        NewTopic::new(topic, 2, TopicReplication::Fixed(1)),
-        NewTopic::new(&dlq, 1, TopicReplication::Fixed(1)),
-    ];
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    for r in rt
-        .block_on(admin.create_topics(&topics, &AdminOptions::new()))
-        .unwrap()
-    {
-        r.unwrap();
-    }
+    crate::harness::create_topics(
+        brokers,
+        &[
+            NewTopic::new(topic, 2, TopicReplication::Fixed(1)),
+            NewTopic::new(&dlq, 1, TopicReplication::Fixed(1)),
+        ],
+    );
 }
 
 fn receive(p: &BaseProducer, topic: &str, prefix: &str, n: usize, unit: &str) {

@@ -64,3 +64,37 @@ pub fn metric(body: &str, series: &str) -> f64 {
         .and_then(|l| l.rsplit(' ').next()?.parse().ok())
         .unwrap_or(-1.0)
 }
+
+/// Creates topics on the test broker; each must be new.
+pub fn create_topics(brokers: &str, topics: &[rdkafka::admin::NewTopic<'_>]) {
+    use rdkafka::admin::{AdminClient, AdminOptions};
+    use rdkafka::client::DefaultClientContext;
+    let admin: AdminClient<DefaultClientContext> = rdkafka::config::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    for r in rt
+        .block_on(admin.create_topics(topics, &AdminOptions::new()))
+        .unwrap()
+    {
+        if let Err((t, e)) = r {
+            panic!("cannot create topic {t}: {e}");
+        }
+    }
+}
+
+/// The smallest directory: unit U1 (district) and procedure P1 (10 working days).
+pub fn write_one_unit_directory(dir: &std::path::Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(
+        dir.join("units.csv"),
+        "code,name,level,parent,emails,head_email\nU1,Một,district,,u1@example.vn,\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("procedures.csv"),
+        "code,name,sector,duration,duration_unit\nP1,Thủ tục,DD,10,working_days\n",
+    )
+    .unwrap();
+}

@@ -3,10 +3,9 @@
 //! them, and neither writes an alert twice (A gets its partitions back without
 //! repeating what it fired). Needs the broker of `scripts/test.sh`.
 
-use crate::harness::{free_port, get, service, wait_for};
+use crate::harness::{create_topics, free_port, get, service, wait_for, write_one_unit_directory};
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
+use rdkafka::admin::{NewTopic, TopicReplication};
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use std::collections::HashSet;
@@ -33,18 +32,8 @@ struct D {
 
 impl D {
     fn start(dir: &Path, brokers: &str, topic: &str) -> D {
-        std::fs::create_dir_all(dir).unwrap();
+        write_one_unit_directory(dir);
         let http = free_port();
-        std::fs::write(
-            dir.join("units.csv"),
-            "code,name,level,parent,emails,head_email\nU1,Một,district,,u1@example.vn,\n",
-        )
-        .unwrap();
-        std::fs::write(
-            dir.join("procedures.csv"),
-            "code,name,sector,duration,duration_unit\nP1,Thủ tục,DD,10,working_days\n",
-        )
-        .unwrap();
         std::fs::write(
             dir.join("overdued.toml"),
             format!(
@@ -115,20 +104,10 @@ fn partitions_move_between_two_daemons() {
     );
     let topic = format!("rebalance.{suffix}");
     let base = std::env::temp_dir().join(format!("overdued-rebalance-{suffix}"));
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", &brokers)
-        .create()
-        .unwrap();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    for r in rt
-        .block_on(admin.create_topics(
-            &[NewTopic::new(&topic, 4, TopicReplication::Fixed(1))],
-            &AdminOptions::new(),
-        ))
-        .unwrap()
-    {
-        r.unwrap();
-    }
+    create_topics(
+        &brokers,
+        &[NewTopic::new(&topic, 4, TopicReplication::Fixed(1))],
+    );
     // 12 records over the 4 partitions, overdue two seconds after receipt
     let p: BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", &brokers)

@@ -1,25 +1,14 @@
 //! A source topic whose retention deletes events is refused at start-up, with a
 //! message that says what to set; `allow_finite_retention` accepts the risk.
 
-use crate::harness::{free_port, get, service, wait_for};
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::config::ClientConfig;
+use crate::harness::{create_topics, free_port, get, service, wait_for, write_one_unit_directory};
+use rdkafka::admin::{NewTopic, TopicReplication};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn write_config(dir: &Path, brokers: &str, topic: &str, http: u16, allow: bool) {
-    std::fs::write(
-        dir.join("units.csv"),
-        "code,name,level,parent,emails,head_email\nU1,Một,district,,u1@example.vn,\n",
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("procedures.csv"),
-        "code,name,sector,duration,duration_unit\nP1,Thủ tục,DD,10,working_days\n",
-    )
-    .unwrap();
+    write_one_unit_directory(dir);
     std::fs::write(
         dir.join("overdued.toml"),
         format!(
@@ -45,24 +34,12 @@ fn a_topic_that_deletes_events_is_refused_unless_allowed() {
     let topic = format!("retention.{suffix}");
     let dir = std::env::temp_dir().join(format!("overdued-retention-{suffix}"));
     std::fs::create_dir_all(&dir).unwrap();
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", &brokers)
-        .create()
-        .unwrap();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    for r in rt
-        .block_on(
-            admin.create_topics(
-                &[NewTopic::new(&topic, 1, TopicReplication::Fixed(1))
-                    .set("retention.ms", "86400000")
-                    .set("cleanup.policy", "delete")],
-                &AdminOptions::new(),
-            ),
-        )
-        .unwrap()
-    {
-        r.unwrap();
-    }
+    create_topics(
+        &brokers,
+        &[NewTopic::new(&topic, 1, TopicReplication::Fixed(1))
+            .set("retention.ms", "86400000")
+            .set("cleanup.policy", "delete")],
+    );
 
     // refused: exits at once, naming the setting and the way out
     let http = free_port();
