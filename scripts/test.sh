@@ -43,6 +43,8 @@ for _ in $(seq 1 50); do port_free "$kport" || break; sleep 0.2; done
 kill -0 "$tansu_pid" || { echo "tansu did not start"; cat "$root/target/tansu.log"; exit 1; }
 echo "== tansu broker on 127.0.0.1:$kport (pid $tansu_pid)"
 export OVERDUED_TEST_KAFKA="127.0.0.1:$kport"
+# the broker binary itself, for tests that need a broker of their own (to freeze it)
+export OVERDUED_TEST_TANSU="$tansu"
 export OVERDUED_TEST_PYTHON="$venv/bin/python"
 
 cargo fmt --check

@@ -175,6 +175,10 @@ pub struct Notifier {
     config_silences: Vec<Silence>,
     /// The persistent part.
     pub state: State,
+    /// `hanging` e-mails are held: the source is silent, so "no action
+    /// recorded" may only mean that no events arrive (not saved: the daemon
+    /// decides it again every round).
+    hanging_held: bool,
 }
 
 impl Notifier {
@@ -185,6 +189,7 @@ impl Notifier {
             settings,
             config_silences,
             state: State::default(),
+            hanging_held: false,
         }
     }
 
@@ -195,6 +200,7 @@ impl Notifier {
             settings,
             config_silences,
             state,
+            hanging_held: false,
         }
     }
 
@@ -477,6 +483,39 @@ impl Notifier {
         self.silences().any(|s| s.mutes(info, at))
     }
 
+    /// Whether `info` waits for the source to speak again.
+    fn held(&self, info: &AlertInfo) -> bool {
+        self.hanging_held && info.kind == AlertKind::Hanging
+    }
+
+    /// Holds or releases `hanging` e-mails (docs/spec.md §9.7). Held alerts stay
+    /// firing and untold (not in updates, not in digests); on release, every
+    /// group with something untold is flushed `group_wait` later, so that the
+    /// events that arrive meanwhile can resolve them first.
+    pub fn hold_hanging(&mut self, on: bool, now: Instant) {
+        if self.hanging_held == on {
+            return;
+        }
+        self.hanging_held = on;
+        if !on {
+            let keys: Vec<String> = self
+                .state
+                .groups
+                .iter()
+                .filter(|(_, g)| !g.unsent.is_empty())
+                .map(|(k, _)| k.clone())
+                .collect();
+            for k in keys {
+                self.schedule(&k, now);
+            }
+        }
+    }
+
+    /// Whether `hanging` e-mails are held.
+    pub fn hanging_held(&self) -> bool {
+        self.hanging_held
+    }
+
     /// Whether `info` is hidden by an `overdue` of the same record.
     fn inhibited(&self, info: &AlertInfo) -> bool {
         info.kind == AlertKind::DueSoon
@@ -599,6 +638,10 @@ impl Notifier {
             if self.inhibited(&f.info) {
                 continue;
             }
+            if self.held(&f.info) {
+                keep.insert(k);
+                continue;
+            }
             if self.silenced(&f.info, at) {
                 muted += 1;
                 keep.insert(k);
@@ -696,7 +739,7 @@ impl Notifier {
                 let Some(f) = self.state.alerts.get(k) else {
                     continue;
                 };
-                if self.inhibited(&f.info) || self.silenced(&f.info, at) {
+                if self.inhibited(&f.info) || self.held(&f.info) || self.silenced(&f.info, at) {
                     continue;
                 }
                 let status = if rkey.starts_with("head:") {

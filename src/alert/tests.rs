@@ -901,3 +901,41 @@ fn a_zero_repeat_interval_does_not_hang_advance() {
         .expect("advance hung");
     assert!(got <= 13, "{got} e-mails in one hour");
 }
+
+#[test]
+fn hanging_is_held_while_the_source_is_silent_and_told_after_unless_resolved() {
+    let c = cfg();
+    let (cal, dir) = (&c.engine.calendar, &c.engine.directory);
+    let mut n = Notifier::new(settings(), vec![]);
+    let t0 = t("2026-03-02T09:00:00+07:00");
+    n.hold_hanging(true, t0);
+    n.fire(info("H1", AlertKind::Hanging, "VPDKDD", t0), dir);
+    n.fire(info("H2", AlertKind::Hanging, "VPDKDD", t0), dir);
+    n.fire(info("O1", AlertKind::Overdue, "VPDKDD", t0), dir);
+    // held: only the overdue is told
+    let out = n.advance(t0 + 10 * MINUTE, cal, dir);
+    let got: Vec<_> = out.iter().map(summary).collect();
+    assert_eq!(
+        got,
+        [(
+            "unit:VPDKDD".to_string(),
+            Kind::Update,
+            vec![("O1".to_string(), "overdue", Status::New)]
+        )]
+    );
+    // events flow again; one of them resolves H1 before the release's flush
+    n.hold_hanging(false, t0 + 20 * MINUTE);
+    n.resolve(AlertKind::Hanging, "H1", t0 + 20 * MINUTE + SECOND);
+    assert!(!n.hanging_held());
+    let out = n.advance(t0 + 40 * MINUTE, cal, dir);
+    let got: Vec<_> = out.iter().map(summary).collect();
+    assert_eq!(
+        got,
+        [(
+            "unit:VPDKDD".to_string(),
+            Kind::Update,
+            vec![("H2".to_string(), "hanging", Status::New)]
+        )]
+    );
+    assert_eq!(out[0].at, t0 + 20 * MINUTE + n.settings.group_wait);
+}

@@ -81,6 +81,11 @@ pub struct ApiState {
     pub ready: AtomicBool,
     /// Partitions stopped at a dead letter not yet written (not ready while any).
     pub blocked: std::sync::atomic::AtomicUsize,
+    /// Partitions stalled (no answer from their broker, or lag without
+    /// progress; not ready while any).
+    pub stalled: std::sync::atomic::AtomicUsize,
+    /// The source is silent (a health detail: still ready).
+    pub source_silent: AtomicBool,
     /// The e-mail stage's decisions (None without `[email]`); the API edits its
     /// silences.
     pub notifier: Mutex<Option<Notifier>>,
@@ -111,13 +116,24 @@ async fn healthz() -> &'static str {
 
 async fn readyz(State(s): State<Arc<ApiState>>) -> (StatusCode, String) {
     let blocked = s.blocked.load(Ordering::Relaxed);
+    let stalled = s.stalled.load(Ordering::Relaxed);
     if blocked > 0 {
         (
             StatusCode::SERVICE_UNAVAILABLE,
             format!("not ready: {blocked} partition(s) wait for a dead-letter write (overdued_dead_letter_failures_total)\n"),
         )
+    } else if stalled > 0 {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {stalled} partition(s) stalled (overdued_partition_stalled, overdued_kafka_fetch_age_seconds)\n"),
+        )
     } else if s.ready.load(Ordering::Relaxed) {
-        (StatusCode::OK, "ready\n".into())
+        let detail = if s.source_silent.load(Ordering::Relaxed) {
+            "; the source is silent, hanging e-mails held (overdued_source_silent)"
+        } else {
+            ""
+        };
+        (StatusCode::OK, format!("ready{detail}\n"))
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,

@@ -22,6 +22,8 @@ fn state(dir: &std::path::Path) -> Arc<ApiState> {
         metrics: Metrics::unregistered(),
         ready: AtomicBool::new(true),
         blocked: Default::default(),
+        stalled: Default::default(),
+        source_silent: Default::default(),
         notifier: Mutex::new(Some(Notifier::new(Settings::default(), Vec::new()))),
         api_token: Some(Secret::new(TOKEN)),
         silences_file: dir.join("silences.json"),

@@ -1,7 +1,8 @@
 //! The consumer loop: one thread polls Kafka, applies each event to its
 //! partition's engine, dead-letters rejections (waiting for the broker's
 //! acknowledgement, never committing past a message that is not safely
-//! somewhere), fires timers on the wall clock every round (≤ 100 ms), writes
+//! somewhere), fires timers every round (≤ 100 ms) — on the events' time while a
+//! partition catches up, then on the wall clock (docs/spec.md §9.3) —, writes
 //! alert transitions to the alerts file and topic, lets the e-mail stage decide,
 //! and commits offsets only after the alerts file is synced and the watermarks
 //! are saved (docs/spec.md §9).
@@ -14,13 +15,13 @@ use crate::alert::Notifier;
 use crate::engine::{Engine, Outcome};
 use crate::event::{decode, RejectReason};
 use crate::metrics::events::{
-    DeadLetterFailed, DeadLetterWritten, EventApplied, PartitionsBlocked,
+    DeadLetterFailed, DeadLetterWritten, EventApplied, PartitionStalled, PartitionsBlocked,
+    SourceSilence,
 };
 use crate::metrics::Snapshot;
 use crate::sink::{queue_on_topic, write_alert, AlertsFile};
 use crate::source::kafka::{self, Ctx, DeadLetter, Deliveries};
 use crate::state::Watermarks;
-use crate::time::Instant;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer as _};
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::producer::{BaseProducer, Producer};
@@ -63,6 +64,12 @@ pub(super) struct Consumer<'s> {
     out: Vec<u8>,
     /// Messages the decoder rejected, by reason (the engine counts the rest).
     decoder_rejected: [u64; RejectReason::ALL.len()],
+    /// Since when every assigned partition is live: the source's silence is
+    /// counted from here when no event has arrived since (a daemon still
+    /// joining its group or catching up cannot hear it).
+    listening_since: Option<crate::time::Instant>,
+    /// The source is silent since this instant's last event (docs/spec.md §9.7).
+    source_silent: Option<crate::time::Instant>,
 }
 
 impl<'s> Consumer<'s> {
@@ -120,6 +127,8 @@ impl<'s> Consumer<'s> {
             mail,
             out: Vec::with_capacity(1 << 16),
             decoder_rejected: [0; RejectReason::ALL.len()],
+            listening_since: None,
+            source_silent: None,
         };
         Ok((state, consumer))
     }
@@ -168,6 +177,15 @@ impl<'s> Consumer<'s> {
                 self.rebalances(kc, parts, nguard.as_mut());
                 let m = match m {
                     Ok(m) => m,
+                    Err(rdkafka::error::KafkaError::PartitionEOF(p)) => {
+                        if let Some(part) = parts.get_mut(&p) {
+                            if part.reached_end(p, nguard.as_mut(), &self.settings.engine.directory)
+                            {
+                                self.mark_applied(p, part.next);
+                            }
+                        }
+                        continue;
+                    }
                     Err(e) => {
                         // e.g. a partition EOF or a transient broker error; the
                         // message already polled next is still handled
@@ -181,33 +199,42 @@ impl<'s> Consumer<'s> {
             carried = next_msg;
             self.rebalances(kc, parts, nguard.as_mut());
             self.resume_blocked(kc, parts);
-            // Wall-clock timers.
+            // Wall-clock timers, for the partitions that are live (the others
+            // advance with the events they consume).
             let now = now_wall();
+            let mut fired = HashMap::with_capacity(parts.len());
             for (&p, part) in parts.iter_mut() {
                 if part.next >= part.resume_from {
                     self.catch_up(p, part, nguard.as_mut());
                 }
-                if part.caught_up {
+                if part.caught_up && part.live {
                     part.engine.advance(now);
                     self.drain(&mut part.engine, p, false, nguard.as_mut());
                 }
+                fired.insert(p, part.fired_until());
             }
             // The notifier's clock moves only once every assigned partition is
-            // rebuilt and its firing alerts adopted: after a restart, an earlier
-            // advance would drop what the saved state lists as not yet told (its
-            // alerts not known yet), count escalations that came due while down as
-            // already sent, and send the digest without the adopted alerts.
-            let ready = !parts.is_empty() && parts.values().all(|p| p.caught_up);
+            // rebuilt, its firing alerts adopted and its backlog consumed: after a
+            // restart, an earlier advance would drop what the saved state lists as
+            // not yet told (its alerts not known yet), count escalations that came
+            // due while down as already sent, and send the digest without the
+            // adopted alerts; during a catch-up, alerts that fire and resolve
+            // inside the backlog are history, not news.
+            let ready = !parts.is_empty() && parts.values().all(|p| p.caught_up && p.live);
+            self.watch_source(parts, ready, now, nguard.as_mut());
             if let (Some(n), Some(m), true) = (nguard.as_mut(), self.mail.as_mut(), ready) {
                 m.decide(n, &self.settings, now, &mut self.marks, shared);
             }
             drop(nguard);
-            kc.context().fired_until.store(now, Ordering::Relaxed);
+            *kc.context()
+                .fired_until
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = fired;
             shared.api.ready.store(ready, Ordering::Relaxed);
             let new_mail = self.mail.as_ref().is_some_and(Mail::has_new);
             if !self.out.is_empty() || new_mail || last_flush.elapsed() >= Duration::from_secs(1) {
                 // a failed save is logged; the next round tries again
-                let _saved = self.flush_and_commit(kc, parts, now)?;
+                let _saved = self.flush_and_commit(kc, parts)?;
                 last_flush = WallInstant::now();
             }
             if last_metrics.elapsed() >= Duration::from_secs(1) {
@@ -225,6 +252,47 @@ impl<'s> Consumer<'s> {
             }
         }
         r
+    }
+
+    /// A silent source (no event arrived for `[rules] source_silence_after` of
+    /// working time) holds `hanging` e-mails: without events, "no action
+    /// recorded" may only mean that nothing reaches the daemon.
+    fn watch_source(
+        &mut self,
+        parts: &HashMap<i32, Part>,
+        ready: bool,
+        now: crate::time::Instant,
+        n: Option<&mut Notifier>,
+    ) {
+        if !ready {
+            self.listening_since = None;
+            return;
+        }
+        let since = *self.listening_since.get_or_insert(now);
+        let after = self.settings.engine.rules.source_silence_after;
+        let last = parts
+            .values()
+            .filter_map(|p| p.last_event.map(|(_, arrived)| arrived))
+            .max()
+            .unwrap_or(i64::MIN)
+            .max(since);
+        let silent = after > 0 && self.settings.engine.calendar.working_between(last, now) >= after;
+        if silent != self.source_silent.is_some() {
+            let quiet_since = self.source_silent.unwrap_or(last);
+            self.source_silent = silent.then_some(last);
+            SourceSilence {
+                silent,
+                since: crate::time::format_rfc3339(quiet_since),
+            }
+            .emit();
+            self.shared
+                .api
+                .source_silent
+                .store(silent, Ordering::Relaxed);
+        }
+        if let Some(n) = n {
+            n.hold_hanging(silent, now);
+        }
     }
 
     /// Records that everything of partition `p` before `next` is applied and
@@ -479,7 +547,6 @@ impl<'s> Consumer<'s> {
         &mut self,
         kc: &BaseConsumer<Ctx>,
         parts: &mut HashMap<i32, Part>,
-        now: Instant,
     ) -> Result<bool, Error> {
         if let Some(f) = self.alerts_file.as_mut() {
             if !self.out.is_empty() {
@@ -492,14 +559,16 @@ impl<'s> Consumer<'s> {
         let mut tpl = TopicPartitionList::new();
         for (&p, part) in parts.iter() {
             if part.caught_up {
-                self.marks.partitions.insert(p, (part.next, now));
+                self.marks
+                    .partitions
+                    .insert(p, (part.next, part.fired_until()));
             }
             if let Some(&o) = applied.get(&p) {
                 let _ = tpl.add_partition_offset(topic, p, Offset::Offset(o));
                 // hand-over: the next owner fires silently what this one fired
                 if part.caught_up {
                     if let Some(mut e) = tpl.find_partition(topic, p) {
-                        e.set_metadata(format!("fired-until={now}"));
+                        e.set_metadata(format!("fired-until={}", part.fired_until()));
                     }
                 }
             }
@@ -556,6 +625,13 @@ impl<'s> Consumer<'s> {
     fn publish_metrics(&self, kc: &BaseConsumer<Ctx>, parts: &mut HashMap<i32, Part>) {
         let mut snap = Snapshot {
             rejected: self.decoder_rejected,
+            source_silent: self.source_silent.is_some(),
+            brokers: kc
+                .context()
+                .brokers
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
             ..Default::default()
         };
         for part in parts.values_mut() {
@@ -570,15 +646,55 @@ impl<'s> Consumer<'s> {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
-        for (&p, part) in parts.iter() {
+        let ages = kc.context().fetch_ages();
+        let stall_after = Duration::from_micros(self.settings.daemon.kafka.stall_after as u64);
+        let mut stalled = 0;
+        for (&p, part) in parts.iter_mut() {
             snap.add_engine(&part.engine);
-            if let Some(&h) = high.get(&p) {
-                snap.lag.insert(p, (h - part.next).max(0));
+            let lag = high.get(&p).map(|&h| (h - part.next).max(0));
+            if let Some(lag) = lag {
+                snap.lag.insert(p, lag);
             }
             if let Some(last) = part.last_event {
                 snap.last_event.insert(p, last);
             }
+            // "no progress" counts from when the partition last moved or had
+            // nothing to do
+            if part.next != part.progress.0 || lag.is_none_or(|l| l == 0) {
+                part.progress = (part.next, WallInstant::now());
+            }
+            let age = ages.get(&p).copied();
+            if let Some(a) = age {
+                snap.fetch_age.insert(p, a.as_secs_f64());
+            }
+            // a partition waiting for a dead letter has its own signal
+            let why = if part.pending.is_some() {
+                None
+            } else if let Some(a) = age.filter(|&a| a >= stall_after) {
+                Some(format!("its broker has not answered for {} s", a.as_secs()))
+            } else if let Some(l) = lag.filter(|&l| l > 0) {
+                let still = part.progress.1.elapsed();
+                (still >= stall_after).then(|| {
+                    format!(
+                        "{l} messages behind and no progress for {} s",
+                        still.as_secs()
+                    )
+                })
+            } else {
+                None
+            };
+            if why.is_some() != part.stalled {
+                part.stalled = why.is_some();
+                PartitionStalled {
+                    partition: p,
+                    why: why.as_deref(),
+                }
+                .emit();
+            }
+            stalled += usize::from(part.stalled);
+            snap.stalled.insert(p, part.stalled);
         }
+        self.shared.api.stalled.store(stalled, Ordering::Relaxed);
         *self
             .shared
             .api
@@ -595,7 +711,7 @@ impl<'s> Consumer<'s> {
         parts: &mut HashMap<i32, Part>,
     ) -> Result<(), Error> {
         let _ = self.producer.flush(Duration::from_secs(10));
-        if !self.flush_and_commit(kc, parts, now_wall())? {
+        if !self.flush_and_commit(kc, parts)? {
             tracing::warn!("stopped without saving the state; offsets not committed");
             return Ok(());
         }

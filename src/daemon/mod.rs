@@ -62,6 +62,8 @@ impl Shared {
                 metrics: metrics.clone(),
                 ready: AtomicBool::new(false),
                 blocked: Default::default(),
+                stalled: Default::default(),
+                source_silent: Default::default(),
                 notifier: Mutex::new(None),
                 api_token: d.api_token.clone(),
                 silences_file: d.state_dir.join("silences.json"),

@@ -1,6 +1,11 @@
 //! The assigned partitions: one engine each, rebuilt from the topic's beginning on
 //! assignment (output muted up to where an earlier run got), caught up silently
-//! to the wall instant its timers had fired to, dropped on revocation.
+//! to the instant its timers had fired to, dropped on revocation.
+//!
+//! Until a partition first reaches its end its timers run on event time, as in
+//! `replay`: a backlog (a first start on a topic with history, a restart after
+//! downtime) must not fire a timer whose record's closing event is still
+//! unread. From its end on, the wall clock drives them.
 
 use crate::alert::Notifier;
 use crate::api::{History, HistoryEntry, Partitions};
@@ -21,7 +26,8 @@ pub(super) struct Part {
     pub engine: Engine,
     /// Output is muted for offsets below this (already output by an earlier run).
     pub resume_from: i64,
-    /// Timers are advanced silently up to this wall instant when caught up.
+    /// Timers are advanced silently up to this instant when caught up (what the
+    /// previous run or owner had fired to).
     silent_until: Instant,
     /// Next offset to process.
     pub next: i64,
@@ -37,11 +43,18 @@ pub(super) struct Part {
     pub backoff: Duration,
     /// The last applied events of each record, for the API (bounded per record).
     pub history: History,
-    /// Rebuilt up to its resume point and live.
+    /// Rebuilt up to its resume point (output no longer muted).
     pub caught_up: bool,
+    /// Has reached the partition's end at least once: timers follow the wall
+    /// clock. Before, they follow the events consumed (docs/spec.md §9.3).
+    pub live: bool,
     /// The latest event time consumed, and the wall instant it was consumed
     /// (what shows a silent source: docs/spec.md §5).
     pub last_event: Option<(Instant, Instant)>,
+    /// `next` when it last moved, and when: what shows lag without progress.
+    pub progress: (i64, WallInstant),
+    /// Stalled at the last check (logged once per incident).
+    pub stalled: bool,
 }
 
 impl Part {
@@ -57,7 +70,10 @@ impl Part {
             backoff: Duration::from_millis(100),
             history: HashMap::new(),
             caught_up: false,
+            live: false,
             last_event: None,
+            progress: (0, WallInstant::now()),
+            stalled: false,
         }
     }
 
@@ -102,6 +118,44 @@ impl Part {
         }
         tracing::info!(partition = p, offset = self.next, "partition caught up");
         true
+    }
+
+    /// The partition's end is reached: from now on the wall clock drives its
+    /// timers. A resume point beyond the end (a topic recreated under the same
+    /// group) cannot be reached: output starts here, with a warning. Returns
+    /// whether it caught up now.
+    pub fn reached_end(
+        &mut self,
+        p: i32,
+        notifier: Option<&mut Notifier>,
+        dir: &Directory,
+    ) -> bool {
+        if self.live || self.blocked_until.is_some() {
+            return false;
+        }
+        if self.next < self.resume_from {
+            tracing::warn!(
+                partition = p,
+                end = self.next,
+                resume_from = self.resume_from,
+                "the saved offset is beyond the partition's end (was the topic recreated?); output starts at its end"
+            );
+            self.resume_from = self.next;
+        }
+        let caught_up = self.catch_up(p, notifier, dir);
+        self.live = true;
+        tracing::info!(
+            partition = p,
+            offset = self.next,
+            "partition live: timers follow the wall clock"
+        );
+        caught_up
+    }
+
+    /// The instant up to which this partition's timers have fired (what the
+    /// next run or owner advances to silently).
+    pub fn fired_until(&self) -> Instant {
+        self.engine.clock()
     }
 
     /// Keeps the event in the record's history (at most `keep` per record).

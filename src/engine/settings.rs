@@ -98,6 +98,10 @@ pub struct Rules {
     pub by_sector: HashMap<String, ThresholdOverride>,
     /// Overrides by unit code (win over sector ones).
     pub by_unit: HashMap<String, ThresholdOverride>,
+    /// Working time without any event arriving after which the source counts as
+    /// silent and `hanging` e-mails are held (0 = never; the daemon only:
+    /// docs/spec.md §9.7).
+    pub source_silence_after: i64,
 }
 
 impl Default for Rules {
@@ -108,6 +112,7 @@ impl Default for Rules {
             closed_retention: 7 * 86_400 * SECOND,
             by_sector: HashMap::new(),
             by_unit: HashMap::new(),
+            source_silence_after: 3600 * SECOND,
         }
     }
 }
@@ -131,6 +136,7 @@ pub struct RawRules {
     pub escalate_after_hours: Option<Spanned<f64>>,
     pub supplement_policy: Option<Spanned<String>>,
     pub closed_retention: Option<Spanned<String>>,
+    pub source_silence_after: Option<Spanned<String>>,
     #[serde(rename = "override", default)]
     pub overrides: Vec<Spanned<RawOverride>>,
 }
@@ -313,6 +319,18 @@ pub fn rules(
                     d.span(),
                     "rules.closed_retention",
                     format!("{:?} is not a duration like 7d, 24h, 30m", d.get_ref()),
+                )
+            })?;
+        }
+        if let Some(d) = &r.source_silence_after {
+            rules.source_silence_after = parse_duration(d.get_ref()).ok_or(()).or_else(|_| {
+                src.err(
+                    d.span(),
+                    "rules.source_silence_after",
+                    format!(
+                        "{:?} is not a working-time duration like 1h, 90m (0s = never)",
+                        d.get_ref()
+                    ),
                 )
             })?;
         }

@@ -282,3 +282,43 @@ impl EmailNotStored<'_> {
         tracing::error!(id = %self.id, error = %self.error, "cannot store an e-mail in the outbox; kept and retried, the state is not saved until it is stored");
     }
 }
+
+/// A partition stopped moving, or moved again: logged once per incident (the
+/// gauge `overdued_partition_stalled` is part of the snapshot).
+pub struct PartitionStalled<'a> {
+    /// The partition.
+    pub partition: i32,
+    /// Why it is stalled; `None` when it moves again.
+    pub why: Option<&'a str>,
+}
+
+impl PartitionStalled<'_> {
+    /// Logs.
+    pub fn emit(&self) {
+        match self.why {
+            Some(why) => tracing::warn!(partition = self.partition, why, "partition stalled"),
+            None => tracing::info!(partition = self.partition, "partition moves again"),
+        }
+    }
+}
+
+/// The source fell silent, or spoke again: logged once per incident (the gauge
+/// `overdued_source_silent` is part of the snapshot).
+pub struct SourceSilence {
+    /// Silent now.
+    pub silent: bool,
+    /// When the last event before the silence arrived (or the daemon started
+    /// listening), RFC 3339.
+    pub since: String,
+}
+
+impl SourceSilence {
+    /// Logs.
+    pub fn emit(&self) {
+        if self.silent {
+            tracing::warn!(since = %self.since, "the source is silent: no event for [rules] source_silence_after of working time; hanging e-mails are held");
+        } else {
+            tracing::info!(silent_since = %self.since, "events arrive again; held hanging e-mails are released");
+        }
+    }
+}

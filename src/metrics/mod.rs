@@ -50,6 +50,14 @@ pub struct Snapshot {
     /// Per partition: the latest event time consumed and the wall instant it
     /// was consumed (microseconds since the epoch).
     pub last_event: BTreeMap<i32, (i64, i64)>,
+    /// Per partition: seconds since its broker last answered.
+    pub fetch_age: BTreeMap<i32, f64>,
+    /// Per partition: stalled (no answer, or lag without progress).
+    pub stalled: BTreeMap<i32, bool>,
+    /// Per broker (`host:port`): connection up.
+    pub brokers: BTreeMap<String, bool>,
+    /// No event has arrived for `[rules] source_silence_after` of working time.
+    pub source_silent: bool,
 }
 
 impl Snapshot {
@@ -272,6 +280,52 @@ pub fn render(s: &Snapshot) -> String {
             secs(*wall)
         );
     }
+    family(
+        &mut out,
+        "overdued_kafka_broker_up",
+        "gauge",
+        "1 while the connection to the broker is up, by broker.",
+    );
+    for (b, up) in &s.brokers {
+        let _ = writeln!(
+            out,
+            "overdued_kafka_broker_up{{broker=\"{}\"}} {}",
+            esc(b),
+            u8::from(*up)
+        );
+    }
+    family(
+        &mut out,
+        "overdued_kafka_fetch_age_seconds",
+        "gauge",
+        "Seconds since the partition's broker last answered, by partition.",
+    );
+    for (p, v) in &s.fetch_age {
+        let _ = writeln!(
+            out,
+            "overdued_kafka_fetch_age_seconds{{partition=\"{p}\"}} {v:.3}"
+        );
+    }
+    family(
+        &mut out,
+        "overdued_partition_stalled",
+        "gauge",
+        "1 while the partition is stalled: no answer from its broker, or lag without progress, for [kafka] stall_after.",
+    );
+    for (p, v) in &s.stalled {
+        let _ = writeln!(
+            out,
+            "overdued_partition_stalled{{partition=\"{p}\"}} {}",
+            u8::from(*v)
+        );
+    }
+    family(
+        &mut out,
+        "overdued_source_silent",
+        "gauge",
+        "1 while no event has arrived for [rules] source_silence_after of working time (hanging e-mails held).",
+    );
+    let _ = writeln!(out, "overdued_source_silent {}", u8::from(s.source_silent));
     out
 }
 

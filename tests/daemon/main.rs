@@ -6,12 +6,15 @@
 //! * [`alerts_and_restarts`] — alerts on the wall clock, dead letters with their
 //!   headers, `/metrics`, `/readyz`, a graceful stop, a restart that alerts
 //!   nothing twice;
-//! * [`backlog`] — a backlog of several consumer rounds, every event applied;
+//! * [`backlog`] — a first start on a year of history writes what `replay`
+//!   writes (catch-up on event time), over many consumer rounds;
 //! * [`dead_letters`] — a dead-letter topic that refuses writes loses nothing;
 //! * [`email`] — e-mail through a real SMTP server: grouping, silences, an
 //!   outage with a `kill -9` inside it, exactly-once delivery;
 //! * [`observability`] — an independent client's events, `promtool`, a real
 //!   Prometheus scraping the daemon;
+//! * [`outages`] — a frozen broker (stalled partition, not ready) and a silent
+//!   source (marked, hanging e-mails held), on a broker of its own;
 //! * [`retention`] — a source topic that deletes events is refused at start-up;
 //! * [`partition_handover`] — two daemons in one group: partitions move, no
 //!   alert is written twice.
@@ -25,5 +28,6 @@ mod backlog;
 mod dead_letters;
 mod email;
 mod observability;
+mod outages;
 mod partition_handover;
 mod retention;

@@ -11,6 +11,8 @@
 //!   resume point (committed offset, or what the state folder says was already
 //!   output) are applied silently, so nothing is alerted twice;
 //! * on revocation the offsets of what was applied are committed synchronously;
+//! * `enable.partition.eof` is forced on: reaching a partition's end is what
+//!   moves its timers from event time to the wall clock;
 //! * `fetch.queue.backoff.ms` defaults to 10 ms instead of librdkafka's 1 s (a
 //!   backlog is consumed about four times faster; see BENCHMARKS.md).
 
@@ -49,13 +51,31 @@ pub struct Ctx {
     pub applied: Arc<Mutex<HashMap<i32, i64>>>,
     /// High watermark per partition, from librdkafka's statistics (every 5 s).
     pub high: Mutex<HashMap<i32, i64>>,
-    /// Wall-clock instant up to which this process has fired timers (committed as
-    /// metadata so that the next owner of a partition does not fire them again).
-    pub fired_until: std::sync::atomic::AtomicI64,
+    /// Per partition, how long its broker had not answered at the last
+    /// statistics, and when those were taken (the age grows from there).
+    fetch_idle: Mutex<HashMap<i32, (Duration, std::time::Instant)>>,
+    /// Per broker (`host:port`), whether its connection is up.
+    pub brokers: Mutex<std::collections::BTreeMap<String, bool>>,
+    /// Per partition, the instant up to which its timers have fired (committed as
+    /// metadata so that the next owner of the partition does not fire them again).
+    pub fired_until: Mutex<HashMap<i32, i64>>,
     topic: String,
 }
 
 impl Ctx {
+    /// Per partition, the time since its broker last answered (a fetch, or
+    /// anything on that connection): under a second while it works, growing
+    /// while the broker is frozen or unreachable.
+    pub fn fetch_ages(&self) -> HashMap<i32, Duration> {
+        let now = std::time::Instant::now();
+        self.fetch_idle
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(&p, &(idle, at))| (p, idle + now.saturating_duration_since(at)))
+            .collect()
+    }
+
     /// The rebalance events since the last call (they happen inside `poll`).
     pub fn take_events(&self) -> Vec<RebalanceEvent> {
         std::mem::take(&mut *self.events.lock().unwrap_or_else(|p| p.into_inner()))
@@ -64,11 +84,41 @@ impl Ctx {
 
 impl ClientContext for Ctx {
     fn stats(&self, stats: rdkafka::Statistics) {
+        let now = std::time::Instant::now();
+        // brokers learned from metadata (the bootstrap and logical entries have
+        // no node id): is the connection up, and how long since it last answered
+        let mut idle_by_node = HashMap::new();
+        let mut brokers = std::collections::BTreeMap::new();
+        for b in stats.brokers.values() {
+            if b.nodeid < 0 {
+                continue;
+            }
+            let up = b.state == "UP";
+            brokers.insert(b.nodename.clone(), up);
+            if up && b.rxidle >= 0 {
+                idle_by_node.insert(b.nodeid, Duration::from_micros(b.rxidle as u64));
+            }
+        }
+        *self.brokers.lock().unwrap_or_else(|p| p.into_inner()) = brokers;
         let mut high = self.high.lock().unwrap_or_else(|p| p.into_inner());
+        let mut idle = self.fetch_idle.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(t) = stats.topics.get(&self.topic) {
             for (&p, part) in &t.partitions {
-                if p >= 0 && part.hi_offset >= 0 {
+                if p < 0 {
+                    continue;
+                }
+                if part.hi_offset >= 0 {
                     high.insert(p, part.hi_offset);
+                }
+                match idle_by_node.get(&part.broker) {
+                    Some(&d) => {
+                        idle.insert(p, (d, now));
+                    }
+                    // no answer on a live connection yet, or none: the age keeps
+                    // growing from the last known one (or from now)
+                    None => {
+                        idle.entry(p).or_insert((Duration::ZERO, now));
+                    }
                 }
             }
         }
@@ -128,8 +178,15 @@ impl ConsumerContext for Ctx {
                             el.partition(),
                             Offset::Offset(o),
                         );
-                        let fired = self.fired_until.load(Ordering::Relaxed);
-                        if let Some(mut e) = commit.find_partition(&self.topic, el.partition()) {
+                        let fired = self
+                            .fired_until
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .get(&el.partition())
+                            .copied();
+                        if let (Some(fired), Some(mut e)) =
+                            (fired, commit.find_partition(&self.topic, el.partition()))
+                        {
                             e.set_metadata(format!("fired-until={fired}"));
                         }
                     }
@@ -208,6 +265,9 @@ pub fn consumer(
     {
         c.set("statistics.interval.ms", "5000");
     }
+    // The end of a partition is what ends its catch-up (timers on event time,
+    // then on the wall clock: docs/spec.md §9.3).
+    c.set("enable.partition.eof", "true");
     // librdkafka stops fetching a partition for `fetch.queue.backoff.ms` (1 s by
     // default) whenever its local queue is over `queued.min.messages` or
     // `queued.max.messages.kbytes`. Catching up a backlog hits that constantly and
@@ -224,7 +284,9 @@ pub fn consumer(
         events: Mutex::new(Vec::new()),
         applied,
         high: Mutex::new(HashMap::new()),
-        fired_until: std::sync::atomic::AtomicI64::new(i64::MIN),
+        fetch_idle: Mutex::new(HashMap::new()),
+        brokers: Mutex::new(Default::default()),
+        fired_until: Mutex::new(HashMap::new()),
         topic: k.topic.clone(),
     };
     let consumer: BaseConsumer<Ctx> = c.create_with_context(ctx)?;
@@ -235,7 +297,10 @@ pub fn consumer(
 /// The producer for dead letters and alert transitions (idempotent, acks=all).
 pub fn producer(k: &KafkaConfig) -> KafkaResult<BaseProducer<Deliveries>> {
     let mut c = client_config(k);
-    c.set("acks", "all").set("message.timeout.ms", "10000");
+    c.set("acks", "all");
+    if !k.properties.iter().any(|(p, _)| p == "message.timeout.ms") {
+        c.set("message.timeout.ms", "10000");
+    }
     c.create_with_context(Deliveries::default())
 }
 
