@@ -518,3 +518,55 @@ fn an_unset_secret_is_a_warning_where_unused_and_an_error_for_run() {
         "{stderr}"
     );
 }
+
+#[test]
+fn check_config_reports_every_error_at_once() {
+    let base = fixtures().join("config-base");
+    let dir = std::env::temp_dir().join(format!("overdued-many-errors-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(dir.join("calendar")).unwrap();
+    for f in ["procedures.csv", "calendar/vn-2024.toml"] {
+        fs::copy(base.join(f), dir.join(f)).unwrap();
+    }
+    let toml = fs::read_to_string(base.join("overdued.toml"))
+        .unwrap()
+        .replace("\"13:30-17:00\"", "\"17:00-13:30\"")
+        + "\n[email]\nfrom = \"not an address\"\n";
+    fs::write(dir.join("overdued.toml"), toml).unwrap();
+    let units = fs::read_to_string(base.join("units.csv"))
+        .unwrap()
+        .replace("TINH,Tỉnh,province,", "TINH,Tỉnh,state,")
+        .replace("xa1@example.vn,", "xa1-at-example.vn,");
+    fs::write(dir.join("units.csv"), units).unwrap();
+    let out = overdued()
+        .args(["check-config", "--config"])
+        .arg(dir.join("overdued.toml"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    let d = dir.display();
+    let want = [
+        "overdued: 4 configuration errors:".to_string(),
+        format!("  {d}/overdued.toml:4: field `calendar.periods`: \"17:00-13:30\" ends before it starts"),
+        format!("  {d}/units.csv:2: field `level`: must be province, district or commune (got \"state\")"),
+        format!("  {d}/units.csv:4: field `emails`: \"xa1-at-example.vn\" is not an e-mail address"),
+    ];
+    for w in &want {
+        assert!(
+            stderr.lines().any(|l| l == w),
+            "missing {w:?} in:\n{stderr}"
+        );
+    }
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.starts_with(&format!("  {d}/overdued.toml:")) && l.contains("email.from")),
+        "{stderr}"
+    );
+    // the first error alone, as `run` reports it
+    let err = Config::load(&dir.join("overdued.toml"))
+        .unwrap_err()
+        .to_string();
+    assert_eq!(err, want[1].trim_start());
+}

@@ -3,11 +3,16 @@
 use super::error::Error;
 use std::path::Path;
 
-/// Prints `OK` with what was loaded, or fails naming file, line and field.
+/// Prints `OK` with what was loaded, or fails naming file, line and field of
+/// every error found.
 pub fn run(config: &Path) -> Result<(), Error> {
     // secrets are checked where they are used (`run`); here an unset one is
     // a warning, so the file can be checked away from the production host
-    let cfg = overdued::config::Config::load_offline(config)?;
+    let cfg = match overdued::config::Config::check_offline(config) {
+        Ok(c) => c,
+        Err(mut errors) if errors.len() == 1 => return Err(errors.remove(0).into()),
+        Err(errors) => return Err(Error::Configs(errors)),
+    };
     for w in &cfg.warnings {
         eprintln!("warning: {w}");
     }

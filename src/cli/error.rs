@@ -10,6 +10,9 @@ pub enum Error {
     /// Configuration or data files are invalid.
     #[error("configuration error: {0}")]
     Config(#[from] ConfigError),
+    /// Several configuration errors (`check-config` reports them all).
+    #[error("{} configuration errors:{}", .0.len(), list(.0))]
+    Configs(Vec<ConfigError>),
     /// Reading or writing a file failed.
     #[error("{what}: {source}")]
     Io {
@@ -31,6 +34,11 @@ pub enum Error {
     /// The daemon stopped on an error.
     #[error(transparent)]
     Daemon(#[from] overdued::daemon::Error),
+}
+
+/// One error per line, indented.
+fn list(errors: &[ConfigError]) -> String {
+    errors.iter().map(|e| format!("\n  {e}")).collect()
 }
 
 /// Adds what was being done to an I/O error.

@@ -52,75 +52,96 @@ fn read_csv(path: &Path, want: &[&str]) -> Result<Vec<(u64, Vec<String>)>, Confi
     Ok(rows)
 }
 
-/// Loads `units.csv`: `code,name,level,parent,emails,head_email`.
-pub fn load_units(path: &Path) -> Result<Vec<Unit>, ConfigError> {
+/// At most this many errors are reported per file: a file with every row
+/// wrong is wrong in one way, and a screen of repeats hides the cause.
+const MAX_ERRORS: usize = 20;
+
+/// Checks one `units.csv` row (all but its parent).
+fn unit_row(path: &Path, line: u64, f: &[String]) -> Result<Unit, ConfigError> {
+    let l = Some(line);
+    let code = &f[0];
+    if !valid_code(code) {
+        return Err(csv_err(
+            path,
+            l,
+            "code",
+            format!("{code:?} is not a unit code (letters, digits, '.', '-', '_')"),
+        ));
+    }
+    let level = Level::parse(&f[2]).ok_or_else(|| {
+        csv_err(
+            path,
+            l,
+            "level",
+            format!("must be province, district or commune (got {:?})", f[2]),
+        )
+    })?;
+    let emails: Vec<String> = f[4]
+        .split(';')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
+    for e in &emails {
+        if !valid_email(e) {
+            return Err(csv_err(
+                path,
+                l,
+                "emails",
+                format!("{e:?} is not an e-mail address"),
+            ));
+        }
+    }
+    let head = f[5].trim();
+    if !head.is_empty() && !valid_email(head) {
+        return Err(csv_err(
+            path,
+            l,
+            "head_email",
+            format!("{head:?} is not an e-mail address"),
+        ));
+    }
+    Ok(Unit {
+        code: code.clone(),
+        name: f[1].clone(),
+        level,
+        parent: None,
+        emails,
+        head_email: (!head.is_empty()).then(|| head.to_string()),
+    })
+}
+
+/// Loads `units.csv`: `code,name,level,parent,emails,head_email`. Every row is
+/// checked; the errors of all of them are returned (up to [`MAX_ERRORS`]).
+pub fn load_units(path: &Path) -> Result<Vec<Unit>, Vec<ConfigError>> {
     let rows = read_csv(
         path,
         &["code", "name", "level", "parent", "emails", "head_email"],
-    )?;
+    )
+    .map_err(|e| vec![e])?;
     let mut units = Vec::with_capacity(rows.len());
     let mut ids: HashMap<String, usize> = HashMap::new();
     let mut parents = Vec::new();
+    let mut errors = Vec::new();
     for (line, f) in rows {
-        let l = Some(line);
-        let code = &f[0];
-        if !valid_code(code) {
-            return Err(csv_err(
-                path,
-                l,
-                "code",
-                format!("{code:?} is not a unit code (letters, digits, '.', '-', '_')"),
-            ));
-        }
-        if ids.insert(code.clone(), units.len()).is_some() {
-            return Err(csv_err(
-                path,
-                l,
-                "code",
-                format!("unit {code:?} is listed twice"),
-            ));
-        }
-        let level = Level::parse(&f[2]).ok_or_else(|| {
-            csv_err(
-                path,
-                l,
-                "level",
-                format!("must be province, district or commune (got {:?})", f[2]),
-            )
-        })?;
-        let emails: Vec<String> = f[4]
-            .split(';')
-            .map(|s| s.trim().to_string())
-            .filter(|s| !s.is_empty())
-            .collect();
-        for e in &emails {
-            if !valid_email(e) {
-                return Err(csv_err(
-                    path,
-                    l,
-                    "emails",
-                    format!("{e:?} is not an e-mail address"),
-                ));
+        let unit = match unit_row(path, line, &f) {
+            Ok(u) => u,
+            Err(e) => {
+                errors.push(e);
+                continue;
             }
-        }
-        let head = f[5].trim();
-        if !head.is_empty() && !valid_email(head) {
-            return Err(csv_err(
+        };
+        if ids.contains_key(&unit.code) {
+            errors.push(csv_err(
                 path,
-                l,
-                "head_email",
-                format!("{head:?} is not an e-mail address"),
+                Some(line),
+                "code",
+                format!("unit {:?} is listed twice", unit.code),
             ));
+            continue;
         }
+        ids.insert(unit.code.clone(), units.len());
         parents.push((line, f[3].clone()));
-        units.push(Unit {
-            code: code.clone(),
-            name: f[1].clone(),
-            level,
-            parent: None,
-            emails,
-            head_email: (!head.is_empty()).then(|| head.to_string()),
-        });
+        units.push(unit);
     }
     let parent_lines = parents.clone();
     for (i, (line, p)) in parents.into_iter().enumerate() {
@@ -129,23 +150,25 @@ pub fn load_units(path: &Path) -> Result<Vec<Unit>, ConfigError> {
         }
         match ids.get(&p) {
             Some(&j) if j != i => units[i].parent = Some(j as u32),
-            Some(_) => {
-                return Err(csv_err(
-                    path,
-                    Some(line),
-                    "parent",
-                    "a unit cannot be its own parent",
-                ))
-            }
-            None => {
-                return Err(csv_err(
-                    path,
-                    Some(line),
-                    "parent",
-                    format!("unit {p:?} is not in the directory"),
-                ))
-            }
+            Some(_) => errors.push(csv_err(
+                path,
+                Some(line),
+                "parent",
+                "a unit cannot be its own parent",
+            )),
+            // a parent whose own row is wrong was reported there
+            None if errors.is_empty() => errors.push(csv_err(
+                path,
+                Some(line),
+                "parent",
+                format!("unit {p:?} is not in the directory"),
+            )),
+            None => {}
         }
+    }
+    if !errors.is_empty() {
+        errors.truncate(MAX_ERRORS);
+        return Err(errors);
     }
     // parent chains must end: escalation walks them
     for (start, &(line, _)) in parent_lines.iter().enumerate() {
@@ -154,82 +177,96 @@ pub fn load_units(path: &Path) -> Result<Vec<Unit>, ConfigError> {
             i = p as usize;
             steps += 1;
             if steps > units.len() {
-                return Err(csv_err(
+                return Err(vec![csv_err(
                     path,
                     Some(line),
                     "parent",
                     format!("the parents of unit {:?} form a cycle", units[start].code),
-                ));
+                )]);
             }
         }
     }
     Ok(units)
 }
 
-/// Loads `procedures.csv`: `code,name,sector,duration,duration_unit`.
-pub fn load_procedures(
-    path: &Path,
-) -> Result<Vec<(String, String, String, LegalDuration)>, ConfigError> {
+/// A procedure: code, name, sector, legal duration.
+pub type Procedure = (String, String, String, LegalDuration);
+
+/// Checks one `procedures.csv` row.
+fn procedure_row(path: &Path, line: u64, f: &[String]) -> Result<Procedure, ConfigError> {
+    let l = Some(line);
+    if !valid_code(&f[0]) {
+        return Err(csv_err(
+            path,
+            l,
+            "code",
+            format!("{:?} is not a procedure code", f[0]),
+        ));
+    }
+    if !valid_code(&f[2]) {
+        return Err(csv_err(
+            path,
+            l,
+            "sector",
+            format!("{:?} is not a sector code", f[2]),
+        ));
+    }
+    let n: u32 = match f[3].parse() {
+        Ok(n) if (1..=3650).contains(&n) => n,
+        _ => {
+            return Err(csv_err(
+                path,
+                l,
+                "duration",
+                format!("must be a whole number from 1 to 3650 (got {:?})", f[3]),
+            ))
+        }
+    };
+    let unit = DurationUnit::parse(&f[4]).ok_or_else(|| {
+        csv_err(
+            path,
+            l,
+            "duration_unit",
+            format!(
+                "must be working_days, working_hours or calendar_days (got {:?})",
+                f[4]
+            ),
+        )
+    })?;
+    Ok((
+        f[0].clone(),
+        f[1].clone(),
+        f[2].clone(),
+        LegalDuration { n, unit },
+    ))
+}
+
+/// Loads `procedures.csv`: `code,name,sector,duration,duration_unit`. Every row
+/// is checked; the errors of all of them are returned (up to [`MAX_ERRORS`]).
+pub fn load_procedures(path: &Path) -> Result<Vec<Procedure>, Vec<ConfigError>> {
     let rows = read_csv(
         path,
         &["code", "name", "sector", "duration", "duration_unit"],
-    )?;
+    )
+    .map_err(|e| vec![e])?;
     let mut out = Vec::with_capacity(rows.len());
     let mut seen = BTreeSet::new();
+    let mut errors = Vec::new();
     for (line, f) in rows {
-        let l = Some(line);
-        if !valid_code(&f[0]) {
-            return Err(csv_err(
+        match procedure_row(path, line, &f) {
+            Ok(p) if !seen.insert(p.0.clone()) => errors.push(csv_err(
                 path,
-                l,
+                Some(line),
                 "code",
-                format!("{:?} is not a procedure code", f[0]),
-            ));
+                format!("procedure {:?} is listed twice", p.0),
+            )),
+            Ok(p) => out.push(p),
+            Err(e) => errors.push(e),
         }
-        if !seen.insert(f[0].clone()) {
-            return Err(csv_err(
-                path,
-                l,
-                "code",
-                format!("procedure {:?} is listed twice", f[0]),
-            ));
-        }
-        if !valid_code(&f[2]) {
-            return Err(csv_err(
-                path,
-                l,
-                "sector",
-                format!("{:?} is not a sector code", f[2]),
-            ));
-        }
-        let n: u32 = match f[3].parse() {
-            Ok(n) if (1..=3650).contains(&n) => n,
-            _ => {
-                return Err(csv_err(
-                    path,
-                    l,
-                    "duration",
-                    format!("must be a whole number from 1 to 3650 (got {:?})", f[3]),
-                ))
-            }
-        };
-        let unit = DurationUnit::parse(&f[4]).ok_or_else(|| {
-            csv_err(
-                path,
-                l,
-                "duration_unit",
-                format!(
-                    "must be working_days, working_hours or calendar_days (got {:?})",
-                    f[4]
-                ),
-            )
-        })?;
-        out.push((
-            f[0].clone(),
-            f[1].clone(),
-            f[2].clone(),
-            LegalDuration { n, unit },
-        ));
+    }
+    if !errors.is_empty() {
+        errors.truncate(MAX_ERRORS);
+        return Err(errors);
     }
     Ok(out)
 }

@@ -116,98 +116,120 @@ impl RawEmail {
 
 impl Config {
     /// Loads and validates `path` and every file it names; every secret must
-    /// resolve (`overdued run`).
+    /// resolve (`overdued run`). Stops at the first error.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        Config::load_with(path, false)
+        Config::check_with(path, false).map_err(first)
     }
 
     /// The same, for the commands that connect nowhere (replay, gen,
     /// check-config): a secret that cannot be resolved is a warning and left
     /// out, not an error.
     pub fn load_offline(path: &Path) -> Result<Config, ConfigError> {
-        Config::load_with(path, true)
+        Config::check_with(path, true).map_err(first)
     }
 
-    fn load_with(path: &Path, secrets_optional: bool) -> Result<Config, ConfigError> {
-        let text = read(path)?;
+    /// [`Config::load_offline`], reporting every error it finds (`check-config`):
+    /// each section is checked even when an earlier one failed, each CSV row
+    /// even when an earlier row failed. A TOML syntax error stops it (nothing
+    /// after it can be read), and the rules are not checked when the directory
+    /// they refer to failed (every override would be reported as unknown).
+    pub fn check_offline(path: &Path) -> Result<Config, Vec<ConfigError>> {
+        Config::check_with(path, true)
+    }
+
+    fn check_with(path: &Path, secrets_optional: bool) -> Result<Config, Vec<ConfigError>> {
+        let text = read(path).map_err(|e| vec![e])?;
         let mut src = Src::new(path, &text);
         src.secrets_optional = secrets_optional;
-        let raw: RawConfig = src.parse()?;
+        let raw: RawConfig = src.parse().map_err(|e| vec![e])?;
         let base = path.parent().unwrap_or(Path::new("."));
         let mut warnings = Vec::new();
+        let mut errors = Vec::new();
 
-        let (calendar, years) = engine_settings::calendar(&src, base, raw.calendar.as_ref())?;
-        let this_year = chrono::Utc::now()
-            .format("%Y")
-            .to_string()
-            .parse::<i32>()
-            .unwrap_or(0);
-        if !years.contains(&this_year) {
-            let covered = if years.is_empty() {
-                "none".to_string()
-            } else {
-                years
-                    .iter()
-                    .map(|y| y.to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            };
-            warnings.push(format!(
-                "{}: the calendar files do not cover the current year {this_year} (covered: {covered}); holidays of {this_year} are unknown and only weekdays count",
-                path.display(),
-            ));
-        }
-
-        let Some(dir) = &raw.directory else {
-            return Err(ConfigError {
-                file: path.to_path_buf(),
-                line: None,
-                field: Some("directory".into()),
-                message: "missing section [directory] (units, procedures)".into(),
-            });
-        };
-        for (f, name) in [
-            (&dir.units, "directory.units"),
-            (&dir.procedures, "directory.procedures"),
-        ] {
-            let p = base.join(f.get_ref());
-            if let Err(e) = std::fs::metadata(&p) {
-                return src.err(f.span(), name, format!("cannot read {}: {e}", p.display()));
+        let calendar = keep(
+            engine_settings::calendar(&src, base, raw.calendar.as_ref()),
+            &mut errors,
+        );
+        if let Some((_, years)) = &calendar {
+            let this_year = chrono::Utc::now()
+                .format("%Y")
+                .to_string()
+                .parse::<i32>()
+                .unwrap_or(0);
+            if !years.contains(&this_year) {
+                let covered = if years.is_empty() {
+                    "none".to_string()
+                } else {
+                    years
+                        .iter()
+                        .map(|y| y.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                };
+                warnings.push(format!(
+                    "{}: the calendar files do not cover the current year {this_year} (covered: {covered}); holidays of {this_year} are unknown and only weekdays count",
+                    path.display(),
+                ));
             }
         }
-        let units = csv::load_units(&base.join(dir.units.get_ref()))?;
-        let procedures = csv::load_procedures(&base.join(dir.procedures.get_ref()))?;
-        let directory = Directory::new(units, procedures);
-        let rules = engine_settings::rules(&src, raw.rules.as_ref(), &directory, &mut warnings)?;
 
-        let daemon =
-            daemon_settings::validate(&src, base, &raw.kafka, &raw.http, &raw.state, &raw.alerts)?;
+        let directory = match directory(&src, base, raw.directory.as_ref()) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                errors.extend(e);
+                None
+            }
+        };
+        let rules = match &directory {
+            Some(d) => keep(
+                engine_settings::rules(&src, raw.rules.as_ref(), d, &mut warnings),
+                &mut errors,
+            ),
+            None => None,
+        };
+        let daemon = keep(
+            daemon_settings::validate(&src, base, &raw.kafka, &raw.http, &raw.state, &raw.alerts),
+            &mut errors,
+        );
         let email = match raw.email {
-            None => Email::default(),
+            None => Some(Email::default()),
             Some(e) => {
                 let (delivery, grouping) = e.split();
-                let delivery = notify_settings::validate(&src, base, &delivery, &mut warnings)?;
-                let (grouping, silences) = alert_settings::validate(&src, &grouping)?;
-                Email {
-                    enabled: true,
-                    delivery,
-                    grouping,
-                    silences,
+                let delivery = keep(
+                    notify_settings::validate(&src, base, &delivery, &mut warnings),
+                    &mut errors,
+                );
+                let grouping = keep(alert_settings::validate(&src, &grouping), &mut errors);
+                match (delivery, grouping) {
+                    (Some(delivery), Some((grouping, silences))) => Some(Email {
+                        enabled: true,
+                        delivery,
+                        grouping,
+                        silences,
+                    }),
+                    _ => None,
                 }
             }
         };
         warnings.extend(src.notes.take());
-        Ok(Config {
-            path: path.to_path_buf(),
-            engine: crate::engine::Settings {
-                calendar,
-                directory,
-                rules,
-            },
-            daemon,
-            email,
-            warnings,
-        })
+        match (calendar, directory, rules, daemon, email) {
+            (Some((calendar, _)), Some(directory), Some(rules), Some(daemon), Some(email))
+                if errors.is_empty() =>
+            {
+                Ok(Config {
+                    path: path.to_path_buf(),
+                    engine: crate::engine::Settings {
+                        calendar,
+                        directory,
+                        rules,
+                    },
+                    daemon,
+                    email,
+                    warnings,
+                })
+            }
+            _ => Err(errors),
+        }
     }
 
     /// The settings `overdued run` is started with.
@@ -217,6 +239,69 @@ impl Config {
             engine: self.engine,
             daemon: self.daemon,
             email: self.email,
+        }
+    }
+}
+
+/// The value, or `None` with the error kept.
+fn keep<T>(r: Result<T, ConfigError>, errors: &mut Vec<ConfigError>) -> Option<T> {
+    match r {
+        Ok(v) => Some(v),
+        Err(e) => {
+            errors.push(e);
+            None
+        }
+    }
+}
+
+/// The first of the errors (there is always one).
+fn first(errors: Vec<ConfigError>) -> ConfigError {
+    errors.into_iter().next().unwrap_or_else(|| ConfigError {
+        file: PathBuf::new(),
+        line: None,
+        field: None,
+        message: "invalid configuration".into(),
+    })
+}
+
+/// `[directory]` and the two CSV files it names, each checked in full.
+fn directory(
+    src: &Src<'_>,
+    base: &Path,
+    raw: Option<&RawDirectory>,
+) -> Result<Directory, Vec<ConfigError>> {
+    let Some(dir) = raw else {
+        return Err(vec![ConfigError {
+            file: src.path.to_path_buf(),
+            line: None,
+            field: Some("directory".into()),
+            message: "missing section [directory] (units, procedures)".into(),
+        }]);
+    };
+    let mut errors = Vec::new();
+    let mut load = |f: &Spanned<String>, name: &str| {
+        let p = base.join(f.get_ref());
+        match std::fs::metadata(&p) {
+            Ok(_) => Some(p),
+            Err(e) => {
+                errors.extend(
+                    src.err::<()>(f.span(), name, format!("cannot read {}: {e}", p.display()))
+                        .err(),
+                );
+                None
+            }
+        }
+    };
+    let units = load(&dir.units, "directory.units");
+    let procedures = load(&dir.procedures, "directory.procedures");
+    let units = units.map(|p| csv::load_units(&p));
+    let procedures = procedures.map(|p| csv::load_procedures(&p));
+    match (units, procedures) {
+        (Some(Ok(u)), Some(Ok(p))) if errors.is_empty() => Ok(Directory::new(u, p)),
+        (u, p) => {
+            errors.extend(u.and_then(Result::err).into_iter().flatten());
+            errors.extend(p.and_then(Result::err).into_iter().flatten());
+            Err(errors)
         }
     }
 }

@@ -55,8 +55,12 @@ pub(super) struct Consumer<'s> {
     load: Reload,
     shared: &'s Shared,
     producer: BaseProducer<Deliveries>,
-    /// Next offset to commit per partition (what has been applied and output).
-    applied: Arc<Mutex<HashMap<i32, i64>>>,
+    /// Next offset per partition whose events are applied and whose alert lines
+    /// are in `out` or the alerts file (what the next save may cover).
+    applied: HashMap<i32, i64>,
+    /// What the last saved state covers, per partition: (next offset, fired
+    /// until). Shared with the Kafka context, which commits it on revocation.
+    durable: Arc<Mutex<HashMap<i32, (i64, i64)>>>,
     alerts_file: Option<AlertsFile>,
     marks: Watermarks,
     mail: Option<Mail>,
@@ -82,9 +86,9 @@ impl<'s> Consumer<'s> {
         shared: &'s Shared,
     ) -> Result<(Self, BaseConsumer<Ctx>), Error> {
         let d = &settings.daemon;
-        let applied: Arc<Mutex<HashMap<i32, i64>>> = Default::default();
+        let durable: Arc<Mutex<HashMap<i32, (i64, i64)>>> = Default::default();
         let consumer =
-            kafka::consumer(&d.kafka, applied.clone()).map_err(|source| Error::Kafka {
+            kafka::consumer(&d.kafka, durable.clone()).map_err(|source| Error::Kafka {
                 what: "kafka consumer",
                 source,
             })?;
@@ -121,7 +125,8 @@ impl<'s> Consumer<'s> {
             load,
             shared,
             producer,
-            applied,
+            applied: HashMap::new(),
+            durable,
             alerts_file,
             marks,
             mail,
@@ -202,7 +207,6 @@ impl<'s> Consumer<'s> {
             // Wall-clock timers, for the partitions that are live (the others
             // advance with the events they consume).
             let now = now_wall();
-            let mut fired = HashMap::with_capacity(parts.len());
             for (&p, part) in parts.iter_mut() {
                 if part.next >= part.resume_from {
                     self.catch_up(p, part, nguard.as_mut());
@@ -211,7 +215,6 @@ impl<'s> Consumer<'s> {
                     part.engine.advance(now);
                     self.drain(&mut part.engine, p, false, nguard.as_mut());
                 }
-                fired.insert(p, part.fired_until());
             }
             // The notifier's clock moves only once every assigned partition is
             // rebuilt, its firing alerts adopted and its backlog consumed: after a
@@ -221,15 +224,19 @@ impl<'s> Consumer<'s> {
             // adopted alerts; during a catch-up, alerts that fire and resolve
             // inside the backlog are history, not news.
             let ready = !parts.is_empty() && parts.values().all(|p| p.caught_up && p.live);
+            if ready && self.listening_since.is_none() {
+                // What came due before the daemon was ready (down, joining the
+                // group, catching up) is grouped from now on: replayed at its
+                // historical instants it would go out as several e-mails at once.
+                if let Some(n) = nguard.as_mut() {
+                    n.schedule_floor = n.schedule_floor.max(now);
+                }
+            }
             self.watch_source(parts, ready, now, nguard.as_mut());
             if let (Some(n), Some(m), true) = (nguard.as_mut(), self.mail.as_mut(), ready) {
                 m.decide(n, &self.settings, now, &mut self.marks, shared);
             }
             drop(nguard);
-            *kc.context()
-                .fired_until
-                .lock()
-                .unwrap_or_else(|p| p.into_inner()) = fired;
             shared.api.ready.store(ready, Ordering::Relaxed);
             let new_mail = self.mail.as_ref().is_some_and(Mail::has_new);
             if !self.out.is_empty() || new_mail || last_flush.elapsed() >= Duration::from_secs(1) {
@@ -297,24 +304,13 @@ impl<'s> Consumer<'s> {
 
     /// Records that everything of partition `p` before `next` is applied and
     /// output (what a commit may cover).
-    fn mark_applied(&self, p: i32, next: i64) {
-        self.applied
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(p, next);
-    }
-
-    /// The offsets a commit may cover, per partition.
-    fn applied_offsets(&self) -> HashMap<i32, i64> {
-        self.applied
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+    fn mark_applied(&mut self, p: i32, next: i64) {
+        self.applied.insert(p, next);
     }
 
     /// Applies the rebalances librdkafka reported inside the last poll.
     fn rebalances(
-        &self,
+        &mut self,
         kc: &BaseConsumer<Ctx>,
         parts: &mut HashMap<i32, Part>,
         mut n: Option<&mut Notifier>,
@@ -323,15 +319,16 @@ impl<'s> Consumer<'s> {
             rebalance(
                 ev,
                 parts,
-                &self.marks,
+                &mut self.marks,
                 &self.settings.engine,
-                &self.applied,
+                &mut self.applied,
+                &self.durable,
                 n.as_deref_mut(),
             );
         }
     }
 
-    fn catch_up(&self, p: i32, part: &mut Part, n: Option<&mut Notifier>) {
+    fn catch_up(&mut self, p: i32, part: &mut Part, n: Option<&mut Notifier>) {
         if part.catch_up(p, n, &self.settings.engine.directory) {
             self.mark_applied(p, part.next);
         }
@@ -439,7 +436,7 @@ impl<'s> Consumer<'s> {
 
     /// Partitions waiting for a dead letter: when it is time, write it again;
     /// once the broker took it, move past it, rewind and resume.
-    fn resume_blocked(&self, kc: &BaseConsumer<Ctx>, parts: &mut HashMap<i32, Part>) {
+    fn resume_blocked(&mut self, kc: &BaseConsumer<Ctx>, parts: &mut HashMap<i32, Part>) {
         let k = &self.settings.daemon.kafka;
         for (&p, part) in parts.iter_mut() {
             if part.blocked_until.is_none_or(|t| t > WallInstant::now()) {
@@ -470,7 +467,7 @@ impl<'s> Consumer<'s> {
                 part.attempts = 0;
                 part.backoff = Duration::from_millis(100);
                 part.next = offset + 1;
-                self.mark_applied(p, part.next);
+                self.applied.insert(p, part.next);
             }
             part.blocked_until = None;
             let mut tpl = TopicPartitionList::new();
@@ -555,20 +552,24 @@ impl<'s> Consumer<'s> {
         }
         self.out.clear();
         let topic = &self.settings.daemon.kafka.topic;
-        let applied = self.applied_offsets();
         let mut tpl = TopicPartitionList::new();
+        let mut covered = Vec::with_capacity(parts.len());
         for (&p, part) in parts.iter() {
-            if part.caught_up {
+            let fired = if part.caught_up {
                 self.marks
                     .partitions
                     .insert(p, (part.next, part.fired_until()));
-            }
-            if let Some(&o) = applied.get(&p) {
+                part.fired_until()
+            } else {
+                i64::MIN
+            };
+            if let Some(&o) = self.applied.get(&p) {
+                covered.push((p, o, fired));
                 let _ = tpl.add_partition_offset(topic, p, Offset::Offset(o));
                 // hand-over: the next owner fires silently what this one fired
                 if part.caught_up {
                     if let Some(mut e) = tpl.find_partition(topic, p) {
-                        e.set_metadata(format!("fired-until={}", part.fired_until()));
+                        e.set_metadata(format!("fired-until={fired}"));
                     }
                 }
             }
@@ -609,6 +610,11 @@ impl<'s> Consumer<'s> {
                 // decides them again instead of sending them twice
                 if let Some(m) = self.mail.as_mut() {
                     m.saved();
+                }
+                // and only now may a revocation commit these offsets
+                let mut durable = self.durable.lock().unwrap_or_else(|p| p.into_inner());
+                for (p, o, fired) in covered {
+                    durable.insert(p, (o, fired));
                 }
             }
         }
@@ -716,10 +722,17 @@ impl<'s> Consumer<'s> {
             return Ok(());
         }
         let topic = &self.settings.daemon.kafka.topic;
-        let applied = self.applied_offsets();
+        let durable = self
+            .durable
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         let mut tpl = TopicPartitionList::new();
-        for (&p, &o) in &applied {
+        for (&p, &(o, fired)) in &durable {
             let _ = tpl.add_partition_offset(topic, p, Offset::Offset(o));
+            if let Some(mut e) = tpl.find_partition(topic, p) {
+                e.set_metadata(format!("fired-until={fired}"));
+            }
         }
         if tpl.count() > 0 {
             if let Err(e) = kc.commit(&tpl, CommitMode::Sync) {

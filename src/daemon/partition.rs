@@ -207,15 +207,20 @@ impl Partitions for Parts {
 
 /// Applies a rebalance: an assigned partition starts a rebuild (resuming after
 /// what the committed offset or the saved watermarks say was output); a revoked
-/// one is dropped and its alerts forgotten (the new owner adopts them).
+/// one is dropped and its alerts forgotten (the new owner adopts them). A
+/// revoked partition's progress goes into the watermarks: its alert lines are
+/// in the buffer or the file, so the next save covers them, and this process
+/// does not write them again if the partition comes back.
 pub(super) fn rebalance(
     ev: RebalanceEvent,
     parts: &mut HashMap<i32, Part>,
-    marks: &Watermarks,
+    marks: &mut Watermarks,
     engine: &crate::engine::Settings,
-    applied: &Mutex<HashMap<i32, i64>>,
+    applied: &mut HashMap<i32, i64>,
+    durable: &Mutex<HashMap<i32, (i64, i64)>>,
     mut notifier: Option<&mut Notifier>,
 ) {
+    let mut durable = durable.lock().unwrap_or_else(|p| p.into_inner());
     match ev {
         RebalanceEvent::Assigned(list) => {
             for (p, committed, committed_wall) in list {
@@ -225,13 +230,19 @@ pub(super) fn rebalance(
                 // the previous owner (this process or another) fired timers up to here
                 let saved_wall = saved_wall.max(committed_wall.unwrap_or(i64::MIN));
                 parts.insert(p, Part::new(Engine::new(engine), resume_from, saved_wall));
-                applied.lock().unwrap_or_else(|p| p.into_inner()).remove(&p);
+                applied.remove(&p);
+                durable.remove(&p);
             }
         }
         RebalanceEvent::Revoked(list) => {
             for p in list {
-                parts.remove(&p);
-                applied.lock().unwrap_or_else(|p| p.into_inner()).remove(&p);
+                if let Some(part) = parts.remove(&p) {
+                    if part.caught_up {
+                        marks.partitions.insert(p, (part.next, part.fired_until()));
+                    }
+                }
+                applied.remove(&p);
+                durable.remove(&p);
                 if let Some(n) = notifier.as_deref_mut() {
                     n.forget(|i| i.partition != Some(p));
                 }

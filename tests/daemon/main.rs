@@ -11,6 +11,9 @@
 //! * [`dead_letters`] — a dead-letter topic that refuses writes loses nothing;
 //! * [`email`] — e-mail through a real SMTP server: grouping, silences, an
 //!   outage with a `kill -9` inside it, exactly-once delivery;
+//! * [`full_disk`] — a full disk under the state folder: the daemon stops,
+//!   and after a restart the alerts file has no fragment and every transition
+//!   once;
 //! * [`observability`] — an independent client's events, `promtool`, a real
 //!   Prometheus scraping the daemon;
 //! * [`outages`] — a frozen broker (stalled partition, not ready) and a silent
@@ -27,6 +30,7 @@ mod alerts_and_restarts;
 mod backlog;
 mod dead_letters;
 mod email;
+mod full_disk;
 mod observability;
 mod outages;
 mod partition_handover;

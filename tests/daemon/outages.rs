@@ -19,6 +19,7 @@ impl Drop for Kill {
     fn drop(&mut self) {
         let _ = Command::new("kill")
             .args(["-CONT", &self.0.id().to_string()])
+            .stderr(Stdio::null())
             .status();
         let _ = self.0.kill();
         let _ = self.0.wait();

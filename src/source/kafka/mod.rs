@@ -10,7 +10,10 @@
 //!   records (durable hand-over of state is a later stage); events before the
 //!   resume point (committed offset, or what the state folder says was already
 //!   output) are applied silently, so nothing is alerted twice;
-//! * on revocation the offsets of what was applied are committed synchronously;
+//! * on revocation the offsets whose effects are durable (what the last saved
+//!   state covers) are committed synchronously, with their fired-until instant —
+//!   never more: a process that stops on an error (a full disk) must not commit
+//!   work it could not write;
 //! * `enable.partition.eof` is forced on: reaching a partition's end is what
 //!   moves its timers from event time to the wall clock;
 //! * `fetch.queue.backoff.ms` defaults to 10 ms instead of librdkafka's 1 s (a
@@ -39,7 +42,7 @@ pub enum RebalanceEvent {
     /// wall-clock instant up to which the previous owner fired timers (from the
     /// commit metadata), if any.
     Assigned(Vec<(i32, i64, Option<i64>)>),
-    /// Partitions revoked (their applied offsets were committed).
+    /// Partitions revoked (their durable offsets were committed).
     Revoked(Vec<i32>),
 }
 
@@ -47,8 +50,10 @@ pub enum RebalanceEvent {
 pub struct Ctx {
     /// Rebalance events, drained by the loop after each poll.
     pub events: Mutex<Vec<RebalanceEvent>>,
-    /// Next offset to commit per partition (what has been applied and output).
-    pub applied: Arc<Mutex<HashMap<i32, i64>>>,
+    /// Per partition, the next offset whose effects are durable (alerts synced,
+    /// state saved) and the instant its timers had fired to: what a revocation
+    /// commits.
+    pub durable: Arc<Mutex<HashMap<i32, (i64, i64)>>>,
     /// High watermark per partition, from librdkafka's statistics (every 5 s).
     pub high: Mutex<HashMap<i32, i64>>,
     /// Per partition, how long its broker had not answered at the last
@@ -56,9 +61,6 @@ pub struct Ctx {
     fetch_idle: Mutex<HashMap<i32, (Duration, std::time::Instant)>>,
     /// Per broker (`host:port`), whether its connection is up.
     pub brokers: Mutex<std::collections::BTreeMap<String, bool>>,
-    /// Per partition, the instant up to which its timers have fired (committed as
-    /// metadata so that the next owner of the partition does not fire them again).
-    pub fired_until: Mutex<HashMap<i32, i64>>,
     topic: String,
 }
 
@@ -83,6 +85,15 @@ impl Ctx {
 }
 
 impl ClientContext for Ctx {
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        // the end of a partition is news, not an error (`enable.partition.eof`)
+        if error.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::PartitionEOF) {
+            tracing::debug!(reason, "end of partition");
+            return;
+        }
+        tracing::error!(error = %error, reason, "librdkafka error");
+    }
+
     fn stats(&self, stats: rdkafka::Statistics) {
         let now = std::time::Instant::now();
         // brokers learned from metadata (the bootstrap and logical entries have
@@ -163,8 +174,8 @@ impl ConsumerContext for Ctx {
                     .push(RebalanceEvent::Assigned(parts));
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
-                let applied = self
-                    .applied
+                let durable = self
+                    .durable
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .clone();
@@ -172,21 +183,14 @@ impl ConsumerContext for Ctx {
                 let mut parts = Vec::new();
                 for el in tpl.elements() {
                     parts.push(el.partition());
-                    if let Some(&o) = applied.get(&el.partition()) {
+                    if let Some(&(o, fired)) = durable.get(&el.partition()) {
                         let _ = commit.add_partition_offset(
                             &self.topic,
                             el.partition(),
                             Offset::Offset(o),
                         );
-                        let fired = self
-                            .fired_until
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .get(&el.partition())
-                            .copied();
-                        if let (Some(fired), Some(mut e)) =
-                            (fired, commit.find_partition(&self.topic, el.partition()))
-                        {
+                        // the next owner fires silently what this one fired
+                        if let Some(mut e) = commit.find_partition(&self.topic, el.partition()) {
                             e.set_metadata(format!("fired-until={fired}"));
                         }
                     }
@@ -244,7 +248,7 @@ fn client_config(k: &KafkaConfig) -> ClientConfig {
 /// The group consumer (offsets committed by hand, earliest when none).
 pub fn consumer(
     k: &KafkaConfig,
-    applied: Arc<Mutex<HashMap<i32, i64>>>,
+    durable: Arc<Mutex<HashMap<i32, (i64, i64)>>>,
 ) -> KafkaResult<BaseConsumer<Ctx>> {
     let mut c = client_config(k);
     c.set("group.id", &k.group_id)
@@ -282,11 +286,10 @@ pub fn consumer(
     }
     let ctx = Ctx {
         events: Mutex::new(Vec::new()),
-        applied,
+        durable,
         high: Mutex::new(HashMap::new()),
         fetch_idle: Mutex::new(HashMap::new()),
         brokers: Mutex::new(Default::default()),
-        fired_until: Mutex::new(HashMap::new()),
         topic: k.topic.clone(),
     };
     let consumer: BaseConsumer<Ctx> = c.create_with_context(ctx)?;
