@@ -167,3 +167,32 @@ impl Collector for ProcessMetrics {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_seconds_keep_fractions_of_a_second() {
+        let m = ProcessMetrics::new();
+        // about 0.3 s of CPU in this thread: more than the 0.01 s a tick is,
+        // less than the whole second an integer counter would need
+        let t = std::time::Instant::now();
+        let mut x = 0u64;
+        while t.elapsed() < std::time::Duration::from_millis(300) {
+            x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+        }
+        let families = m.collect();
+        let cpu = families
+            .iter()
+            .find(|f| f.name() == "process_cpu_seconds_total")
+            .expect("process_cpu_seconds_total");
+        let v = cpu.get_metric()[0].get_counter().value();
+        assert!(v >= 0.2, "process_cpu_seconds_total = {v}");
+        let rss = families
+            .iter()
+            .find(|f| f.name() == "process_resident_memory_bytes")
+            .expect("process_resident_memory_bytes");
+        assert!(rss.get_metric()[0].get_gauge().value() > 0.0);
+    }
+}
