@@ -111,6 +111,41 @@ fn demo_runs_out_of_the_box_and_matches_the_calibration() {
         let v: serde_json::Value = serde_json::from_str(l).unwrap();
         assert_eq!(v["reason"], "invalid_json", "{l}");
     }
+    // how the e-mail lands on unit heads, with the default batch times
+    // (docs/email-delivery.md): a few e-mails a working day, overdue and
+    // unrouted told within a few working hours, no due_soon told after its due
+    // time, no overdue that never reached its unit
+    let line = |prefix: &str| {
+        stdout
+            .lines()
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no line {prefix:?} in:\n{stdout}"))
+            .to_string()
+    };
+    let num_after = |l: &str, key: &str| -> f64 {
+        let rest = &l[l.find(key).unwrap_or_else(|| panic!("{key:?} in {l:?}")) + key.len()..];
+        rest.trim_start()
+            .split(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .next()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("a number after {key:?} in {l:?}"))
+    };
+    let per_day = line("e-mails per unit per working day with mail:");
+    assert!(num_after(&per_day, "median") <= 3.0, "{per_day}");
+    assert!(num_after(&per_day, "p99") <= 4.0, "{per_day}");
+    assert!(num_after(&per_day, "max") <= 6.0, "{per_day}");
+    let delay = line("first e-mail to the unit after an alert fires");
+    for kind in ["overdue", "unrouted"] {
+        let l = &delay[delay.find(&format!(" {kind} ")).unwrap()..];
+        assert!(num_after(l, "/") <= 4.0, "{kind} p95 in {delay}");
+    }
+    let never = line("never told to their unit");
+    assert_eq!(num_after(&never, "overdue"), 0.0, "{never}");
+    assert_eq!(
+        num_after(&never, "due_soon told only after the due time:"),
+        0.0,
+        "{never}"
+    );
     // the e-mails of the year's last day, as .eml files a mail client opens:
     // updates and the morning digests, multipart, in Vietnamese, to units.csv addresses
     let mut emls: Vec<PathBuf> = std::fs::read_dir(demo.join("emails"))

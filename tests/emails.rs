@@ -62,6 +62,7 @@ due_soon_before_hours = 16
 escalate_after_hours  = 16
 
 [email]
+batch_at = []
 from            = "overdued <no-reply@example.vn>"
 admin           = "hcc@example.vn"
 group_wait      = "30s"

@@ -124,6 +124,11 @@ struct Group {
     resolved: Vec<(AlertInfo, Instant)>,
     next_flush: Option<Instant>,
     last_flush: Option<Instant>,
+    /// With batch times: the earliest due time of a `due_soon` waiting to be
+    /// told — when it comes before the next batch or digest, the group is sent
+    /// at once instead (a warning after the due time is no warning).
+    #[serde(default)]
+    urgent_due: Option<Instant>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -360,6 +365,9 @@ impl Notifier {
             let g = self.state.groups.entry(r.clone()).or_default();
             g.members.insert(k.clone());
             g.unsent.insert(k.clone());
+            if info.kind == AlertKind::DueSoon {
+                g.urgent_due = Some(g.urgent_due.map_or(info.due, |d| d.min(info.due)));
+            }
             self.schedule(r, at);
         }
         if let Some(e) = info.escalate_at {
@@ -576,6 +584,12 @@ impl Notifier {
                 }
             } else if flush.as_ref().map(|f| f.0) == Some(t) {
                 if let Some((_, k)) = flush {
+                    if let Some(later) = self.batch_instant(&k, t, cal) {
+                        if let Some(g) = self.state.groups.get_mut(&k) {
+                            g.next_flush = later;
+                        }
+                        continue;
+                    }
                     if let Some(o) = self.flush(&k, t) {
                         out.push(o);
                     }
@@ -620,6 +634,7 @@ impl Notifier {
         let digest = self.settings.digest_at.is_some();
         let mut g = self.state.groups.remove(rkey)?;
         g.next_flush = None;
+        g.urgent_due = None;
         // without a digest, still-firing alerts are listed again after repeat_interval
         if !digest {
             for (k, &l) in &g.notified {
@@ -712,10 +727,8 @@ impl Notifier {
         if let Some(e) = release {
             self.schedule(rkey, e - self.settings.group_wait);
         }
-        sort_worst_first(&mut items, at);
+        let omitted = self.cap(&mut items, at, |i| i.status != Status::Firing);
         items.extend(resolved);
-        let omitted = items.len().saturating_sub(self.settings.max_items);
-        items.truncate(self.settings.max_items);
         self.state.seq += 1;
         Some(Outgoing {
             seq: self.state.seq,
@@ -756,15 +769,25 @@ impl Notifier {
             if items.is_empty() {
                 continue;
             }
+            let untold: BTreeSet<String> = g.unsent.clone();
             // what the digest lists is told: no separate reminder for a day
+            // (and, with batch times, not listed again as new in the next batch)
+            let batches = !self.settings.batch_at.is_empty();
             if let Some(g) = self.state.groups.get_mut(&rkey) {
                 for it in &items {
-                    g.notified.insert(key(it.info.kind, &it.info.record_id), at);
+                    let k = key(it.info.kind, &it.info.record_id);
+                    if batches {
+                        g.unsent.remove(&k);
+                    }
+                    g.notified.insert(k, at);
+                }
+                if batches && g.unsent.is_empty() {
+                    g.urgent_due = None;
                 }
             }
-            sort_worst_first(&mut items, at);
-            let omitted = items.len().saturating_sub(self.settings.max_items);
-            items.truncate(self.settings.max_items);
+            let omitted = self.cap(&mut items, at, |i| {
+                untold.contains(&key(i.info.kind, &i.info.record_id))
+            });
             self.state.seq += 1;
             out.push(Outgoing {
                 seq: self.state.seq,
@@ -784,6 +807,60 @@ impl Notifier {
             }
             !g.members.is_empty() || g.next_flush.is_some()
         });
+    }
+
+    /// Orders `items` worst first, those never told before the others, and
+    /// keeps at most `max_items` of the ones already told: every alert is named
+    /// in at least one e-mail, and the cap only shortens reminders. Returns how
+    /// many were left out.
+    fn cap(&self, items: &mut Vec<Item>, at: Instant, untold: impl Fn(&Item) -> bool) -> usize {
+        let (mut new, mut told): (Vec<Item>, Vec<Item>) = items.drain(..).partition(|i| untold(i));
+        sort_worst_first(&mut new, at);
+        sort_worst_first(&mut told, at);
+        let omitted = told.len().saturating_sub(self.settings.max_items);
+        told.truncate(self.settings.max_items);
+        items.extend(new);
+        items.extend(told);
+        omitted
+    }
+
+    /// With batch times, where a flush of group `rkey` due at `t` goes instead:
+    /// `Some(Some(b))` — to the batch instant `b`; `Some(None)` — nowhere (a
+    /// parent head hears once a working day, in the digest); `None` — it happens
+    /// at `t` (immediate mail, a batch instant, or a `due_soon` that would
+    /// otherwise be told after its due time).
+    fn batch_instant(&self, rkey: &str, t: Instant, cal: &Calendar) -> Option<Option<Instant>> {
+        if self.settings.batch_at.is_empty() {
+            return None;
+        }
+        if rkey.starts_with("head:") && self.settings.digest_at.is_some() {
+            return Some(None);
+        }
+        let b = self.next_batch_at_or_after(t, cal)?;
+        if b == t {
+            return None;
+        }
+        let next_send = self.state.next_digest.map_or(b, |d| d.min(b));
+        let g = self.state.groups.get(rkey)?;
+        if g.urgent_due.is_some_and(|d| d <= next_send) {
+            return None;
+        }
+        Some(Some(b))
+    }
+
+    /// The first batch instant at or after `t` (a working day at a `batch_at`).
+    fn next_batch_at_or_after(&self, t: Instant, cal: &Calendar) -> Option<Instant> {
+        let day0 = cal.local_day(t);
+        (day0..day0 + 400)
+            .filter(|&d| cal.is_working_day(d))
+            .flat_map(|d| {
+                let start = cal.day_start(d);
+                self.settings
+                    .batch_at
+                    .iter()
+                    .map(move |&s| start + s * SECOND)
+            })
+            .find(|&i| i >= t)
     }
 
     /// The first digest instant after `t` (a working day at `digest_at`).

@@ -19,6 +19,10 @@ pub struct Settings {
     pub repeat_interval: i64,
     /// Digest time of day, seconds after local midnight (`None` = no digest).
     pub digest_at: Option<i64>,
+    /// Batch times of day on working days, seconds after local midnight, in
+    /// order. Empty: each group is sent `group_wait` after its first alert, then
+    /// at most every `group_interval` (immediate mail).
+    pub batch_at: Vec<i64>,
     /// At most this many lines per e-mail (the rest are counted, not listed).
     pub max_items: usize,
     /// Whether a resolution alone triggers an e-mail. Off by default: unit heads
@@ -34,6 +38,7 @@ impl Default for Settings {
             group_interval: 300 * SECOND,
             repeat_interval: 86_400 * SECOND,
             digest_at: Some(7 * 3600 + 1800),
+            batch_at: vec![10 * 3600, 14 * 3600 + 1800],
             max_items: 1000,
             send_resolved: false,
         }
@@ -51,6 +56,8 @@ pub struct RawGrouping {
     pub repeat_interval: Option<Spanned<String>>,
     /// `digest_at` (`""` = no digest).
     pub digest_at: Option<Spanned<String>>,
+    /// `batch_at` (`[]` = immediate mail).
+    pub batch_at: Option<Spanned<Vec<Spanned<String>>>>,
     /// `max_items`.
     pub max_items: Option<Spanned<i64>>,
     /// `[[email.silence]]`.
@@ -115,6 +122,31 @@ pub fn validate(src: &Src<'_>, raw: &RawGrouping) -> Result<(Settings, Vec<Silen
                     })?,
             ),
         };
+    }
+    if let Some(list) = &raw.batch_at {
+        let mut times = Vec::new();
+        for t in list.get_ref() {
+            let v = parse_hhmm(t.get_ref())
+                .filter(|&x| x < 86_400)
+                .map(i64::from)
+                .ok_or(())
+                .or_else(|_| {
+                    src.err(
+                        t.span(),
+                        "email.batch_at",
+                        format!("{:?} is not a local time like 10:00", t.get_ref()),
+                    )
+                })?;
+            if times.last().is_some_and(|&p| p >= v) {
+                return src.err(
+                    t.span(),
+                    "email.batch_at",
+                    "list the times once each, in order",
+                );
+            }
+            times.push(v);
+        }
+        c.batch_at = times;
     }
     if let Some(m) = &raw.max_items {
         if !(1..=100_000).contains(m.get_ref()) {

@@ -30,10 +30,18 @@ fn info(record: &str, kind: AlertKind, unit: &str, at: Instant) -> AlertInfo {
     }
 }
 
+/// The defaults with immediate mail (no batch times): what these tables test.
+fn immediate() -> Settings {
+    Settings {
+        batch_at: vec![],
+        ..Settings::default()
+    }
+}
+
 fn settings() -> Settings {
     Settings {
         digest_at: None,
-        ..Settings::default()
+        ..immediate()
     }
 }
 
@@ -301,7 +309,7 @@ fn silences_mute_then_release() {
 #[test]
 fn digest_lists_everything_open_worst_first_on_working_days_only() {
     let c = cfg();
-    let mut n = Notifier::new(Settings::default(), vec![]);
+    let mut n = Notifier::new(immediate(), vec![]);
     // Friday evening
     let t0 = t("2026-03-06T18:00:00+07:00");
     let mut a = info("H1", AlertKind::Hanging, "VPDKDD", t0);
@@ -491,7 +499,7 @@ fn an_escalation_before_the_saved_clock_is_not_repeated_after_a_restart() {
 #[test]
 fn after_days_of_downtime_only_the_latest_missed_digest_is_sent() {
     let c = cfg();
-    let mut n = Notifier::new(Settings::default(), vec![]);
+    let mut n = Notifier::new(immediate(), vec![]);
     let t0 = t("2026-03-02T09:00:00+07:00"); // Monday
     n.fire(
         info("A", AlertKind::Overdue, "VPDKDD", t0),
@@ -505,7 +513,7 @@ fn after_days_of_downtime_only_the_latest_missed_digest_is_sent() {
     let state: State = serde_json::from_str(&serde_json::to_string(&n.state).unwrap()).unwrap();
     // the daemon comes back on Thursday at noon: Tue, Wed, Thu digests were missed
     let back = t("2026-03-05T12:00:00+07:00");
-    let mut m = Notifier::with_state(Settings::default(), vec![], state);
+    let mut m = Notifier::with_state(immediate(), vec![], state);
     m.schedule_floor = back;
     m.adopt(
         info("A", AlertKind::Overdue, "VPDKDD", t0),
@@ -516,7 +524,7 @@ fn after_days_of_downtime_only_the_latest_missed_digest_is_sent() {
     assert_eq!(out[0].kind, Kind::Digest);
     assert_eq!(out[0].at, t("2026-03-05T07:30:00+07:00"));
     // in a replay (no floor) every day's digest is decided
-    let mut r = Notifier::new(Settings::default(), vec![]);
+    let mut r = Notifier::new(immediate(), vec![]);
     r.fire(
         info("A", AlertKind::Overdue, "VPDKDD", t0),
         &c.engine.directory,
@@ -623,7 +631,7 @@ fn with_send_resolved_a_digest_does_not_swallow_a_pending_resolution() {
     let c = cfg();
     let s = Settings {
         send_resolved: true,
-        ..Settings::default()
+        ..immediate()
     };
     let mut n = Notifier::new(s, vec![]);
     let t0 = t("2026-03-02T07:00:00+07:00"); // Monday
@@ -774,7 +782,7 @@ fn an_adopted_alert_gets_reminders_without_digest() {
 fn reminders_start_when_a_reload_turns_the_digest_off() {
     let c = cfg();
     let t0 = t("2026-03-02T09:00:00+07:00");
-    let mut n = Notifier::new(Settings::default(), vec![]);
+    let mut n = Notifier::new(immediate(), vec![]);
     n.fire(
         info("A", AlertKind::Hanging, "VPDKDD", t0),
         &c.engine.directory,
@@ -799,7 +807,7 @@ fn reminders_start_when_a_reload_turns_the_digest_off() {
 fn one_digest_after_a_long_downtime() {
     let c = cfg();
     let t0 = t("2026-03-02T09:00:00+07:00"); // Monday
-    let mut n = Notifier::new(Settings::default(), vec![]);
+    let mut n = Notifier::new(immediate(), vec![]);
     let a = info("A", AlertKind::Hanging, "VPDKDD", t0);
     n.fire(a.clone(), &c.engine.directory);
     assert_eq!(
@@ -809,7 +817,7 @@ fn one_digest_after_a_long_downtime() {
     );
     // down until Friday 09:00
     let back = t("2026-03-06T09:00:00+07:00");
-    let mut m = restart(&n, Settings::default());
+    let mut m = restart(&n, immediate());
     m.schedule_floor = back;
     m.adopt(a, &c.engine.directory);
     let out = m.advance(back, &c.engine.calendar, &c.engine.directory);
@@ -938,4 +946,68 @@ fn hanging_is_held_while_the_source_is_silent_and_told_after_unless_resolved() {
         )]
     );
     assert_eq!(out[0].at, t0 + 20 * MINUTE + n.settings.group_wait);
+}
+
+#[test]
+fn with_batch_times_mail_waits_for_the_batch_unless_a_due_soon_would_come_too_late() {
+    let c = cfg();
+    let (cal, dir) = (&c.engine.calendar, &c.engine.directory);
+    // the defaults: digest 07:30, batches 10:00 and 14:30 (local, working days)
+    let mut n = Notifier::new(Settings::default(), vec![]);
+    let t0 = t("2026-03-02T08:00:00+07:00"); // a Monday
+    n.advance(t0, cal, dir);
+    n.fire(info("O1", AlertKind::Overdue, "VPDKDD", t0), dir);
+    n.fire(info("H1", AlertKind::Hanging, "VPDKDD", t0 + MINUTE), dir);
+    // nothing before the batch
+    assert!(n
+        .advance(t("2026-03-02T09:59:00+07:00"), cal, dir)
+        .is_empty());
+    let out = n.advance(t("2026-03-02T10:00:00+07:00"), cal, dir);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].at, t("2026-03-02T10:00:00+07:00"));
+    assert_eq!(out[0].items.len(), 2);
+    // a due_soon due before the next batch (14:30) is sent at once
+    let mut d = info(
+        "D1",
+        AlertKind::DueSoon,
+        "VPDKDD",
+        t("2026-03-02T11:00:00+07:00"),
+    );
+    d.due = t("2026-03-02T14:00:00+07:00");
+    n.fire(d, dir);
+    let out = n.advance(t("2026-03-02T11:05:00+07:00"), cal, dir);
+    let got: Vec<_> = out.iter().map(summary).collect();
+    assert_eq!(
+        got,
+        [(
+            "unit:VPDKDD".to_string(),
+            Kind::Update,
+            vec![("D1".to_string(), "due_soon", Status::New)]
+        )]
+    );
+    assert_eq!(out[0].at, t("2026-03-02T11:00:30+07:00"));
+    // one due later than the next batch waits for it
+    let mut d = info(
+        "D2",
+        AlertKind::DueSoon,
+        "VPDKDD",
+        t("2026-03-02T11:10:00+07:00"),
+    );
+    d.due = t("2026-03-04T14:00:00+07:00");
+    n.fire(d, dir);
+    assert!(n
+        .advance(t("2026-03-02T14:29:00+07:00"), cal, dir)
+        .is_empty());
+    let out = n.advance(t("2026-03-02T14:30:00+07:00"), cal, dir);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].items[0].info.record_id, "D2");
+    // the next morning's digest lists everything open, once
+    let out = n.advance(t("2026-03-03T07:30:00+07:00"), cal, dir);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].kind, Kind::Digest);
+    assert_eq!(out[0].items.len(), 4);
+    // and the 10:00 batch does not repeat it
+    assert!(n
+        .advance(t("2026-03-03T10:00:00+07:00"), cal, dir)
+        .is_empty());
 }

@@ -212,6 +212,7 @@ pub fn run(out: &Path, records: u32, seed: u64) -> Result<(), Error> {
     }
     let mut eml = super::eml_writer(&cfg, &emails_dir)?;
     eml.write_from = until - EMAIL_DAYS * 86_400 * overdued::time::SECOND;
+    eml.measure();
     let mut hook = |e: &overdued::engine::Engine, t: &overdued::engine::Transition| {
         eml.on_transition(e, t);
     };
@@ -231,6 +232,7 @@ pub fn run(out: &Path, records: u32, seed: u64) -> Result<(), Error> {
     drop(replay);
     let written = eml.finish(until)?;
     let decided = eml.decided;
+    let landing = eml.stats.as_mut().map(|s| s.finish(until));
     let (firing, state_bytes) = eml.state_size();
     tracing::info!(
         firing,
@@ -259,6 +261,9 @@ pub fn run(out: &Path, records: u32, seed: u64) -> Result<(), Error> {
         "e-mails: {decided} over the year (grouped per unit); the last {EMAIL_DAYS} days' {written} written to {}/emails/ as .eml",
         out.display()
     );
+    if let Some(l) = &landing {
+        let _ = write!(o, "{}", landing_table(l));
+    }
     let _ = writeln!(
         o,
         "wrote {0}/events.ndjson, {0}/alerts.ndjson, {0}/report.json, {0}/dead-letter.ndjson, {0}/config/ in {1:.1} s (generation {2:.1} s, replay {3:.0} events/s)",
@@ -268,4 +273,33 @@ pub fn run(out: &Path, records: u32, seed: u64) -> Result<(), Error> {
         stats.lines as f64 / stats.elapsed.as_secs_f64().max(1e-9)
     );
     Ok(())
+}
+
+/// How the e-mails land on unit heads (docs/email-delivery.md, "What a unit
+/// head receives").
+fn landing_table(l: &overdued::notify::stats::MailSummary) -> String {
+    use overdued::engine::AlertKind;
+    let mut out = format!(
+        "e-mails per unit per working day with mail: median {}, p99 {}, max {} ({} unit-days)\n",
+        l.per_unit_day.median, l.per_unit_day.p99, l.per_unit_day.max, l.per_unit_day.n
+    );
+    out.push_str("first e-mail to the unit after an alert fires, working hours (median / p95):");
+    for k in AlertKind::ALL {
+        let d = &l.delay_hours[k as usize];
+        out.push_str(&format!(" {} {:.1} / {:.1};", k.as_str(), d.median, d.p95));
+    }
+    out.pop();
+    let never: u64 = l.never_told.iter().sum();
+    out.push_str(&format!(
+        "\nnever told to their unit after firing a working hour or more: {never} ("
+    ));
+    for k in AlertKind::ALL {
+        out.push_str(&format!("{} {}, ", k.as_str(), l.never_told[k as usize]));
+    }
+    out.truncate(out.len() - 2);
+    out.push_str(&format!(
+        "); due_soon told only after the due time: {}\n",
+        l.due_soon_late
+    ));
+    out
 }

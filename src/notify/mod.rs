@@ -14,6 +14,7 @@ pub mod outbox;
 pub mod render;
 pub mod settings;
 pub mod smtp;
+pub mod stats;
 
 pub use settings::{Settings, SmtpConfig, TlsCa, TlsError};
 

@@ -42,6 +42,8 @@ pub struct EmlWriter {
     pub decided: u64,
     /// The first error (rendering or writing); later e-mails are skipped.
     pub error: Option<EmlError>,
+    /// How the e-mails land on units (measured when set).
+    pub stats: Option<crate::notify::stats::MailStats>,
 }
 
 impl EmlWriter {
@@ -63,6 +65,7 @@ impl EmlWriter {
             written: 0,
             decided: 0,
             error: None,
+            stats: None,
         })
     }
 
@@ -76,6 +79,9 @@ impl EmlWriter {
         };
         for o in out {
             self.decided += 1;
+            if let Some(s) = self.stats.as_mut() {
+                s.sent(&ctx, &o);
+            }
             if o.at < self.write_from || self.error.is_some() {
                 continue;
             }
@@ -95,8 +101,14 @@ impl EmlWriter {
         self.advance(t.at);
         if t.firing {
             let info = engine.alert_info(t);
+            if let Some(s) = self.stats.as_mut() {
+                s.fire(&info);
+            }
             self.notifier.fire(info, &self.directory);
         } else {
+            if let Some(s) = self.stats.as_mut() {
+                s.resolve(t.kind, engine.record_id(t.slot), t.at);
+            }
             self.notifier
                 .resolve(t.kind, engine.record_id(t.slot), t.at);
         }
@@ -111,6 +123,16 @@ impl EmlWriter {
                 .map(|v| v.len())
                 .unwrap_or(0),
         )
+    }
+
+    /// Starts measuring how the e-mails land on units.
+    pub fn measure(&mut self) {
+        let ctx = Context {
+            calendar: &self.calendar,
+            directory: &self.directory,
+            settings: &self.delivery,
+        };
+        self.stats = Some(crate::notify::stats::MailStats::new(&ctx));
     }
 
     /// Ends at `clock`: what is due by then is written.

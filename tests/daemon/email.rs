@@ -82,6 +82,7 @@ api_token = "env:OVERDUED_TEST_API_TOKEN"
 [state]
 dir = "state"
 [email]
+batch_at = []
 smtp_url = "smtp://127.0.0.1:{smtp}"
 from = "overdued <no-reply@example.vn>"
 admin = "hcc@example.vn"
@@ -400,6 +401,7 @@ listen = "127.0.0.1:{http}"
 [state]
 dir = "state"
 [email]
+batch_at = []
 smtp_url = "smtp://127.0.0.1:{smtp}"
 from = "overdued <no-reply@example.vn>"
 admin = "hcc@example.vn"
@@ -570,6 +572,7 @@ listen = "127.0.0.1:{http}"
 [state]
 dir = "state"
 [email]
+batch_at = []
 smtp_url = "smtp://127.0.0.1:{smtp}"
 from = "overdued <no-reply@example.vn>"
 admin = "hcc@example.vn"
