@@ -131,7 +131,7 @@ fn demo_runs_out_of_the_box_and_matches_the_calibration() {
             .unwrap_or_else(|| panic!("a number after {key:?} in {l:?}"))
     };
     let per_day = line("e-mails per unit per working day with mail:");
-    assert!(num_after(&per_day, "median") <= 3.0, "{per_day}");
+    assert!(num_after(&per_day, "median") <= 2.0, "{per_day}");
     assert!(num_after(&per_day, "p99") <= 4.0, "{per_day}");
     assert!(num_after(&per_day, "max") <= 6.0, "{per_day}");
     let delay = line("first e-mail to the unit after an alert fires");

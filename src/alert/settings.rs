@@ -38,7 +38,7 @@ impl Default for Settings {
             group_interval: 300 * SECOND,
             repeat_interval: 86_400 * SECOND,
             digest_at: Some(7 * 3600 + 1800),
-            batch_at: vec![10 * 3600, 14 * 3600 + 1800],
+            batch_at: vec![13 * 3600 + 1800],
             max_items: 1000,
             send_resolved: false,
         }

@@ -952,8 +952,12 @@ fn hanging_is_held_while_the_source_is_silent_and_told_after_unless_resolved() {
 fn with_batch_times_mail_waits_for_the_batch_unless_a_due_soon_would_come_too_late() {
     let c = cfg();
     let (cal, dir) = (&c.engine.calendar, &c.engine.directory);
-    // the defaults: digest 07:30, batches 10:00 and 14:30 (local, working days)
-    let mut n = Notifier::new(Settings::default(), vec![]);
+    // digest 07:30, batches 10:00 and 14:30 (local, working days)
+    let s = Settings {
+        batch_at: vec![10 * 3600, 14 * 3600 + 1800],
+        ..Settings::default()
+    };
+    let mut n = Notifier::new(s, vec![]);
     let t0 = t("2026-03-02T08:00:00+07:00"); // a Monday
     n.advance(t0, cal, dir);
     n.fire(info("O1", AlertKind::Overdue, "VPDKDD", t0), dir);
