@@ -102,6 +102,12 @@ pub struct Outgoing {
     pub items: Vec<Item>,
     /// Alerts not listed because of `max_items`.
     pub omitted: usize,
+    /// Of those, how many of each kind (in [`AlertKind::ALL`] order): with the
+    /// listed ones, the true totals.
+    pub omitted_by_kind: [usize; AlertKind::ALL.len()],
+    /// Per unit holding the records, the firing alerts by kind (listed and
+    /// omitted), by unit code: the summary of an e-mail that spans units.
+    pub by_unit: Vec<(String, [usize; AlertKind::ALL.len()])>,
     /// [`State::instance`] when decided.
     pub instance: String,
 }
@@ -727,7 +733,7 @@ impl Notifier {
         if let Some(e) = release {
             self.schedule(rkey, e - self.settings.group_wait);
         }
-        let omitted = self.cap(&mut items, at, |i| i.status != Status::Firing);
+        let capped = self.cap(&mut items, at, |i| i.status != Status::Firing);
         items.extend(resolved);
         self.state.seq += 1;
         Some(Outgoing {
@@ -736,7 +742,9 @@ impl Notifier {
             recipient: rkey.to_string(),
             kind: Kind::Update,
             items,
-            omitted,
+            omitted: capped.omitted,
+            omitted_by_kind: capped.by_kind,
+            by_unit: capped.by_unit,
             instance: self.state.instance.clone(),
         })
     }
@@ -785,7 +793,7 @@ impl Notifier {
                     g.urgent_due = None;
                 }
             }
-            let omitted = self.cap(&mut items, at, |i| {
+            let capped = self.cap(&mut items, at, |i| {
                 untold.contains(&key(i.info.kind, &i.info.record_id))
             });
             self.state.seq += 1;
@@ -795,7 +803,9 @@ impl Notifier {
                 recipient: rkey,
                 kind: Kind::Digest,
                 items,
-                omitted,
+                omitted: capped.omitted,
+                omitted_by_kind: capped.by_kind,
+                by_unit: capped.by_unit,
                 instance: self.state.instance.clone(),
             });
         }
@@ -813,15 +823,24 @@ impl Notifier {
     /// keeps at most `max_items` of the ones already told: every alert is named
     /// in at least one e-mail, and the cap only shortens reminders. Returns how
     /// many were left out.
-    fn cap(&self, items: &mut Vec<Item>, at: Instant, untold: impl Fn(&Item) -> bool) -> usize {
+    fn cap(&self, items: &mut Vec<Item>, at: Instant, untold: impl Fn(&Item) -> bool) -> Capped {
+        let by_unit = by_unit(items);
         let (mut new, mut told): (Vec<Item>, Vec<Item>) = items.drain(..).partition(|i| untold(i));
         sort_worst_first(&mut new, at);
         sort_worst_first(&mut told, at);
+        let mut by_kind = [0; AlertKind::ALL.len()];
+        for it in told.iter().skip(self.settings.max_items) {
+            by_kind[it.info.kind as usize] += 1;
+        }
         let omitted = told.len().saturating_sub(self.settings.max_items);
         told.truncate(self.settings.max_items);
         items.extend(new);
         items.extend(told);
-        omitted
+        Capped {
+            omitted,
+            by_kind,
+            by_unit,
+        }
     }
 
     /// With batch times, where a flush of group `rkey` due at `t` goes instead:
@@ -872,6 +891,22 @@ impl Notifier {
             .map(|d| cal.day_start(d) + at * SECOND)
             .find(|&i| i > t)
     }
+}
+
+/// What [`Notifier::cap`] left out.
+struct Capped {
+    omitted: usize,
+    by_kind: [usize; AlertKind::ALL.len()],
+    by_unit: Vec<(String, [usize; AlertKind::ALL.len()])>,
+}
+
+/// Firing alerts per unit holding the records, by kind, by unit code.
+fn by_unit(items: &[Item]) -> Vec<(String, [usize; AlertKind::ALL.len()])> {
+    let mut m: BTreeMap<&str, [usize; AlertKind::ALL.len()]> = BTreeMap::new();
+    for it in items.iter().filter(|i| i.status != Status::Resolved) {
+        m.entry(it.info.unit.as_str()).or_default()[it.info.kind as usize] += 1;
+    }
+    m.into_iter().map(|(u, c)| (u.to_string(), c)).collect()
 }
 
 /// Worst first: overdue (longest overdue first), unrouted, due soon (nearest due

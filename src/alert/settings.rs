@@ -23,7 +23,8 @@ pub struct Settings {
     /// order. Empty: each group is sent `group_wait` after its first alert, then
     /// at most every `group_interval` (immediate mail).
     pub batch_at: Vec<i64>,
-    /// At most this many lines per e-mail (the rest are counted, not listed).
+    /// At most this many alerts already told per e-mail (the rest are counted,
+    /// not listed; alerts never told are always listed).
     pub max_items: usize,
     /// Whether a resolution alone triggers an e-mail. Off by default: unit heads
     /// act on what fires; resolutions ride along in the next e-mail that has
@@ -39,7 +40,7 @@ impl Default for Settings {
             repeat_interval: 86_400 * SECOND,
             digest_at: Some(7 * 3600 + 1800),
             batch_at: vec![13 * 3600 + 1800],
-            max_items: 1000,
+            max_items: 50,
             send_resolved: false,
         }
     }

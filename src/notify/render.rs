@@ -183,6 +183,9 @@ struct ItemCtx {
     sector: String,
     received_at: String,
     due_at: String,
+    /// The apology letter's last day has passed when the e-mail is sent: ask
+    /// for it now, not "by" a day gone.
+    apology_passed: bool,
     /// Last day on which the apology letter can go out (the working day before
     /// the due date).
     apology_by: String,
@@ -218,6 +221,19 @@ struct Ctx<'a> {
     firing: Vec<ItemCtx>,
     resolved: Vec<ItemCtx>,
     omitted: usize,
+    /// Per unit holding the records (when the e-mail spans more than one):
+    /// code, name and counts by kind.
+    units: Vec<UnitCount>,
+}
+
+#[derive(Serialize)]
+struct UnitCount {
+    code: String,
+    name: String,
+    overdue: usize,
+    unrouted: usize,
+    due_soon: usize,
+    hanging: usize,
 }
 
 /// Local `HH:MM dd/mm/yyyy`.
@@ -321,6 +337,7 @@ fn item_ctx(cfg: &Context<'_>, lang: &str, it: &Item, now: Instant) -> ItemCtx {
         received_at: local(cfg, i.received_at),
         due_at: local(cfg, i.due),
         apology_by: local_date(apology_day),
+        apology_passed: cal.local_day(now) > apology_day,
         overdue,
         left,
         holder_code: clean(&i.unit),
@@ -451,7 +468,34 @@ pub fn render(cfg: &Context<'_>, o: &Outgoing) -> Result<Email, RenderError> {
         }
         firing.push(c);
     }
+    // true totals: what the cap left out counts too
+    for k in AlertKind::ALL {
+        let n = o.omitted_by_kind[k as usize];
+        counts.firing += n;
+        match k {
+            AlertKind::Overdue => counts.overdue += n,
+            AlertKind::Unrouted => counts.unrouted += n,
+            AlertKind::DueSoon => counts.due_soon += n,
+            AlertKind::Hanging => counts.hanging += n,
+        }
+    }
+    let units = if o.by_unit.len() > 1 {
+        o.by_unit
+            .iter()
+            .map(|(code, c)| UnitCount {
+                code: clean(code),
+                name: clean(&unit_name(cfg, code)),
+                overdue: c[AlertKind::Overdue as usize],
+                unrouted: c[AlertKind::Unrouted as usize],
+                due_soon: c[AlertKind::DueSoon as usize],
+                hanging: c[AlertKind::Hanging as usize],
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
     let ctx = Ctx {
+        units,
         kind: o.kind,
         recipient_kind: rkind,
         recipient_name: clean(&unit_name(cfg, &rcode)),
@@ -543,4 +587,102 @@ fn build(
         to: rcpt,
         bytes: msg.formatted(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alert::AlertInfo;
+    use crate::config::Config;
+    use crate::time::parse_rfc3339;
+
+    fn t(s: &str) -> Instant {
+        parse_rfc3339(s).expect("time")
+    }
+
+    fn item(record: &str, kind: AlertKind, unit: &str, due: &str) -> Item {
+        let due = t(due);
+        Item {
+            info: AlertInfo {
+                record_id: record.into(),
+                kind,
+                unit: unit.into(),
+                sector: "DD".into(),
+                procedure: "1.004227".into(),
+                received_at: due - 10 * 86_400 * SECOND,
+                due,
+                fired_at: due - 86_400 * SECOND,
+                escalate_at: None,
+                forwarder: None,
+                partition: None,
+            },
+            status: Status::New,
+            resolved_at: None,
+        }
+    }
+
+    fn text(e: &Email) -> (String, String) {
+        let m = mail_parser::MessageParser::default()
+            .parse(&e.bytes)
+            .expect("a message");
+        (
+            m.subject().unwrap_or_default().to_string(),
+            m.body_text(0).unwrap_or_default().to_string(),
+        )
+    }
+
+    #[test]
+    fn wording_follows_the_clock_and_totals_are_true() {
+        let cfg = Config::load(Path::new("config/overdued.toml")).expect("sample config");
+        let ctx = Context {
+            calendar: &cfg.engine.calendar,
+            directory: &cfg.engine.directory,
+            settings: &cfg.email.delivery,
+        };
+        // Wednesday 4 March 2026, 08:00: one due_soon due this afternoon (its
+        // apology letter was due yesterday), one due on Friday (letter by Thursday)
+        let o = Outgoing {
+            seq: 1,
+            at: t("2026-03-04T08:00:00+07:00"),
+            recipient: "head:QN".into(),
+            kind: Kind::Digest,
+            items: vec![
+                item(
+                    "LATE",
+                    AlertKind::DueSoon,
+                    "VPDKDD",
+                    "2026-03-04T16:00:00+07:00",
+                ),
+                item(
+                    "EARLY",
+                    AlertKind::DueSoon,
+                    "STP",
+                    "2026-03-06T16:00:00+07:00",
+                ),
+            ],
+            omitted: 5,
+            omitted_by_kind: [0, 0, 0, 5],
+            by_unit: vec![
+                ("STP".into(), [0, 0, 1, 0]),
+                ("VPDKDD".into(), [0, 0, 1, 5]),
+            ],
+            instance: String::new(),
+        };
+        let (subject, body) = text(&render(&ctx, &o).expect("renders"));
+        // true totals: the 5 overdue left out count in the subject and the count
+        assert!(subject.contains(" 5 quá hạn 2 sắp đến hạn"), "{subject}");
+        assert!(body.contains("7 hồ sơ cần xử lý"), "{body}");
+        assert!(body.contains("... và 5 hồ sơ khác"), "{body}");
+        // a summary per unit when the e-mail spans several
+        assert!(body.contains("Theo đơn vị đang giữ hồ sơ:"), "{body}");
+        assert!(body.contains("Sở Tư pháp: 1 sắp đến hạn"), "{body}");
+        assert!(body.contains(": 5 quá hạn 1 sắp đến hạn"), "{body}");
+        // the passed apology deadline is said, and the letter asked for today
+        let late = &body[body.find("Hồ sơ LATE").expect("LATE")..];
+        let late = &late[..late.find("\n\n").unwrap_or(late.len())];
+        assert!(late.contains("(ngày 03/03/2026) đã qua"), "{late}");
+        assert!(late.contains("ban hành ngay hôm nay"), "{late}");
+        let early = &body[body.find("Hồ sơ EARLY").expect("EARLY")..];
+        assert!(early.contains("chậm nhất ngày 05/03/2026"), "{early}");
+    }
 }
