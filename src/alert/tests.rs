@@ -1015,3 +1015,31 @@ fn with_batch_times_mail_waits_for_the_batch_unless_a_due_soon_would_come_too_la
         .advance(t("2026-03-03T10:00:00+07:00"), cal, dir)
         .is_empty());
 }
+
+#[test]
+fn a_record_due_minutes_after_receipt_is_told_as_due_soon_first() {
+    let c = cfg();
+    let (cal, dir) = (&c.engine.calendar, &c.engine.directory);
+    for s in [Settings::default(), immediate()] {
+        let batches = !s.batch_at.is_empty();
+        let mut n = Notifier::new(s, vec![]);
+        let t0 = t("2026-03-02T09:00:00+07:00");
+        n.advance(t0, cal, dir);
+        // due_soon fires at receipt: the record is due 6 minutes later
+        let mut d = info("R6", AlertKind::DueSoon, "VPDKDD", t0);
+        d.due = t0 + 6 * MINUTE;
+        n.fire(d.clone(), dir);
+        let out = n.advance(t0 + 5 * MINUTE, cal, dir);
+        let got: Vec<_> = out.iter().map(summary).collect();
+        assert_eq!(
+            got,
+            [(
+                "unit:VPDKDD".to_string(),
+                Kind::Update,
+                vec![("R6".to_string(), "due_soon", Status::New)]
+            )],
+            "batches: {batches}"
+        );
+        assert!(out[0].at < d.due, "told while it is still due soon");
+    }
+}
