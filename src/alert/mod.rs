@@ -502,7 +502,7 @@ impl Notifier {
         self.hanging_held && info.kind == AlertKind::Hanging
     }
 
-    /// Holds or releases `hanging` e-mails (docs/spec.md §9.7). Held alerts stay
+    /// Holds or releases `hanging` e-mails (docs/spec.md §9.8). Held alerts stay
     /// firing and untold (not in updates, not in digests); on release, every
     /// group with something untold is flushed `group_wait` later, so that the
     /// events that arrive meanwhile can resolve them first.
@@ -512,16 +512,7 @@ impl Notifier {
         }
         self.hanging_held = on;
         if !on {
-            let keys: Vec<String> = self
-                .state
-                .groups
-                .iter()
-                .filter(|(_, g)| !g.unsent.is_empty())
-                .map(|(k, _)| k.clone())
-                .collect();
-            for k in keys {
-                self.schedule(&k, now);
-            }
+            self.release(now);
         }
     }
 

@@ -72,7 +72,7 @@ pub(super) struct Consumer<'s> {
     /// counted from here when no event has arrived since (a daemon still
     /// joining its group or catching up cannot hear it).
     listening_since: Option<crate::time::Instant>,
-    /// The source is silent since this instant's last event (docs/spec.md §9.7).
+    /// The source is silent since this instant's last event (docs/spec.md §9.8).
     source_silent: Option<crate::time::Instant>,
 }
 

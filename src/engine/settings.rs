@@ -100,7 +100,7 @@ pub struct Rules {
     pub by_unit: HashMap<String, ThresholdOverride>,
     /// Working time without any event arriving after which the source counts as
     /// silent and `hanging` e-mails are held (0 = never; the daemon only:
-    /// docs/spec.md §9.7).
+    /// docs/spec.md §9.8).
     pub source_silence_after: i64,
 }
 

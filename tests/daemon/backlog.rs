@@ -5,7 +5,7 @@
 //! consumer rounds (≤ 1000 messages each) over three partitions, so a message
 //! lost between rounds shows too.
 
-use crate::harness::{create_topics, free_port, get, service, wait_for};
+use crate::harness::{create_topics, free_port, get, run_daemon, service, wait_for};
 
 use rdkafka::admin::{NewTopic, TopicReplication};
 use rdkafka::config::ClientConfig;
@@ -129,15 +129,7 @@ fn a_first_start_on_a_year_of_history_writes_what_replay_writes() {
     }
     producer.flush(Duration::from_secs(30)).unwrap();
 
-    let log = std::fs::File::create(dir.join("daemon.log")).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_overdued"))
-        .args(["--log-level", "info,librdkafka=warn", "run", "--config"])
-        .arg(dir.join("overdued.toml"))
-        .current_dir(&dir)
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
+    let mut child = run_daemon(&dir, "daemon.log");
     // ready = every partition has reached its end (and its timers moved to the
     // wall clock)
     wait_for("the history consumed", 180, || {

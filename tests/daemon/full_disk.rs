@@ -3,7 +3,7 @@
 //! `alerts.ndjson`; restarted with space, it cuts the fragment off and writes
 //! every transition exactly once — the file equals `replay` of the same events.
 
-use crate::harness::{create_topics, free_port, get, service, wait_for};
+use crate::harness::{create_topics, free_port, get, run_daemon, service, wait_for};
 
 use rdkafka::admin::{NewTopic, TopicReplication};
 use rdkafka::config::ClientConfig;
@@ -43,17 +43,6 @@ fn fill_but_one_page(dir: &Path) -> PathBuf {
     let len = f.metadata().unwrap().len();
     f.set_len(len.saturating_sub(4096)).unwrap();
     filler
-}
-
-fn run_daemon(dir: &Path, log: &str) -> std::process::Child {
-    Command::new(env!("CARGO_BIN_EXE_overdued"))
-        .args(["--log-level", "info,librdkafka=warn", "run", "--config"])
-        .arg(dir.join("overdued.toml"))
-        .current_dir(dir)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.join(log)).unwrap())
-        .spawn()
-        .unwrap()
 }
 
 #[test]

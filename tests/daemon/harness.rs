@@ -98,3 +98,16 @@ pub fn write_one_unit_directory(dir: &std::path::Path) {
     )
     .unwrap();
 }
+
+/// Starts `overdued run` on `dir/overdued.toml` (working folder `dir`), its log
+/// in `dir/<log>`.
+pub fn run_daemon(dir: &std::path::Path, log: &str) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_overdued"))
+        .args(["--log-level", "info,librdkafka=warn", "run", "--config"])
+        .arg(dir.join("overdued.toml"))
+        .current_dir(dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(dir.join(log)).unwrap())
+        .spawn()
+        .unwrap()
+}
