@@ -218,28 +218,48 @@ impl Wheel {
         Some((wj * 64 + occ[wj].trailing_zeros() as usize, true))
     }
 
-    /// The earliest non-empty slot: (level, slot, its first tick).
+    /// The earliest non-empty slot: (level, slot, its first tick); on a tie the
+    /// higher level, so that its timers are cascaded before that tick is handed
+    /// out.
+    ///
+    /// Why every level is looked at, not only the lowest non-empty one: a drain
+    /// that finishes a block's last second moves `elapsed` into the next block
+    /// without cascading that block's level-1 slot (nothing asked for it yet);
+    /// a timer then (re)placed at level 0 lies in that block too, and must not
+    /// hide the level-1 slot whose first tick comes before it.
     fn next_expiration(&self) -> Option<(usize, usize, u64)> {
+        let mut best: Option<(usize, usize, u64)> = None;
         for level in 0..LEVELS {
             if self.summary[level] == 0 {
                 continue;
             }
-            let shift = level * BITS;
-            let now_slot = ((self.elapsed >> shift) & (SLOTS as u64 - 1)) as usize;
-            let (slot, wrapped) = self.first_occupied(level, now_slot)?;
-            let level_range = 1u64 << (shift + BITS);
-            let slot_range = 1u64 << shift;
-            let level_start = self.elapsed & !(level_range - 1);
-            // Placement keeps every timer at or after `elapsed`, and slots are
-            // cascaded before `elapsed` passes them, so this never lies in the past
-            // (and never wraps: the top level spans far beyond the tables).
-            let mut deadline = level_start + slot as u64 * slot_range;
-            if wrapped {
-                deadline += level_range;
+            let Some(found) = self.level_expiration(level) else {
+                continue;
+            };
+            if best.is_none_or(|(_, _, d)| found.2 <= d) {
+                best = Some(found);
             }
-            return Some((level, slot, deadline.max(self.elapsed)));
         }
-        None
+        best
+    }
+
+    /// The earliest non-empty slot of `level`: (level, slot, its first tick).
+    fn level_expiration(&self, level: usize) -> Option<(usize, usize, u64)> {
+        let shift = level * BITS;
+        let now_slot = ((self.elapsed >> shift) & (SLOTS as u64 - 1)) as usize;
+        let (slot, wrapped) = self.first_occupied(level, now_slot)?;
+        let level_range = 1u64 << (shift + BITS);
+        let slot_range = 1u64 << shift;
+        let level_start = self.elapsed & !(level_range - 1);
+        // Placement keeps every timer at or after `elapsed`; only the slot of
+        // the block `elapsed` has just entered can start before it (see
+        // `next_expiration`), and it is due at once. The top level never wraps:
+        // it spans far beyond the tables.
+        let mut deadline = level_start + slot as u64 * slot_range;
+        if wrapped {
+            deadline += level_range;
+        }
+        Some((level, slot, deadline.max(self.elapsed)))
     }
 
     /// Hands out, into `out`, every timer of the earliest second that is at or
@@ -345,38 +365,86 @@ mod tests {
         all
     }
 
+    /// Runs `ops` against a model: (slot, amount, op) with op 0/1 = arm at
+    /// `now` plus a scaled amount minus 1,000 s (so some arms are in the past),
+    /// 2 = cancel, 3 = advance `now` and drain. Every drain must hand out exactly
+    /// the armed timers at or before `now`, in second order, once.
+    fn check_against_model(ops: &[(u32, i64, u8)]) -> Result<(), TestCaseError> {
+        let base = 1_700_000_000_000_000i64;
+        let mut v = V(vec![Node::default(); 50]);
+        let mut w = Wheel::default();
+        let mut model: std::collections::BTreeMap<u32, Instant> = Default::default();
+        let mut now = base;
+        for &(i, d, op) in ops {
+            match op {
+                0 | 1 => {
+                    let at = now + d / (1 + op as i64 * 1000) - 1_000_000_000;
+                    w.arm(&mut v, i, at);
+                    model.insert(i, at);
+                }
+                2 => {
+                    w.cancel(&mut v, i);
+                    model.remove(&i);
+                }
+                _ => {
+                    now += d / 1000;
+                    let got = drain(&mut w, &mut v, now);
+                    let mut want: Vec<(Instant, u32)> = model
+                        .iter()
+                        .filter(|(_, &a)| a <= now)
+                        .map(|(&k, &a)| (a, k))
+                        .collect();
+                    want.sort();
+                    model.retain(|_, a| *a > now);
+                    let mut got_sorted = got.clone();
+                    got_sorted.sort();
+                    prop_assert_eq!(&got_sorted, &want);
+                    // Batches come in non-decreasing second order.
+                    for pair in got.windows(2) {
+                        prop_assert!(
+                            pair[0].0.div_euclid(SECOND) <= pair[1].0.div_euclid(SECOND)
+                                || pair[0].0.div_euclid(SECOND) < now.div_euclid(SECOND)
+                        );
+                    }
+                    prop_assert_eq!(w.len(), model.len());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A drain that ends a block's last second moves `elapsed` into the next
+    /// block; a timer then placed at level 0 in that block must not hide the
+    /// level-1 slot of the same block (armed earlier, still to be cascaded).
+    #[test]
+    fn a_level_one_slot_is_cascaded_before_level_zero_timers_of_its_block() {
+        let ops = [
+            (0, 340528184000, 3),
+            (0, 1554995688000, 3),
+            (0, 3248679594000, 3),
+            (0, 950688795000, 3),
+            (0, 2680899889000, 3),
+            (0, 917702574000, 3),
+            (0, 2451716765000, 3),
+            (0, 2595204414000, 3),
+            (0, 672430763000, 3),
+            (0, 5811153334, 0),
+            (0, 1135111361000, 3),
+            (0, 580622014973, 1),
+            (15, 579621014973, 1),
+            (15, 3415454014973, 1),
+            (0, 0, 3),
+        ];
+        check_against_model(&ops).unwrap();
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(300))]
         /// Against a model: arms, cancels and partial advances hand out exactly the
         /// armed timers at or before each `now`, in time order, once.
         #[test]
         fn matches_model(ops in proptest::collection::vec((0u32..50, 0i64..5_000_000_000_000i64, 0u8..4), 1..300)) {
-            let base = 1_700_000_000_000_000i64;
-            let mut v = V(vec![Node::default(); 50]);
-            let mut w = Wheel::default();
-            let mut model: std::collections::BTreeMap<u32, Instant> = Default::default();
-            let mut now = base;
-            for (i, d, op) in ops {
-                match op {
-                    0 | 1 => { let at = now + d / (1 + op as i64 * 1000) - 1_000_000_000; w.arm(&mut v, i, at); model.insert(i, at); }
-                    2 => { w.cancel(&mut v, i); model.remove(&i); }
-                    _ => {
-                        now += d / 1000;
-                        let got = drain(&mut w, &mut v, now);
-                        let mut want: Vec<(Instant, u32)> = model.iter().filter(|(_, &a)| a <= now).map(|(&k, &a)| (a, k)).collect();
-                        want.sort();
-                        model.retain(|_, a| *a > now);
-                        let mut got_sorted = got.clone();
-                        got_sorted.sort();
-                        prop_assert_eq!(&got_sorted, &want);
-                        // batches come in non-decreasing second order
-                        for pair in got.windows(2) {
-                            prop_assert!(pair[0].0.div_euclid(SECOND) <= pair[1].0.div_euclid(SECOND) || pair[0].0.div_euclid(SECOND) < now.div_euclid(SECOND));
-                        }
-                        prop_assert_eq!(w.len(), model.len());
-                    }
-                }
-            }
+            check_against_model(&ops)?;
         }
     }
 }
