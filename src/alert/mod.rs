@@ -64,7 +64,23 @@ pub enum Status {
     Escalated,
     /// Resolved since the recipient was told it fired.
     Resolved,
+    /// Fired and ended before the recipient was told, after firing for at
+    /// least [`ENDED_WORTH_TELLING`] of working time: named once, so that no
+    /// alert that mattered goes unheard (it rides along with the next e-mail,
+    /// at the latest the digest).
+    Ended,
 }
+
+impl Status {
+    /// Whether the item tells an end (resolved or ended), not a firing alert.
+    pub fn is_end(self) -> bool {
+        matches!(self, Status::Resolved | Status::Ended)
+    }
+}
+
+/// How long (working time) an alert must have fired for its end to be told to
+/// a recipient who never heard of it: shorter ones were handled in time.
+pub const ENDED_WORTH_TELLING: i64 = 3600 * SECOND;
 
 /// One line of an e-mail.
 #[derive(Debug, Clone, PartialEq)]
@@ -73,7 +89,7 @@ pub struct Item {
     pub info: AlertInfo,
     /// Why it is listed.
     pub status: Status,
-    /// For [`Status::Resolved`]: when.
+    /// For [`Status::Resolved`] and [`Status::Ended`]: when.
     pub resolved_at: Option<Instant>,
 }
 
@@ -128,6 +144,10 @@ struct Group {
     notified: BTreeMap<String, Instant>,
     /// Resolutions to tell: (alert, resolved at).
     resolved: Vec<(AlertInfo, Instant)>,
+    /// Alerts that ended before this recipient was told: (alert, ended at);
+    /// told as [`Status::Ended`] if they fired long enough.
+    #[serde(default)]
+    ended: Vec<(AlertInfo, Instant)>,
     next_flush: Option<Instant>,
     last_flush: Option<Instant>,
     /// With batch times: the earliest due time of a `due_soon` waiting to be
@@ -392,21 +412,27 @@ impl Notifier {
             self.state.escalations.remove(&(e, k.clone()));
         }
         let send_resolved = self.settings.send_resolved;
+        // muted or held, it was not to be told: nor is its end
+        let quiet = self.silenced(&f.info, at) || self.held(&f.info);
+        let no_digest = self.settings.digest_at.is_none();
         for r in &f.routed {
-            let told = match self.state.groups.get_mut(r) {
+            let (told, ended) = match self.state.groups.get_mut(r) {
                 Some(g) => {
                     g.members.remove(&k);
-                    g.unsent.remove(&k);
+                    let untold = g.unsent.remove(&k);
                     if g.notified.remove(&k).is_some() {
                         g.resolved.push((f.info.clone(), at));
-                        true
+                        (true, false)
+                    } else if untold && !quiet && !r.starts_with("head:") {
+                        g.ended.push((f.info.clone(), at));
+                        (false, true)
                     } else {
-                        false
+                        (false, false)
                     }
                 }
-                None => false,
+                None => (false, false),
             };
-            if told && send_resolved {
+            if (told && send_resolved) || (ended && no_digest) {
                 self.schedule(r, at);
             }
         }
@@ -587,7 +613,7 @@ impl Notifier {
                         }
                         continue;
                     }
-                    if let Some(o) = self.flush(&k, t) {
+                    if let Some(o) = self.flush(&k, t, cal) {
                         out.push(o);
                     }
                 }
@@ -597,7 +623,7 @@ impl Notifier {
                 // not one per missed day
                 let stale = t < self.schedule_floor && next.is_some_and(|n| n <= now);
                 if !stale {
-                    self.digest(t, &mut out);
+                    self.digest(t, cal, &mut out);
                 }
                 self.state.next_digest = next;
             }
@@ -625,7 +651,29 @@ impl Notifier {
         self.schedule(&target, at);
     }
 
-    fn flush(&mut self, rkey: &str, at: Instant) -> Option<Outgoing> {
+    /// The ended-before-told alerts of `g` worth telling, as items; `g.ended`
+    /// is emptied.
+    fn take_ended(&self, g: &mut Group, cal: &Calendar) -> Vec<Item> {
+        std::mem::take(&mut g.ended)
+            .into_iter()
+            .filter(|(info, when)| {
+                cal.working_between(info.fired_at, *when) >= ENDED_WORTH_TELLING
+                    // a due_soon ended by its record's overdue is not news
+                    && !(info.kind == AlertKind::DueSoon
+                        && self
+                            .state
+                            .alerts
+                            .contains_key(&key(AlertKind::Overdue, &info.record_id)))
+            })
+            .map(|(info, when)| Item {
+                info,
+                status: Status::Ended,
+                resolved_at: Some(when),
+            })
+            .collect()
+    }
+
+    fn flush(&mut self, rkey: &str, at: Instant, cal: &Calendar) -> Option<Outgoing> {
         let repeat = self.settings.repeat_interval;
         let head = rkey.starts_with("head:");
         let digest = self.settings.digest_at.is_some();
@@ -694,6 +742,13 @@ impl Notifier {
                 });
             }
         }
+        // Ended-before-told alerts ride along with an e-mail that goes anyway;
+        // with a digest, the digest takes them otherwise (no e-mail of their own).
+        if !items.is_empty() || !resolved.is_empty() || self.settings.digest_at.is_none() {
+            let mut ended = self.take_ended(&mut g, cal);
+            sort_worst_first(&mut ended, at);
+            resolved.extend(ended);
+        }
         // what a silence muted is told when the silence ends
         let release = g
             .unsent
@@ -706,7 +761,11 @@ impl Notifier {
             })
             .min();
         if items.is_empty() && resolved.is_empty() {
-            if !g.members.is_empty() || !g.resolved.is_empty() || g.last_flush.is_some() {
+            if !g.members.is_empty()
+                || !g.resolved.is_empty()
+                || !g.ended.is_empty()
+                || g.last_flush.is_some()
+            {
                 self.state.groups.insert(rkey.to_string(), g);
                 self.arm_reminder(rkey, at + self.settings.group_interval.max(1));
                 if let Some(e) = release {
@@ -740,9 +799,19 @@ impl Notifier {
         })
     }
 
-    fn digest(&mut self, at: Instant, out: &mut Vec<Outgoing>) {
+    fn digest(&mut self, at: Instant, cal: &Calendar, out: &mut Vec<Outgoing>) {
         let keys: Vec<String> = self.state.groups.keys().cloned().collect();
         for rkey in keys {
+            // what ended before it was told is named here at the latest
+            let mut ended = match self.state.groups.remove(&rkey) {
+                Some(mut g) => {
+                    let e = self.take_ended(&mut g, cal);
+                    self.state.groups.insert(rkey.clone(), g);
+                    e
+                }
+                None => continue,
+            };
+            sort_worst_first(&mut ended, at);
             let Some(g) = self.state.groups.get(&rkey) else {
                 continue;
             };
@@ -765,7 +834,7 @@ impl Notifier {
                     resolved_at: None,
                 });
             }
-            if items.is_empty() {
+            if items.is_empty() && ended.is_empty() {
                 continue;
             }
             let untold: BTreeSet<String> = g.unsent.clone();
@@ -787,6 +856,7 @@ impl Notifier {
             let capped = self.cap(&mut items, at, |i| {
                 untold.contains(&key(i.info.kind, &i.info.record_id))
             });
+            items.extend(ended);
             self.state.seq += 1;
             out.push(Outgoing {
                 seq: self.state.seq,
@@ -894,7 +964,7 @@ struct Capped {
 /// Firing alerts per unit holding the records, by kind, by unit code.
 fn by_unit(items: &[Item]) -> Vec<(String, [usize; AlertKind::ALL.len()])> {
     let mut m: BTreeMap<&str, [usize; AlertKind::ALL.len()]> = BTreeMap::new();
-    for it in items.iter().filter(|i| i.status != Status::Resolved) {
+    for it in items.iter().filter(|i| !i.status.is_end()) {
         m.entry(it.info.unit.as_str()).or_default()[it.info.kind as usize] += 1;
     }
     m.into_iter().map(|(u, c)| (u.to_string(), c)).collect()
@@ -912,8 +982,8 @@ pub fn sort_worst_first(items: &mut [Item], _now: Instant) {
         }
     }
     items.sort_by(|a, b| {
-        (a.status == Status::Resolved)
-            .cmp(&(b.status == Status::Resolved))
+        (a.status.is_end())
+            .cmp(&(b.status.is_end()))
             .then(rank(a.info.kind).cmp(&rank(b.info.kind)))
             .then(match a.info.kind {
                 AlertKind::Hanging | AlertKind::Unrouted => a.info.fired_at.cmp(&b.info.fired_at),

@@ -1043,3 +1043,72 @@ fn a_record_due_minutes_after_receipt_is_told_as_due_soon_first() {
         assert!(out[0].at < d.due, "told while it is still due soon");
     }
 }
+
+#[test]
+fn an_alert_that_ends_before_it_is_told_is_named_once_if_it_fired_a_working_hour() {
+    let c = cfg();
+    let (cal, dir) = (&c.engine.calendar, &c.engine.directory);
+    // default: digest 07:30, one batch at 13:30
+    let mut n = Notifier::new(Settings::default(), vec![]);
+    let t0 = t("2026-03-02T13:40:00+07:00"); // a Monday, after the batch
+    n.advance(t0, cal, dir);
+    // H1 hangs 2 working hours, H2 only 20 minutes: both end before any send
+    n.fire(info("H1", AlertKind::Hanging, "VPDKDD", t0), dir);
+    n.fire(info("H2", AlertKind::Hanging, "VPDKDD", t0 + MINUTE), dir);
+    n.resolve(AlertKind::Hanging, "H2", t0 + 21 * MINUTE);
+    n.resolve(AlertKind::Hanging, "H1", t0 + 120 * MINUTE);
+    // nothing fires any more, so no update: the digest names H1 as ended
+    assert!(n
+        .advance(t("2026-03-03T07:29:00+07:00"), cal, dir)
+        .is_empty());
+    let out = n.advance(t("2026-03-03T07:30:00+07:00"), cal, dir);
+    let got: Vec<_> = out.iter().map(summary).collect();
+    assert_eq!(
+        got,
+        [(
+            "unit:VPDKDD".to_string(),
+            Kind::Digest,
+            vec![("H1".to_string(), "hanging", Status::Ended)]
+        )]
+    );
+    assert_eq!(out[0].items[0].resolved_at, Some(t0 + 120 * MINUTE));
+    // once: the next digest has nothing to say
+    assert!(n
+        .advance(t("2026-03-04T08:00:00+07:00"), cal, dir)
+        .is_empty());
+
+    // when an update goes anyway, the ended alert rides along with it
+    let mut n = Notifier::new(Settings::default(), vec![]);
+    let t1 = t("2026-03-02T08:00:00+07:00");
+    n.advance(t1, cal, dir);
+    n.fire(info("H3", AlertKind::Hanging, "VPDKDD", t1), dir);
+    n.resolve(AlertKind::Hanging, "H3", t1 + 90 * MINUTE);
+    n.fire(
+        info("O1", AlertKind::Overdue, "VPDKDD", t1 + 100 * MINUTE),
+        dir,
+    );
+    let out = n.advance(t("2026-03-02T13:30:00+07:00"), cal, dir);
+    let got: Vec<_> = out.iter().map(summary).collect();
+    assert_eq!(
+        got,
+        [(
+            "unit:VPDKDD".to_string(),
+            Kind::Update,
+            vec![
+                ("O1".to_string(), "overdue", Status::New),
+                ("H3".to_string(), "hanging", Status::Ended)
+            ]
+        )]
+    );
+    // a silenced alert's end is not told either
+    let mut n = Notifier::new(Settings::default(), vec![]);
+    n.advance(t1, cal, dir);
+    n.state
+        .silences
+        .push(silence_until("H4", t1, "2026-03-09T00:00:00+07:00"));
+    n.fire(info("H4", AlertKind::Hanging, "VPDKDD", t1), dir);
+    n.resolve(AlertKind::Hanging, "H4", t1 + 180 * MINUTE);
+    assert!(n
+        .advance(t("2026-03-03T08:00:00+07:00"), cal, dir)
+        .is_empty());
+}

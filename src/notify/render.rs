@@ -451,7 +451,7 @@ pub fn render(cfg: &Context<'_>, o: &Outgoing) -> Result<Email, RenderError> {
     let mut resolved = Vec::new();
     for it in &o.items {
         let c = item_ctx(cfg, lang, it, o.at);
-        if it.status == Status::Resolved {
+        if it.status.is_end() {
             counts.resolved += 1;
             resolved.push(c);
             continue;
@@ -684,5 +684,44 @@ mod tests {
         assert!(late.contains("ban hành ngay hôm nay"), "{late}");
         let early = &body[body.find("Hồ sơ EARLY").expect("EARLY")..];
         assert!(early.contains("chậm nhất ngày 05/03/2026"), "{early}");
+    }
+
+    #[test]
+    fn an_alert_that_ended_before_it_was_told_says_so() {
+        let cfg = Config::load(Path::new("config/overdued.toml")).expect("sample config");
+        let ctx = Context {
+            calendar: &cfg.engine.calendar,
+            directory: &cfg.engine.directory,
+            settings: &cfg.email.delivery,
+        };
+        let mut h = item(
+            "H1",
+            AlertKind::Hanging,
+            "VPDKDD",
+            "2026-03-06T16:00:00+07:00",
+        );
+        h.info.fired_at = t("2026-03-02T13:40:00+07:00");
+        h.status = Status::Ended;
+        h.resolved_at = Some(t("2026-03-02T15:40:00+07:00"));
+        let o = Outgoing {
+            seq: 1,
+            at: t("2026-03-03T07:30:00+07:00"),
+            recipient: "unit:VPDKDD".into(),
+            kind: Kind::Digest,
+            items: vec![h],
+            omitted: 0,
+            omitted_by_kind: [0; 4],
+            by_unit: vec![],
+            instance: String::new(),
+        };
+        let (subject, body) = text(&render(&ctx, &o).expect("renders"));
+        assert!(subject.contains("1 đã hết cảnh báo"), "{subject}");
+        assert!(
+            body.contains(
+                "Hồ sơ H1 (chưa xử lý (treo)), cảnh báo từ 13:40 02/03/2026, \
+                 đã hết lúc 15:40 02/03/2026 (trước khi kịp báo)"
+            ),
+            "{body}"
+        );
     }
 }

@@ -39,6 +39,9 @@ pub struct MailStats {
     /// (unit, local day) → e-mails.
     per_unit_day: HashMap<(u32, i64), u32>,
     untold: HashMap<(AlertKind, String), Untold>,
+    /// Ended while untold, waiting to be named as ended (`Status::Ended`) in
+    /// an e-mail to the unit: with when it ended.
+    ended: HashMap<(AlertKind, String), (Untold, Instant)>,
     /// Working-time delays, by kind.
     delays: [Vec<i64>; AlertKind::ALL.len()],
     /// Firing a working hour or more, ended (or still firing) never told.
@@ -125,6 +128,7 @@ impl MailStats {
             calendar: ctx.calendar.clone(),
             per_unit_day: HashMap::new(),
             untold: HashMap::new(),
+            ended: HashMap::new(),
             delays: Default::default(),
             never_told: [0; AlertKind::ALL.len()],
             due_soon_late: 0,
@@ -145,24 +149,37 @@ impl MailStats {
         );
     }
 
-    /// An alert resolved: if it was never told, was that a miss?
+    /// An alert resolved: if it was never told, it is a miss unless an e-mail
+    /// names its end before the stream ends (a `due_soon` told only after its
+    /// due time is late either way).
     pub fn resolve(&mut self, kind: AlertKind, record_id: &str, at: Instant) {
-        if let Some(u) = self.untold.remove(&(kind, record_id.to_string())) {
-            self.ended_untold(kind, &u, at);
+        let key = (kind, record_id.to_string());
+        if let Some(u) = self.untold.remove(&key) {
+            if kind == AlertKind::DueSoon
+                && self.calendar.working_between(u.fired_at, u.due) >= HOUR
+                && at >= u.due
+            {
+                self.due_soon_late += 1;
+            }
+            if let Some((earlier, end)) = self.ended.insert(key, (u, at)) {
+                self.never_told_if_long(kind, &earlier, end);
+            }
         }
     }
 
-    fn ended_untold(&mut self, kind: AlertKind, u: &Untold, at: Instant) {
-        let lasted = self.calendar.working_between(u.fired_at, at);
-        if lasted >= HOUR {
+    fn never_told_if_long(&mut self, kind: AlertKind, u: &Untold, end: Instant) {
+        if self.calendar.working_between(u.fired_at, end) >= HOUR {
             self.never_told[kind as usize] += 1;
         }
-        if kind == AlertKind::DueSoon
-            && self.calendar.working_between(u.fired_at, u.due) >= HOUR
-            && at >= u.due
-        {
-            self.due_soon_late += 1;
-        }
+    }
+
+    /// Whether an e-mail to `to` reaches the unit `unit`.
+    fn reaches(&self, unit: &str, to: &[String]) -> bool {
+        self.addresses_of
+            .get(unit)
+            .is_some_and(|own| own.iter().any(|a| to.contains(a)))
+            // a unit without addresses is served by the administrator
+            || self.addresses_of.get(unit).is_none_or(|own| own.is_empty())
     }
 
     /// An e-mail decided, with the addresses it goes to.
@@ -186,20 +203,24 @@ impl MailStats {
             *self.per_unit_day.entry((u, day)).or_default() += 1;
         }
         for it in &o.items {
+            let key = (it.info.kind, it.info.record_id.clone());
+            if it.status == Status::Ended {
+                if self
+                    .ended
+                    .get(&key)
+                    .is_some_and(|(u, _)| self.reaches(&u.unit, &to))
+                {
+                    self.ended.remove(&key);
+                }
+                continue;
+            }
             if it.status == Status::Resolved {
                 continue;
             }
-            let key = (it.info.kind, it.info.record_id.clone());
             let Some(u) = self.untold.get(&key) else {
                 continue;
             };
-            let reaches = self
-                .addresses_of
-                .get(&u.unit)
-                .is_some_and(|own| own.iter().any(|a| to.contains(a)))
-                // a unit without addresses is served by the administrator
-                || self.addresses_of.get(&u.unit).is_none_or(|own| own.is_empty());
-            if !reaches {
+            if !self.reaches(&u.unit, &to) {
                 continue;
             }
             let Some(u) = self.untold.remove(&key) else {
@@ -223,7 +244,15 @@ impl MailStats {
         let left: Vec<((AlertKind, String), Untold)> = self.untold.drain().collect();
         for ((kind, _), u) in &left {
             if u.fired_at <= self.last_sent {
-                self.ended_untold(*kind, u, end);
+                self.never_told_if_long(*kind, u, end);
+            }
+        }
+        // ended untold and never named; those that ended after the last e-mail
+        // of all had no send left to be named in
+        let ended: Vec<((AlertKind, String), (Untold, Instant))> = self.ended.drain().collect();
+        for ((kind, _), (u, at)) in &ended {
+            if *at <= self.last_sent {
+                self.never_told_if_long(*kind, u, *at);
             }
         }
         let working_days: Vec<f64> = self
