@@ -12,7 +12,8 @@
 //! * [`sink`] — output writers shared by `replay` and `run` (alert lines, `.eml`);
 //!
 //! and on the side: [`report`] (Home Affairs counts), [`metrics`] (exposition),
-//! `state` (crash-safe state files), `api` (HTTP, handed an
+//! `state` (crash-safe state files), [`link`] (signed page links, built by
+//! `notify`, checked by `api`), `api` (HTTP and the unit pages, handed an
 //! `ApiState`), [`replay`] (the simulated-clock driver), [`daemon`] (the
 //! wiring of `overdued run`) and [`config`] (the loader composing every stage's
 //! settings; [`config::common`] is the leaf they share). The commands live in
@@ -24,6 +25,7 @@ pub mod config;
 pub mod daemon;
 pub mod engine;
 pub mod event;
+pub mod link;
 pub mod metrics;
 pub mod notify;
 pub mod replay;

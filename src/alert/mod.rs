@@ -26,11 +26,15 @@
 //! - **silences** mute e-mail (never metrics or the alerts file): a muted alert is
 //!   not listed while the silence lasts and is listed at the first flush after
 //!   it ends if it is still firing.
+//! - **acknowledgements** ([`ack`]): a head says a record is handled; its
+//!   alerts then get no reminder and no escalation until the record's next
+//!   event, and digests list them apart.
 //!
 //! The whole state is serialisable: the daemon saves it together with its
 //! partition watermarks (one atomic file), so after a crash the transitions it
 //! sees again are exactly those the saved state has not seen.
 
+pub mod ack;
 pub mod settings;
 mod silence;
 
@@ -39,6 +43,7 @@ use crate::engine::directory::Directory;
 pub use crate::engine::view::AlertInfo;
 use crate::engine::AlertKind;
 use crate::time::{Instant, SECOND};
+pub use ack::{Ack, AckError, Covered, Reason};
 use serde::{Deserialize, Serialize};
 pub use settings::Settings;
 pub use silence::{NewSilence, Silence, SilenceError};
@@ -64,6 +69,8 @@ pub enum Status {
     Escalated,
     /// Resolved since the recipient was told it fired.
     Resolved,
+    /// Still firing, acknowledged by the unit (digests list it apart).
+    Acknowledged,
     /// Fired and ended before the recipient was told, after firing for at
     /// least [`ENDED_WORTH_TELLING`] of working time: named once, so that no
     /// alert that mattered goes unheard (it rides along with the next e-mail,
@@ -75,6 +82,11 @@ impl Status {
     /// Whether the item tells an end (resolved or ended), not a firing alert.
     pub fn is_end(self) -> bool {
         matches!(self, Status::Resolved | Status::Ended)
+    }
+
+    /// Whether the item asks for action: firing and not acknowledged.
+    pub fn is_action(self) -> bool {
+        !self.is_end() && self != Status::Acknowledged
     }
 }
 
@@ -185,6 +197,12 @@ pub struct State {
     /// Alerts muted by a silence at a flush, since start (for metrics).
     #[serde(default)]
     pub muted: u64,
+    /// Acknowledgements, active and ended (kept for the record pages), by
+    /// record id. Saved here with the rest (so the ended ones stay ended after a
+    /// crash) and in their own file when made (so a new one survives a crash
+    /// before the next save).
+    #[serde(default)]
+    pub acks: BTreeMap<String, Vec<Ack>>,
     /// A token of this state's origin, part of every e-mail id and Message-ID
     /// (the daemon draws one when it starts a fresh state, so two daemons or a
     /// lost state folder never reuse `Message-ID`s; empty in replay, whose file
@@ -413,7 +431,7 @@ impl Notifier {
         }
         let send_resolved = self.settings.send_resolved;
         // muted or held, it was not to be told: nor is its end
-        let quiet = self.silenced(&f.info, at) || self.held(&f.info);
+        let quiet = self.silenced(&f.info, at) || self.held(&f.info) || self.acked(&f.info);
         let no_digest = self.settings.digest_at.is_none();
         for r in &f.routed {
             let (told, ended) = match self.state.groups.get_mut(r) {
@@ -515,6 +533,158 @@ impl Notifier {
                 .is_some_and(|g| g.next_flush.is_none())
             {
                 self.arm_reminder(r, fired_at.max(self.state.clock).max(self.schedule_floor));
+            }
+        }
+    }
+
+    /// Whether an acknowledgement covers this firing.
+    fn acked(&self, info: &AlertInfo) -> bool {
+        self.state
+            .acks
+            .get(&info.record_id)
+            .is_some_and(|v| v.iter().any(|a| a.covers(info.kind, info.fired_at)))
+    }
+
+    /// The firing alerts of a record (worst first).
+    pub fn record_alerts(&self, record_id: &str) -> Vec<&AlertInfo> {
+        AlertKind::ALL
+            .iter()
+            .filter_map(|&k| self.state.alerts.get(&key(k, record_id)))
+            .map(|f| &f.info)
+            .collect()
+    }
+
+    /// Every firing alert known (for the pages).
+    pub fn alerts(&self) -> impl Iterator<Item = &AlertInfo> {
+        self.state.alerts.values().map(|f| &f.info)
+    }
+
+    /// Whether `info` is covered by an acknowledgement (for the pages).
+    pub fn is_acknowledged(&self, info: &AlertInfo) -> bool {
+        self.acked(info)
+    }
+
+    /// An acknowledgement of what fires now for `record_id` (not yet kept:
+    /// the caller makes it durable, then [`Notifier::add_ack`]).
+    pub fn new_ack(
+        &self,
+        record_id: &str,
+        reason: Reason,
+        text: &str,
+        by: &str,
+        now: Instant,
+    ) -> Result<Ack, AckError> {
+        let text = text.trim();
+        if reason == Reason::Other && text.is_empty() {
+            return Err(AckError::TextRequired);
+        }
+        if text.chars().count() > ack::MAX_TEXT {
+            return Err(AckError::TextTooLong);
+        }
+        let firing = self.record_alerts(record_id);
+        let Some(first) = firing.first() else {
+            return Err(AckError::NotAlerting(record_id.to_string()));
+        };
+        let mut id = format!("a-{now:x}");
+        let mut k = 0;
+        while self.state.acks.values().flatten().any(|a| a.id == id) {
+            k += 1;
+            id = format!("a-{now:x}-{k}");
+        }
+        Ok(Ack {
+            id,
+            record_id: record_id.to_string(),
+            unit: first.unit.clone(),
+            alerts: firing
+                .iter()
+                .map(|i| Covered {
+                    kind: i.kind,
+                    fired_at: i.fired_at,
+                })
+                .collect(),
+            reason,
+            text: text.to_string(),
+            at: now,
+            by: by.to_string(),
+            ended_at: None,
+        })
+    }
+
+    /// Keeps an acknowledgement (and drops the oldest ended ones beyond
+    /// [`ack::MAX_KEPT`]).
+    pub fn add_ack(&mut self, a: Ack) {
+        self.state
+            .acks
+            .entry(a.record_id.clone())
+            .or_default()
+            .push(a);
+        let n: usize = self.state.acks.values().map(Vec::len).sum();
+        if n > ack::MAX_KEPT {
+            let mut ended: Vec<(Instant, String)> = self
+                .state
+                .acks
+                .values()
+                .flatten()
+                .filter_map(|a| a.ended_at.map(|e| (e, a.id.clone())))
+                .collect();
+            ended.sort();
+            let drop: BTreeSet<String> = ended
+                .into_iter()
+                .take(n - ack::MAX_KEPT)
+                .map(|(_, id)| id)
+                .collect();
+            for v in self.state.acks.values_mut() {
+                v.retain(|a| !drop.contains(&a.id));
+            }
+            self.state.acks.retain(|_, v| !v.is_empty());
+        }
+    }
+
+    /// Every acknowledgement, oldest first.
+    pub fn acks(&self) -> Vec<&Ack> {
+        let mut v: Vec<&Ack> = self.state.acks.values().flatten().collect();
+        v.sort_by(|a, b| (a.at, &a.id).cmp(&(b.at, &b.id)));
+        v
+    }
+
+    /// Takes in acknowledgements kept in their own file: those the saved state
+    /// does not know (made after its last save) are added.
+    pub fn merge_acks(&mut self, from_file: Vec<Ack>) {
+        for a in from_file {
+            let known = self
+                .state
+                .acks
+                .get(&a.record_id)
+                .is_some_and(|v| v.iter().any(|x| x.id == a.id));
+            if !known {
+                self.add_ack(a);
+            }
+        }
+    }
+
+    /// A record had an event at `at` (event time): the acknowledgements made
+    /// before it end, and what they held back resumes (an escalation already
+    /// due is sent). Cheap when nothing is acknowledged.
+    pub fn record_event(&mut self, record_id: &str, at: Instant) {
+        if self.state.acks.is_empty() {
+            return;
+        }
+        let Some(v) = self.state.acks.get_mut(record_id) else {
+            return;
+        };
+        let mut ended = Vec::new();
+        for a in v.iter_mut() {
+            if a.ended_at.is_none() && at > a.at {
+                a.ended_at = Some(at);
+                ended.extend(a.alerts.iter().map(|c| c.kind));
+            }
+        }
+        for kind in ended {
+            let k = key(kind, record_id);
+            if let Some(e) = self.state.alerts.get(&k).and_then(|f| f.info.escalate_at) {
+                if e <= at {
+                    self.state.escalations.insert((at, k));
+                }
             }
         }
     }
@@ -639,7 +809,8 @@ impl Notifier {
         let Some(target) = Self::escalation_target(&f.info.unit, dir) else {
             return;
         };
-        if f.routed.contains(&target) {
+        if f.routed.contains(&target) || self.acked(&f.info) {
+            // an acknowledged record escalates only after its next event
             return;
         }
         if let Some(f) = self.state.alerts.get_mut(k) {
@@ -690,6 +861,7 @@ impl Notifier {
         }
         let mut items = Vec::new();
         let mut keep = BTreeSet::new();
+        let mut acked = Vec::new();
         let mut muted = 0;
         for k in std::mem::take(&mut g.unsent) {
             let Some(f) = self.state.alerts.get(&k) else {
@@ -707,6 +879,11 @@ impl Notifier {
                 keep.insert(k);
                 continue;
             }
+            if self.acked(&f.info) {
+                // the unit said it is handled: no reminder until its next event
+                acked.push(k);
+                continue;
+            }
             let status = match g.notified.get(&k) {
                 None if head => Status::Escalated,
                 None => Status::New,
@@ -719,6 +896,9 @@ impl Notifier {
             });
         }
         g.unsent = keep;
+        for k in acked {
+            g.notified.entry(k).or_insert(at);
+        }
         self.state.muted += muted;
         let mut resolved = Vec::new();
         if !items.is_empty() || self.settings.send_resolved {
@@ -823,7 +1003,9 @@ impl Notifier {
                 if self.inhibited(&f.info) || self.held(&f.info) || self.silenced(&f.info, at) {
                     continue;
                 }
-                let status = if rkey.starts_with("head:") {
+                let status = if self.acked(&f.info) {
+                    Status::Acknowledged
+                } else if rkey.starts_with("head:") {
                     Status::Escalated
                 } else {
                     Status::Firing
@@ -853,9 +1035,22 @@ impl Notifier {
                     g.urgent_due = None;
                 }
             }
+            // acknowledged records are listed apart, after the rest, at most
+            // `max_items` of them (the unit page has them all)
+            let (mut acked, rest): (Vec<Item>, Vec<Item>) = items
+                .into_iter()
+                .partition(|i| i.status == Status::Acknowledged);
+            items = rest;
+            if items.is_empty() && ended.is_empty() {
+                // only acknowledged records: nothing asks for action today
+                continue;
+            }
             let capped = self.cap(&mut items, at, |i| {
                 untold.contains(&key(i.info.kind, &i.info.record_id))
             });
+            sort_worst_first(&mut acked, at);
+            acked.truncate(self.settings.max_items);
+            items.extend(acked);
             items.extend(ended);
             self.state.seq += 1;
             out.push(Outgoing {
@@ -964,7 +1159,7 @@ struct Capped {
 /// Firing alerts per unit holding the records, by kind, by unit code.
 fn by_unit(items: &[Item]) -> Vec<(String, [usize; AlertKind::ALL.len()])> {
     let mut m: BTreeMap<&str, [usize; AlertKind::ALL.len()]> = BTreeMap::new();
-    for it in items.iter().filter(|i| !i.status.is_end()) {
+    for it in items.iter().filter(|i| i.status.is_action()) {
         m.entry(it.info.unit.as_str()).or_default()[it.info.kind as usize] += 1;
     }
     m.into_iter().map(|(u, c)| (u.to_string(), c)).collect()
@@ -981,9 +1176,11 @@ pub fn sort_worst_first(items: &mut [Item], _now: Instant) {
             AlertKind::Hanging => 3,
         }
     }
+    // what asks for action, then what the unit acknowledged, then ends
+    let group = |s: Status| (!s.is_action() as u8) + s.is_end() as u8;
     items.sort_by(|a, b| {
-        (a.status.is_end())
-            .cmp(&(b.status.is_end()))
+        group(a.status)
+            .cmp(&group(b.status))
             .then(rank(a.info.kind).cmp(&rank(b.info.kind)))
             .then(match a.info.kind {
                 AlertKind::Hanging | AlertKind::Unrouted => a.info.fired_at.cmp(&b.info.fired_at),

@@ -1112,3 +1112,119 @@ fn an_alert_that_ends_before_it_is_told_is_named_once_if_it_fired_a_working_hour
         .advance(t("2026-03-03T08:00:00+07:00"), cal, dir)
         .is_empty());
 }
+
+#[test]
+fn an_acknowledged_record_gets_no_reminder_or_escalation_until_its_next_event() {
+    let c = cfg();
+    let (cal, dir) = (&c.engine.calendar, &c.engine.directory);
+    // immediate mail with digest (07:30): the digest is the daily reminder
+    let mut n = Notifier::new(immediate(), vec![]);
+    let t0 = t("2026-03-02T09:00:00+07:00"); // a Monday
+    n.advance(t0, cal, dir);
+    let mut o = info("O", AlertKind::Overdue, "VPDKDD", t0);
+    o.escalate_at = Some(t0 + 3600 * SECOND);
+    n.fire(o, dir);
+    n.fire(info("D", AlertKind::DueSoon, "VPDKDD", t0), dir);
+    assert_eq!(n.advance(t0 + MINUTE, cal, dir).len(), 1);
+    // nothing to acknowledge on a record without alerts; "other" needs a text
+    assert_eq!(
+        n.new_ack("NONE", Reason::WaitingForCitizen, "", "admin", t0),
+        Err(AckError::NotAlerting("NONE".into()))
+    );
+    assert_eq!(
+        n.new_ack("O", Reason::Other, "  ", "admin", t0),
+        Err(AckError::TextRequired)
+    );
+    let a = n
+        .new_ack(
+            "O",
+            Reason::WaitingForCitizen,
+            "",
+            "unit:VPDKDD",
+            t0 + 10 * MINUTE,
+        )
+        .unwrap();
+    assert_eq!(a.alerts.len(), 1);
+    n.add_ack(a.clone());
+    n.add_ack(
+        n.new_ack(
+            "D",
+            Reason::HandledOutsideSystem,
+            "",
+            "unit:VPDKDD",
+            t0 + 10 * MINUTE,
+        )
+        .unwrap(),
+    );
+    // the escalation due at 10:00 is not sent
+    assert!(n.advance(t0 + 2 * 3600 * SECOND, cal, dir).is_empty());
+    // the next digest lists both apart, acknowledged; nothing asks for action,
+    // so no digest at all
+    assert!(n
+        .advance(t("2026-03-03T08:00:00+07:00"), cal, dir)
+        .is_empty());
+    // an acknowledged due_soon that becomes overdue is told again
+    let t1 = t("2026-03-03T09:00:00+07:00");
+    n.resolve(AlertKind::DueSoon, "D", t1);
+    n.fire(info("D", AlertKind::Overdue, "VPDKDD", t1), dir);
+    let out = n.advance(t1 + MINUTE, cal, dir);
+    assert_eq!(
+        out.iter().map(summary).collect::<Vec<_>>(),
+        [(
+            "unit:VPDKDD".to_string(),
+            Kind::Update,
+            vec![("D".to_string(), "overdue", Status::New)]
+        )]
+    );
+    // the next digest: D asks for action, O is listed apart
+    let out = n.advance(t("2026-03-04T07:30:00+07:00"), cal, dir);
+    assert_eq!(
+        out.iter().map(summary).collect::<Vec<_>>(),
+        [(
+            "unit:VPDKDD".to_string(),
+            Kind::Digest,
+            vec![
+                ("D".to_string(), "overdue", Status::Firing),
+                ("O".to_string(), "overdue", Status::Acknowledged)
+            ]
+        )]
+    );
+    // the record's next event ends the acknowledgement: the escalation goes
+    let t2 = t("2026-03-04T09:00:00+07:00");
+    n.record_event("O", t2);
+    assert!(n
+        .acks()
+        .iter()
+        .any(|x| x.id == a.id && x.ended_at == Some(t2)));
+    let out = n.advance(t2 + MINUTE, cal, dir);
+    assert_eq!(
+        out.iter().map(summary).collect::<Vec<_>>(),
+        [(
+            "head:STNMT".to_string(),
+            Kind::Update,
+            vec![("O".to_string(), "overdue", Status::Escalated)]
+        )]
+    );
+    // an event older than the acknowledgement (a replay after a crash) does
+    // not end a newer one; a restart keeps them
+    let b = n
+        .new_ack(
+            "D",
+            Reason::WaitingForOtherAgency,
+            "",
+            "admin",
+            t2 + 2 * MINUTE,
+        )
+        .unwrap();
+    n.add_ack(b.clone());
+    n.record_event("D", t2 + MINUTE);
+    let n2 = restart(&n, immediate());
+    assert!(n2
+        .acks()
+        .iter()
+        .any(|x| x.id == b.id && x.ended_at.is_none()));
+    let mut n3 = Notifier::new(immediate(), vec![]);
+    n3.merge_acks(n.acks().into_iter().cloned().collect());
+    n3.merge_acks(n.acks().into_iter().cloned().collect());
+    assert_eq!(n3.acks().len(), n.acks().len());
+}

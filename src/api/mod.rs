@@ -8,6 +8,7 @@
 //! consumer rounds (a lock held ≤ ~100 ms by the consumer).
 
 mod server;
+pub mod ui;
 
 pub use server::{serve, Limits};
 
@@ -93,6 +94,14 @@ pub struct ApiState {
     pub api_token: Option<Secret>,
     /// Where silences made through the API are kept.
     pub silences_file: PathBuf,
+    /// Where acknowledgements are kept (none: in memory only, `demo --serve`).
+    pub acks_file: Option<PathBuf>,
+    /// Signed page links (none: no pages).
+    pub links: Option<crate::link::Links>,
+    /// Names, calendar and language for the pages.
+    pub ui: std::sync::RwLock<Option<Arc<ui::UiContext>>>,
+    /// A fixed "now" (`demo --serve` shows the year's end); none: the wall clock.
+    pub as_of: Option<Instant>,
 }
 
 async fn metrics(State(s): State<Arc<ApiState>>) -> impl IntoResponse {
@@ -303,6 +312,27 @@ async fn delete_silence(
     (StatusCode::OK, Json(json!({ "deleted": id })))
 }
 
+async fn acknowledgements(State(s): State<Arc<ApiState>>) -> (StatusCode, Json<Value>) {
+    let n = s.notifier.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(n) = n.as_ref() else {
+        return error(StatusCode::NOT_FOUND, "e-mail is not configured ([email])");
+    };
+    let f = crate::time::format_rfc3339;
+    let list: Vec<Value> = n
+        .acks()
+        .into_iter()
+        .map(|a| {
+            json!({
+                "id": a.id, "record_id": a.record_id, "unit": a.unit,
+                "alerts": a.alerts.iter().map(|c| json!({"kind": c.kind.as_str(), "fired_at": f(c.fired_at)})).collect::<Vec<_>>(),
+                "reason": a.reason.as_str(), "text": a.text, "at": f(a.at), "by": a.by,
+                "ended_at": a.ended_at.map(f), "active": a.ended_at.is_none(),
+            })
+        })
+        .collect();
+    (StatusCode::OK, Json(json!({ "acknowledgements": list })))
+}
+
 fn error(status: StatusCode, msg: impl Into<String>) -> (StatusCode, Json<Value>) {
     (status, Json(json!({ "error": msg.into() })))
 }
@@ -509,6 +539,14 @@ pub fn router(shared: Arc<ApiState>) -> Router {
             "/api/v1/silences/{id}",
             axum::routing::delete(delete_silence),
         )
+        .route("/api/v1/acknowledgements", get(acknowledgements))
+        .route("/ui/unit/{code}", get(ui::unit_page))
+        .route("/ui/record/{id}", get(ui::record_page))
+        .route(
+            "/ui/record/{id}/ack",
+            axum::routing::post(ui::ack_post).layer(DefaultBodyLimit::max(8 * 1024)),
+        )
+        .route("/ui/province", get(ui::province_page))
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))

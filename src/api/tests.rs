@@ -27,8 +27,20 @@ fn state(dir: &std::path::Path) -> Arc<ApiState> {
         notifier: Mutex::new(Some(Notifier::new(Settings::default(), Vec::new()))),
         api_token: Some(Secret::new(TOKEN)),
         silences_file: dir.join("silences.json"),
+        acks_file: Some(dir.join("acknowledgements.json")),
+        links: Some(crate::link::Links::new(
+            Secret::new(UI_SECRET),
+            "https://overdued.example",
+            86_400 * crate::time::SECOND,
+        )),
+        ui: Default::default(),
+        as_of: Some(AS_OF),
     })
 }
+
+const UI_SECRET: &str = "a page secret of 16+ chars";
+/// 2026-03-04T09:00:00+07:00.
+const AS_OF: Instant = 1_772_589_600_000_000;
 
 fn call(s: &Arc<ApiState>, req: Request<Body>) -> (StatusCode, Value) {
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -183,4 +195,116 @@ fn idle_and_excess_connections_are_closed_and_health_still_answers() {
         assert!(body.ends_with("ok\n"), "{body}");
         let _ = stop.send(());
     });
+}
+
+/// A page as (status, body text).
+fn get_page(s: &Arc<ApiState>, uri: &str) -> (StatusCode, String) {
+    page_req(s, Request::get(uri).body(Body::empty()).unwrap())
+}
+
+fn page_req(s: &Arc<ApiState>, req: Request<Body>) -> (StatusCode, String) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let resp = router(s.clone()).oneshot(req).await.unwrap();
+        let status = resp.status();
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 22)
+            .await
+            .unwrap();
+        (status, String::from_utf8_lossy(&bytes).into_owned())
+    })
+}
+
+#[test]
+fn unit_pages_need_a_valid_token_of_that_unit_and_show_no_data_otherwise() {
+    let d = tmp("pages");
+    let s = state(&d);
+    let cfg = crate::config::Config::load(std::path::Path::new("config/overdued.toml"))
+        .expect("sample config");
+    *s.ui.write().unwrap() = Some(Arc::new(ui::UiContext {
+        calendar: cfg.engine.calendar.clone(),
+        directory: cfg.engine.directory.clone(),
+        lang: "vi".into(),
+    }));
+    let unit = cfg.engine.directory.units[0].code.clone();
+    let other = cfg
+        .engine
+        .directory
+        .units
+        .iter()
+        .find(|u| u.parent.is_none() && u.code != unit)
+        .map(|u| u.code.clone())
+        .unwrap();
+    {
+        let mut n = s.notifier.lock().unwrap();
+        let n = n.as_mut().unwrap();
+        n.fire(
+            crate::engine::view::AlertInfo {
+                record_id: "HS-<b>1".into(),
+                kind: crate::engine::AlertKind::Overdue,
+                unit: unit.clone(),
+                sector: "DD".into(),
+                procedure: "1.004227".into(),
+                received_at: AS_OF - 10 * 86_400 * crate::time::SECOND,
+                due: AS_OF - 86_400 * crate::time::SECOND,
+                fired_at: AS_OF - 86_400 * crate::time::SECOND,
+                escalate_at: None,
+                forwarder: None,
+                partition: None,
+            },
+            &cfg.engine.directory,
+        );
+    }
+    let links = s.links.clone().unwrap();
+    let good = links.token(
+        &crate::link::Scope::Unit(unit.clone()),
+        AS_OF + 3_600_000_000,
+    );
+    let path = format!("/ui/unit/{}", crate::link::encode_path(&unit));
+    let (st, body) = get_page(&s, &format!("{path}?t={good}"));
+    assert_eq!(st, StatusCode::OK, "{body}");
+    // the record is listed, its id HTML-escaped, with how long it is overdue
+    assert!(body.contains("HS-&lt;b&gt;1"), "{body}");
+    assert!(!body.contains("HS-<b>1"), "{body}");
+    assert!(body.contains("quá hạn 1 ngày"), "{body}");
+    // no token, a tampered one, an expired one, another unit's: no data
+    let expired = links.token(&crate::link::Scope::Unit(unit.clone()), AS_OF - 1);
+    let mut tampered = good.clone();
+    tampered.pop();
+    tampered.push(if good.ends_with('0') { '1' } else { '0' });
+    let foreign = links.token(&crate::link::Scope::Unit(other), AS_OF + 3_600_000_000);
+    for (t, want) in [
+        ("".to_string(), "thiếu mã truy cập"),
+        (tampered, "không hợp lệ"),
+        (expired, "đã hết hạn"),
+        (foreign, "không mở được trang này"),
+    ] {
+        let (st, body) = get_page(&s, &format!("{path}?t={t}"));
+        assert_eq!(st, StatusCode::FORBIDDEN, "{t}: {body}");
+        assert!(body.contains(want), "{t}: {body}");
+        assert!(!body.contains("HS-"), "{t}: {body}");
+    }
+    // the province page is the administrator's
+    let (st, _) = get_page(&s, &format!("/ui/province?t={good}"));
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    let admin = links.token(&crate::link::Scope::Admin, AS_OF + 3_600_000_000);
+    let (st, body) = get_page(&s, &format!("/ui/province?t={admin}"));
+    assert_eq!(st, StatusCode::OK, "{body}");
+    assert!(body.contains("1 Quá hạn"), "{body}");
+    // a POST from another site is refused before anything else
+    let req = Request::post("/ui/record/HS-1/ack")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("origin", "https://evil.example")
+        .body(Body::from(format!("t={good}&csrf=x&reason=other&text=x")))
+        .unwrap();
+    let (st, body) = page_req(&s, req);
+    assert_eq!(st, StatusCode::FORBIDDEN, "{body}");
+    assert!(body.contains("trang khác"), "{body}");
+    // the acknowledgements API lists none yet
+    let (st, v) = get_json(&s, "/api/v1/acknowledgements");
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(v["acknowledgements"], serde_json::json!([]));
+    std::fs::remove_dir_all(&d).ok();
 }

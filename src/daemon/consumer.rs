@@ -377,6 +377,10 @@ impl<'s> Consumer<'s> {
                 let latest = part.last_event.map_or(ev.at, |(at, _)| at.max(ev.at));
                 part.last_event = Some((latest, now_wall()));
                 let outcome = part.engine.apply(&ev);
+                if let Some(n) = n.as_deref_mut() {
+                    // the record's next event ends its acknowledgements
+                    n.record_event(&ev.record_id, ev.at);
+                }
                 if keep > 0 && !matches!(outcome, Outcome::Rejected(_)) {
                     part.remember(&ev, offset, &outcome, keep);
                 }

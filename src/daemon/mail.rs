@@ -95,6 +95,10 @@ impl Mail {
         }
         let muted = state.muted;
         let mut n = Notifier::with_state(s.email.grouping.clone(), s.email.silences.clone(), state);
+        // acknowledgements made after the last save are in their own file
+        if let Some(f) = &shared.api.acks_file {
+            n.merge_acks(crate::state::load_acks(f, now_wall())?);
+        }
         // what came due while the daemon was down is grouped from now on
         n.schedule_floor = now_wall();
         tracing::info!(smtp = %s.email.delivery.smtp.url, "e-mail enabled");
@@ -124,6 +128,7 @@ impl Mail {
             calendar: &s.engine.calendar,
             directory: &s.engine.directory,
             settings: &s.email.delivery,
+            links: s.daemon.links.as_ref(),
         };
         // e-mails an operator requeued while running: sent like new decisions
         match self.outbox.take_requeued() {

@@ -67,12 +67,28 @@ impl Shared {
                 notifier: Mutex::new(None),
                 api_token: d.api_token.clone(),
                 silences_file: d.state_dir.join("silences.json"),
+                acks_file: Some(d.state_dir.join("acknowledgements.json")),
+                links: d.links.clone(),
+                ui: Default::default(),
+                as_of: None,
             }),
             parts,
             metrics,
             shutdown: AtomicBool::new(false),
             reload: AtomicBool::new(false),
         }
+    }
+}
+
+impl Shared {
+    /// What the pages need of the settings (at start and on reload).
+    fn set_ui(&self, s: &Settings) {
+        let ctx = crate::api::ui::UiContext {
+            calendar: s.engine.calendar.clone(),
+            directory: s.engine.directory.clone(),
+            lang: s.email.delivery.language.clone(),
+        };
+        *self.api.ui.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(ctx));
     }
 }
 
@@ -91,6 +107,7 @@ pub fn run(settings: Settings, reload: Reload) -> Result<(), Error> {
         d.state_dir.display()
     ))?;
     let shared = Arc::new(Shared::new(&d));
+    shared.set_ui(&settings);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()

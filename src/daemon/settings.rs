@@ -43,6 +43,9 @@ pub struct DaemonConfig {
     /// `[http] api_token`: bearer token of the API's mutating endpoints (none =
     /// they are refused).
     pub api_token: Option<Secret>,
+    /// `[http] ui_secret`, `public_url`, `link_valid_for`: the signed links of
+    /// the unit pages (none without a `ui_secret`: no pages, no links).
+    pub links: Option<crate::link::Links>,
 }
 
 /// `[http]` as written.
@@ -52,6 +55,9 @@ pub struct RawHttp {
     listen: Option<Spanned<String>>,
     record_history: Option<Spanned<i64>>,
     api_token: Option<Spanned<String>>,
+    ui_secret: Option<Spanned<String>>,
+    public_url: Option<Spanned<String>>,
+    link_valid_for: Option<Spanned<String>>,
 }
 
 /// `[state]` as written.
@@ -126,6 +132,16 @@ pub fn validate(
             v => v,
         },
     };
+    let links = crate::link::Links::validate(
+        src,
+        base,
+        &crate::link::RawLinks {
+            ui_secret: http.ui_secret.clone(),
+            public_url: http.public_url.clone(),
+            link_valid_for: http.link_valid_for.clone(),
+        },
+        http_listen,
+    )?;
     Ok(DaemonConfig {
         kafka,
         http_listen,
@@ -134,5 +150,6 @@ pub fn validate(
         alerts_file,
         alerts_topic,
         api_token,
+        links,
     })
 }

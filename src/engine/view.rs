@@ -38,7 +38,7 @@ pub struct AlertInfo {
     pub partition: Option<i32>,
 }
 
-mod kind_serde {
+pub(crate) mod kind_serde {
     use crate::engine::AlertKind;
     use serde::{Deserialize, Deserializer, Serializer};
     pub fn serialize<S: Serializer>(k: &AlertKind, s: S) -> Result<S::Ok, S::Error> {

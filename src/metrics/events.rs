@@ -196,6 +196,23 @@ impl AlertsSilenced {
     }
 }
 
+/// A unit acknowledged an alerting record on its page.
+pub struct Acknowledged<'a> {
+    /// The acknowledgement, as kept.
+    pub ack: &'a crate::alert::Ack,
+}
+
+impl Acknowledged<'_> {
+    /// Logs and counts.
+    pub fn emit(&self, m: &Metrics) {
+        let a = self.ack;
+        m.acknowledgements
+            .with_label_values(&[a.reason.as_str()])
+            .inc();
+        tracing::info!(id = %a.id, record_id = %a.record_id, unit = %a.unit, reason = a.reason.as_str(), by = %a.by, "record acknowledged");
+    }
+}
+
 /// E-mails waiting in the outbox.
 pub struct OutboxDepth(pub usize);
 

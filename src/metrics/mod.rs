@@ -346,6 +346,7 @@ mod tests {
         assert_eq!(
             names,
             [
+                "overdued_acknowledgements_total",
                 "overdued_dead_letter_failures_total",
                 "overdued_event_apply_seconds",
                 "overdued_notification_send_seconds",

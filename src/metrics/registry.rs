@@ -25,6 +25,8 @@ pub struct Metrics {
     pub(super) dead_letter_failures: prometheus::IntCounter,
     /// `overdued_partitions_blocked`: partitions waiting for a dead-letter write.
     pub(super) partitions_blocked: IntGauge,
+    /// `overdued_acknowledgements_total{reason}`: acknowledgements made on the pages.
+    pub(super) acknowledgements: IntCounterVec,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -55,6 +57,7 @@ impl Metrics {
             .registry
             .register(Box::new(m.dead_letter_failures.clone()));
         let _ = m.registry.register(Box::new(m.partitions_blocked.clone()));
+        let _ = m.registry.register(Box::new(m.acknowledgements.clone()));
         m
     }
 
@@ -110,7 +113,19 @@ impl Metrics {
             "Partitions stopped at a message whose dead letter could not be written yet.",
         )
         .expect("static metric options");
+        let acknowledgements = IntCounterVec::new(
+            Opts::new(
+                "overdued_acknowledgements_total",
+                "Alerting records acknowledged by their unit on the pages, by reason.",
+            ),
+            &["reason"],
+        )
+        .expect("static metric options");
+        for r in crate::alert::Reason::ALL {
+            acknowledgements.with_label_values(&[r.as_str()]);
+        }
         Metrics {
+            acknowledgements,
             registry: Registry::new(),
             dead_letter_failures,
             partitions_blocked,
@@ -163,6 +178,13 @@ impl Metrics {
     /// The current value of `overdued_dead_letter_failures_total`.
     pub fn dead_letter_failures(&self) -> u64 {
         self.dead_letter_failures.get()
+    }
+
+    /// The current value of `overdued_acknowledgements_total{reason}`.
+    pub fn acknowledgements(&self, reason: crate::alert::Reason) -> u64 {
+        self.acknowledgements
+            .with_label_values(&[reason.as_str()])
+            .get()
     }
 
     /// The current value of `overdued_config_reloads_total{result}`.

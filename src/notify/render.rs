@@ -34,6 +34,8 @@ pub struct Context<'a> {
     pub directory: &'a Directory,
     /// Sender, admin, language, templates.
     pub settings: &'a Settings,
+    /// Signed page links (`[http] ui_secret`); none: e-mails carry no links.
+    pub links: Option<&'a crate::link::Links>,
 }
 
 /// Longest value (in characters) taken from an event into an e-mail.
@@ -197,6 +199,8 @@ struct ItemCtx {
     forwarder_name: String,
     fired_at: String,
     resolved_at: String,
+    /// The record's page (signed for the recipient), or empty.
+    url: String,
 }
 
 #[derive(Serialize, Default)]
@@ -206,6 +210,7 @@ struct Counts {
     due_soon: usize,
     hanging: usize,
     resolved: usize,
+    acknowledged: usize,
     escalated: usize,
     firing: usize,
 }
@@ -220,7 +225,12 @@ struct Ctx<'a> {
     counts: Counts,
     firing: Vec<ItemCtx>,
     resolved: Vec<ItemCtx>,
+    /// Firing but acknowledged by the unit: listed apart.
+    acknowledged: Vec<ItemCtx>,
     omitted: usize,
+    /// The recipient's page (unit page, or the province page for the
+    /// administrator), or empty without links.
+    page_url: String,
     /// Per unit holding the records (when the e-mail spans more than one):
     /// code, name and counts by kind.
     units: Vec<UnitCount>,
@@ -346,7 +356,29 @@ fn item_ctx(cfg: &Context<'_>, lang: &str, it: &Item, now: Instant) -> ItemCtx {
         forwarder_code: clean(&fwd),
         fired_at: local(cfg, i.fired_at),
         resolved_at: it.resolved_at.map(|t| local(cfg, t)).unwrap_or_default(),
+        url: String::new(),
     }
+}
+
+/// The page links of an e-mail to `recipient` sent at `now`: (its own page,
+/// a record's page).
+fn page_links<'a>(
+    cfg: &'a Context<'_>,
+    recipient: &'a str,
+    now: Instant,
+) -> Option<(String, impl Fn(&str) -> String + 'a)> {
+    let l = cfg.links?;
+    let unit = recipient
+        .strip_prefix("unit:")
+        .or_else(|| recipient.strip_prefix("head:"));
+    let page = match unit {
+        Some(u) => l.unit_url(u, now),
+        None => l.province_url(now),
+    };
+    Some((page, move |record: &str| match unit {
+        Some(u) => l.record_url(u, record, now),
+        None => l.admin_record_url(record, now),
+    }))
 }
 
 /// The addresses of a recipient key (deduplicated; the administrator when a
@@ -449,11 +481,21 @@ pub fn render(cfg: &Context<'_>, o: &Outgoing) -> Result<Email, RenderError> {
     let mut counts = Counts::default();
     let mut firing = Vec::new();
     let mut resolved = Vec::new();
+    let mut acknowledged = Vec::new();
+    let links = page_links(cfg, &o.recipient, o.at);
     for it in &o.items {
-        let c = item_ctx(cfg, lang, it, o.at);
+        let mut c = item_ctx(cfg, lang, it, o.at);
+        if let Some((_, record_url)) = &links {
+            c.url = record_url(&it.info.record_id);
+        }
         if it.status.is_end() {
             counts.resolved += 1;
             resolved.push(c);
+            continue;
+        }
+        if it.status == Status::Acknowledged {
+            counts.acknowledged += 1;
+            acknowledged.push(c);
             continue;
         }
         counts.firing += 1;
@@ -504,7 +546,9 @@ pub fn render(cfg: &Context<'_>, o: &Outgoing) -> Result<Email, RenderError> {
         counts,
         firing,
         resolved,
+        acknowledged,
         omitted: o.omitted,
+        page_url: links.as_ref().map(|(p, _)| p.clone()).unwrap_or_default(),
     };
     let run = |name: &'static str| -> Result<String, RenderError> {
         t.env
@@ -638,6 +682,7 @@ mod tests {
             calendar: &cfg.engine.calendar,
             directory: &cfg.engine.directory,
             settings: &cfg.email.delivery,
+            links: None,
         };
         // Wednesday 4 March 2026, 08:00: one due_soon due this afternoon (its
         // apology letter was due yesterday), one due on Friday (letter by Thursday)
@@ -693,6 +738,7 @@ mod tests {
             calendar: &cfg.engine.calendar,
             directory: &cfg.engine.directory,
             settings: &cfg.email.delivery,
+            links: None,
         };
         let mut h = item(
             "H1",

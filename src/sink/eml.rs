@@ -44,6 +44,8 @@ pub struct EmlWriter {
     pub error: Option<EmlError>,
     /// How the e-mails land on units (measured when set).
     pub stats: Option<crate::notify::stats::MailStats>,
+    /// Signed page links for the e-mails (`demo --serve`); none by default.
+    pub links: Option<crate::link::Links>,
 }
 
 impl EmlWriter {
@@ -66,6 +68,7 @@ impl EmlWriter {
             decided: 0,
             error: None,
             stats: None,
+            links: None,
         })
     }
 
@@ -76,6 +79,7 @@ impl EmlWriter {
             calendar: &self.calendar,
             directory: &self.directory,
             settings: &self.delivery,
+            links: self.links.as_ref(),
         };
         for o in out {
             self.decided += 1;
@@ -131,8 +135,14 @@ impl EmlWriter {
             calendar: &self.calendar,
             directory: &self.directory,
             settings: &self.delivery,
+            links: self.links.as_ref(),
         };
         self.stats = Some(crate::notify::stats::MailStats::new(&ctx));
+    }
+
+    /// The notifier, as the stream left it (`demo --serve` serves its pages).
+    pub fn into_notifier(self) -> Notifier {
+        self.notifier
     }
 
     /// Ends at `clock`: what is due by then is written.

@@ -175,6 +175,17 @@ pub fn save_silences(path: &Path, list: &[Silence]) -> Result<(), StateError> {
     write_json(path, &list, true)
 }
 
+/// Loads the acknowledgements (`acknowledgements.json`); unreadable: kept aside
+/// and logged, like the silences.
+pub fn load_acks(path: &Path, now: Instant) -> Result<Vec<crate::alert::Ack>, StateError> {
+    Ok(read_state(path, now, "the acknowledgements")?.unwrap_or_default())
+}
+
+/// Saves the acknowledgements atomically (before a page says "acknowledged").
+pub fn save_acks(path: &Path, list: &[&crate::alert::Ack]) -> Result<(), StateError> {
+    write_json(path, &list, true)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
