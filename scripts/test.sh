@@ -6,7 +6,9 @@
 # - aiosmtpd, a real SMTP server for the e-mail delivery tests (tests/smtp_sink.py);
 # - the Python Kafka client kafka-python (an independent protocol implementation,
 #   used by the interoperability test);
-# - Debian's prometheus and promtool (a real Prometheus scrapes the daemon).
+# - Debian's prometheus and promtool (a real Prometheus scrapes the daemon);
+# - Debian's chromium and chromium-driver (a real headless browser opens the
+#   unit pages over WebDriver).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -15,7 +17,7 @@ echo "== toolchain: $(cargo --version)"
 # C libraries librdkafka links (built from source by the rdkafka crate); the
 # openssl tool makes throwaway certificates for the SMTP TLS tests
 missing=()
-for pkg in libssl-dev zlib1g-dev pkg-config python3-venv prometheus openssl; do
+for pkg in libssl-dev zlib1g-dev pkg-config python3-venv prometheus openssl chromium chromium-driver; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -46,6 +48,8 @@ export OVERDUED_TEST_KAFKA="127.0.0.1:$kport"
 # the broker binary itself, for tests that need a broker of their own (to freeze it)
 export OVERDUED_TEST_TANSU="$tansu"
 export OVERDUED_TEST_PYTHON="$venv/bin/python"
+export OVERDUED_TEST_CHROMEDRIVER="$(command -v chromedriver)"
+export OVERDUED_TEST_CHROMIUM="$(command -v chromium)"
 
 cargo fmt --check
 cargo clippy --release --all-targets -- -D warnings

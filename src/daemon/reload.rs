@@ -52,6 +52,8 @@ pub(super) fn reload(
     *settings = new;
     settings.daemon = daemon;
     settings.email.delivery.smtp = smtp;
+    // the pages name units and count working time as the engines now do
+    shared.set_ui(settings);
     ConfigReloaded {
         changes: &[("engine", engine), ("alert", alert), ("delivery", delivery)],
         units: settings.engine.directory.units.len(),

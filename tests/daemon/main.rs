@@ -18,6 +18,9 @@
 //!   Prometheus scraping the daemon;
 //! * [`outages`] — a frozen broker (stalled partition, not ready) and a silent
 //!   source (marked, hanging e-mails held), on a broker of its own;
+//! * [`pages`] — the unit pages in a real browser (headless Chromium over
+//!   WebDriver): the e-mailed link, an acknowledgement, tampered and expired
+//!   links, a cross-site POST, a restart;
 //! * [`retention`] — a source topic that deletes events is refused at start-up;
 //! * [`partition_handover`] — two daemons in one group: partitions move, no
 //!   alert is written twice.
@@ -33,5 +36,6 @@ mod email;
 mod full_disk;
 mod observability;
 mod outages;
+mod pages;
 mod partition_handover;
 mod retention;

@@ -87,9 +87,12 @@ fn html(status: StatusCode, body: String) -> Response {
         HeaderValue::from_static("text/html; charset=utf-8"),
     );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    // links carry tokens: never send them to another site; `same-origin`, not
+    // `no-referrer`, because under `no-referrer` browsers send `Origin: null`
+    // with our own form posts, which the cross-site check must refuse
     h.insert(
         header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
+        HeaderValue::from_static("same-origin"),
     );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(
