@@ -20,7 +20,7 @@
 //! the binary (`src/cli/`). The contract is `docs/spec.md`.
 
 pub mod alert;
-mod api;
+pub mod api;
 pub mod config;
 pub mod daemon;
 pub mod engine;

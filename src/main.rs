@@ -64,6 +64,13 @@ enum Cmd {
         /// Random seed.
         #[arg(long, default_value_t = 2024)]
         seed: u64,
+        /// Then keep the year's end in memory and serve the unit pages, the API
+        /// and /metrics (until Ctrl-C).
+        #[arg(long)]
+        serve: bool,
+        /// Where `--serve` listens.
+        #[arg(long, default_value = "127.0.0.1:9464")]
+        listen: std::net::SocketAddr,
     },
     /// Measures engine throughput and memory (see BENCHMARKS.md).
     Bench {
@@ -146,7 +153,13 @@ fn run(cli: Cli) -> Result<(), Error> {
             year,
             out,
         } => cli::gen::run(config, records, seed, year, out),
-        Cmd::Demo { out, records, seed } => cli::demo::run(&out, records, seed),
+        Cmd::Demo {
+            out,
+            records,
+            seed,
+            serve,
+            listen,
+        } => cli::demo::run(&out, records, seed, serve.then_some(listen)),
         Cmd::Bench { open, events, seed } => cli::bench::command(open, events, seed),
         Cmd::BenchKafka(args) => cli::bench_kafka::command(args),
         Cmd::CheckConfig { config } => cli::check_config::run(&config),

@@ -213,6 +213,12 @@ impl<'o> Replay<'o> {
         );
     }
 
+    /// Takes the engine out (after [`Replay::finish`]): `demo --serve` keeps
+    /// serving its state.
+    pub fn into_engine(self) -> Engine {
+        self.engine
+    }
+
     /// Advances to `until` (default: the clock), flushes, and returns the report.
     pub fn finish(&mut self, until: Option<Instant>) -> io::Result<Report> {
         let end = match (until, self.engine.clock()) {

@@ -255,3 +255,92 @@ fn gen_is_deterministic_and_calibrated_at_small_sizes() {
     let _ = demo_cfg;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// GET over HTTP/1.0 on 127.0.0.1: (status, body).
+fn http_get(url: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://").expect("an http:// link");
+    let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let mut s = std::net::TcpStream::connect(host).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).unwrap();
+    let buf = String::from_utf8_lossy(&buf).into_owned();
+    let status = buf.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (
+        status,
+        buf.split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default(),
+    )
+}
+
+#[test]
+fn demo_serve_shows_the_years_end_pages_api_and_metrics_without_services() {
+    use std::io::BufRead;
+    let dir = tmp("serve");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Command::new(bin())
+        .args(["demo", "--records", "4000", "--serve", "--listen"])
+        .arg(format!("127.0.0.1:{port}"))
+        .current_dir(&dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let (mut province, mut unit) = (None, None);
+    for line in out.lines() {
+        let line = line.unwrap();
+        if let Some(u) = line.trim().strip_prefix("province page: ") {
+            province = Some(u.to_string());
+        }
+        if line.trim().starts_with("unit head (") {
+            unit = line.split_whitespace().last().map(str::to_string);
+            break;
+        }
+    }
+    let (province, unit) = (
+        province.expect("a province link"),
+        unit.expect("a unit link"),
+    );
+    assert!(province.starts_with(&format!("http://127.0.0.1:{port}/ui/province?t=admin.")));
+    let (st, body) = http_get(&province);
+    let body = body.replace("&#x2f;", "/");
+    assert_eq!(st, 200, "{body}");
+    assert!(
+        body.contains("Toàn tỉnh") && body.contains("id=\"worst\""),
+        "{body}"
+    );
+    assert!(body.contains("31/12/2024"), "as of the year's end: {body}");
+    let (st, body) = http_get(&unit);
+    assert_eq!(st, 200, "{body}");
+    assert!(body.contains("data-record="), "{body}");
+    // the unit token does not open the province page
+    let token = unit.split("?t=").nth(1).unwrap();
+    let (st, _) = http_get(&format!("http://127.0.0.1:{port}/ui/province?t={token}"));
+    assert_eq!(st, 403);
+    let (st, m) = http_get(&format!("http://127.0.0.1:{port}/metrics"));
+    assert_eq!(st, 200);
+    assert!(m.contains("overdued_records_open{"), "{m}");
+    assert!(
+        m.contains("overdued_acknowledgements_total{reason=\"other\"} 0"),
+        "{m}"
+    );
+    let (st, a) = http_get(&format!("http://127.0.0.1:{port}/api/v1/alerts?limit=5"));
+    assert_eq!(st, 200);
+    let v: serde_json::Value = serde_json::from_str(&a).unwrap();
+    // at most `limit` alerts a page, a record's alerts never split
+    let n = v["alerts"].as_array().unwrap().len();
+    assert!((1..=5).contains(&n), "{a}");
+    assert!(v["next"].is_string(), "{a}");
+    let _ = child.kill();
+    let _ = child.wait();
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -104,6 +104,14 @@ pub struct ApiState {
     pub as_of: Option<Instant>,
 }
 
+impl ApiState {
+    /// "Now" for what the API shows: the wall clock, or the fixed instant of
+    /// `demo --serve`.
+    pub fn now(&self) -> Instant {
+        self.as_of.unwrap_or_else(now_wall)
+    }
+}
+
 async fn metrics(State(s): State<Arc<ApiState>>) -> impl IntoResponse {
     let mut body = {
         let snap = s.snapshot.lock().unwrap_or_else(|p| p.into_inner());
@@ -346,7 +354,7 @@ async fn record(
         let Some(slot) = engine.find(&id) else {
             return ControlFlow::Continue(());
         };
-        let v = engine.view(slot, now_wall());
+        let v = engine.view(slot, s.now());
         let mut j = serde_json::to_value(v).unwrap_or_default();
         let h: Vec<_> = history
             .get(id.as_str())
@@ -416,7 +424,7 @@ async fn alerts(
             }
         }
     }
-    let now = now_wall();
+    let now = s.now();
     let mut items = Vec::new();
     let mut next = None;
     s.partitions.each(&mut |p, e, _| {

@@ -169,8 +169,13 @@ pub fn rates_table(rep: &Report, cfg: &Config) -> String {
     s
 }
 
-/// Runs the demo into `out`.
-pub fn run(out: &Path, records: u32, seed: u64) -> Result<(), Error> {
+/// Runs the demo into `out`; with `serve`, then serves the year's end there.
+pub fn run(
+    out: &Path,
+    records: u32,
+    seed: u64,
+    serve: Option<std::net::SocketAddr>,
+) -> Result<(), Error> {
     let t0 = WallInstant::now();
     fs::create_dir_all(out).ctx(format!("cannot create {}", out.display()))?;
     let cfg = embedded_config(&out.join("config"))?;
@@ -211,6 +216,15 @@ pub fn run(out: &Path, records: u32, seed: u64) -> Result<(), Error> {
         fs::remove_dir_all(&emails_dir).ctx(format!("cannot clear {}", emails_dir.display()))?;
     }
     let mut eml = super::eml_writer(&cfg, &emails_dir)?;
+    // served pages: a secret for this run only, links on the listen address
+    let links = serve.map(|addr| {
+        overdued::link::Links::new(
+            overdued::config::common::Secret::new(super::serve::draw_secret()),
+            &format!("http://{addr}"),
+            30 * 86_400 * overdued::time::SECOND,
+        )
+    });
+    eml.links = links.clone();
     eml.write_from = until - EMAIL_DAYS * 86_400 * overdued::time::SECOND;
     eml.measure();
     let mut hook = |e: &overdued::engine::Engine, t: &overdued::engine::Transition| {
@@ -229,7 +243,7 @@ pub fn run(out: &Path, records: u32, seed: u64) -> Result<(), Error> {
     let rep = replay.finish(Some(until)).ctx("writing output")?;
     let stats = replay.summary.clone();
     let alerts_by_kind = replay.engine.stats.alerts;
-    drop(replay);
+    let engine = serve.map(|_| replay.into_engine());
     let written = eml.finish(until)?;
     let decided = eml.decided;
     let landing = eml.stats.as_mut().map(|s| s.finish(until));
@@ -272,6 +286,19 @@ pub fn run(out: &Path, records: u32, seed: u64) -> Result<(), Error> {
         t_gen.as_secs_f64(),
         stats.lines as f64 / stats.elapsed.as_secs_f64().max(1e-9)
     );
+    drop(o);
+    if let (Some(addr), Some(engine), Some(links)) = (serve, engine, links) {
+        super::serve::serve(super::serve::Served {
+            addr,
+            cfg: &cfg,
+            engine,
+            notifier: eml.into_notifier(),
+            links,
+            // the year's last second: "this month" is December
+            as_of: until - overdued::time::SECOND,
+            events: &events_path,
+        })?;
+    }
     Ok(())
 }
 

@@ -14,6 +14,7 @@ pub mod outbox;
 pub mod outbox_send;
 pub mod replay;
 pub mod run;
+pub mod serve;
 pub mod sim;
 
 use error::{Context, Error};

@@ -1102,14 +1102,20 @@ impl Engine {
             if r.life() != Life::Open || r.flags() & flag::FIRING == 0 {
                 continue;
             }
-            if out.len() >= limit {
-                return (out, Some(slot));
-            }
+            let mut kinds = [AlertKind::Overdue; AlertKind::ALL.len()];
+            let mut n = 0;
             for k in AlertKind::ALL {
                 if r.flags() & k.bit() != 0 && keep(slot, k) {
-                    out.push((slot, k));
+                    kinds[n] = k;
+                    n += 1;
                 }
             }
+            // a page never holds more than `limit`, nor half a record's alerts
+            // (unless one record alone has more)
+            if n > 0 && out.len() + n > limit && !out.is_empty() || out.len() >= limit && n > 0 {
+                return (out, Some(slot));
+            }
+            out.extend(kinds[..n].iter().map(|&k| (slot, k)));
         }
         (out, None)
     }

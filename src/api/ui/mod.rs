@@ -14,7 +14,7 @@
 //! the token, an anti-forgery value bound to it, and that the request does not
 //! come from another site.
 
-use super::{now_wall, ApiState, History, HistoryEntry};
+use super::{ApiState, History, HistoryEntry};
 use crate::alert::{sort_worst_first, AlertInfo, Item, Reason, Status};
 use crate::engine::calendar::Calendar;
 use crate::engine::directory::Directory;
@@ -28,6 +28,9 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use std::ops::ControlFlow;
 use std::sync::{Arc, OnceLock};
+
+/// Most records listed on a unit page (the most urgent; the counts are whole).
+const MAX_ROWS: usize = 500;
 
 /// What the pages need besides the engines and the notifier: names, the
 /// calendar, the language (set by the daemon at start and on reload).
@@ -137,7 +140,7 @@ fn ui(s: &ApiState) -> Option<Arc<UiContext>> {
 }
 
 fn now(s: &ApiState) -> Instant {
-    s.as_of.unwrap_or_else(now_wall)
+    s.now()
 }
 
 /// Local `HH:MM dd/mm/yyyy`.
@@ -381,7 +384,7 @@ pub(super) async fn unit_page(
     }
     let rows: Vec<Value> = items
         .iter()
-        .take(2000)
+        .take(MAX_ROWS)
         .map(|it| {
             let i = &it.info;
             json!({
@@ -420,6 +423,7 @@ pub(super) async fn unit_page(
         json!({
             "subtitle": code,
             "rows": rows,
+            "more": items.len().saturating_sub(MAX_ROWS),
             "counts": counts,
             "children": children,
             "threshold": threshold,
@@ -446,7 +450,7 @@ fn find_record(s: &ApiState, id: &str) -> Option<Found> {
         let Some(slot) = e.find(id) else {
             return ControlFlow::Continue(());
         };
-        let v = e.view(slot, now_wall());
+        let v = e.view(slot, s.now());
         let r = e.record(slot);
         found = Some(Found {
             procedure: v.procedure,
