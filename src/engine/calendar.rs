@@ -205,6 +205,30 @@ impl Calendar {
         self.origin + self.index_of(t) as i64
     }
 
+    /// `HH:MM dd/mm/yyyy` in local time: how e-mails and pages print an instant.
+    pub fn format_local(&self, t: Instant) -> String {
+        let secs = t.div_euclid(SECOND) + self.utc_offset_secs(t);
+        let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
+        let sod = secs.rem_euclid(86_400);
+        format!("{:02}:{:02} {d:02}/{m:02}/{y}", sod / 3600, sod / 60 % 60)
+    }
+
+    /// `dd/mm/yyyy` of a day (days since 1970-01-01).
+    pub fn format_day(day: i64) -> String {
+        let (y, m, d) = civil_from_days(day);
+        format!("{d:02}/{m:02}/{y}")
+    }
+
+    /// The last working day before the local date of `due`: the day by which
+    /// an apology letter with a new appointment must go out.
+    pub fn apology_day(&self, due: Instant) -> i64 {
+        let d = self.local_day(due);
+        (1..30)
+            .map(|k| d - k)
+            .find(|&x| self.is_working_day(x))
+            .unwrap_or(d - 1)
+    }
+
     /// The local date of `t` as (year, month, day).
     pub fn local_date(&self, t: Instant) -> (i32, u32, u32) {
         civil_from_days(self.local_day(t))

@@ -248,16 +248,7 @@ struct UnitCount {
 
 /// Local `HH:MM dd/mm/yyyy`.
 fn local(cfg: &Context<'_>, t: Instant) -> String {
-    let off = cfg.calendar.utc_offset_secs(t);
-    let secs = t.div_euclid(SECOND) + off;
-    let (y, m, d) = crate::time::civil_from_days(secs.div_euclid(86_400));
-    let sod = secs.rem_euclid(86_400);
-    format!("{:02}:{:02} {d:02}/{m:02}/{y}", sod / 3600, sod / 60 % 60)
-}
-
-fn local_date(day: i64) -> String {
-    let (y, m, d) = crate::time::civil_from_days(day);
-    format!("{d:02}/{m:02}/{y}")
+    cfg.calendar.format_local(t)
 }
 
 /// Working time as days and hours of the calendar's working day, in the language.
@@ -323,12 +314,7 @@ fn item_ctx(cfg: &Context<'_>, lang: &str, it: &Item, now: Instant) -> ItemCtx {
     } else {
         format!("còn {} làm việc", span(cfg, lang, w))
     };
-    // the working day before the due date
-    let due_day = cal.local_day(i.due);
-    let apology_day = (1..30)
-        .map(|k| due_day - k)
-        .find(|&d| cal.is_working_day(d))
-        .unwrap_or(due_day - 1);
+    let apology_day = cal.apology_day(i.due);
     let proc_name = cfg
         .directory
         .procedure_ids
@@ -346,7 +332,7 @@ fn item_ctx(cfg: &Context<'_>, lang: &str, it: &Item, now: Instant) -> ItemCtx {
         sector: clean(&i.sector),
         received_at: local(cfg, i.received_at),
         due_at: local(cfg, i.due),
-        apology_by: local_date(apology_day),
+        apology_by: Calendar::format_day(apology_day),
         apology_passed: cal.local_day(now) > apology_day,
         overdue,
         left,

@@ -143,15 +143,6 @@ fn now(s: &ApiState) -> Instant {
     s.now()
 }
 
-/// Local `HH:MM dd/mm/yyyy`.
-fn local(cal: &Calendar, t: Instant) -> String {
-    let off = cal.utc_offset_secs(t);
-    let secs = t.div_euclid(SECOND) + off;
-    let (y, m, d) = crate::time::civil_from_days(secs.div_euclid(86_400));
-    let sod = secs.rem_euclid(86_400);
-    format!("{:02}:{:02} {d:02}/{m:02}/{y}", sod / 3600, sod / 60 % 60)
-}
-
 /// A working-time span: `2 ngày 3 giờ` / `2 d 3 h` (a day = the calendar's
 /// working day).
 fn span(cal: &Calendar, lang: &str, w: i64) -> String {
@@ -238,17 +229,6 @@ fn procedure_name(dir: &Directory, code: &str) -> String {
         .unwrap_or_else(|| code.to_string())
 }
 
-/// The last working day before the due date: the apology letter's deadline.
-fn apology_day(cal: &Calendar, due: Instant) -> String {
-    let d = cal.local_day(due);
-    let a = (1..30)
-        .map(|k| d - k)
-        .find(|&x| cal.is_working_day(x))
-        .unwrap_or(d - 1);
-    let (y, m, dd) = crate::time::civil_from_days(a);
-    format!("{dd:02}/{m:02}/{y}")
-}
-
 fn situation(ctx: &UiContext, info: &AlertInfo, now: Instant) -> String {
     let (cal, l) = (&ctx.calendar, ctx.lang.as_str());
     let en = l == "en";
@@ -263,7 +243,7 @@ fn situation(ctx: &UiContext, info: &AlertInfo, now: Instant) -> String {
         }
         AlertKind::DueSoon => {
             let w = span(cal, l, cal.working_between(now, info.due));
-            let a = apology_day(cal, info.due);
+            let a = Calendar::format_day(cal.apology_day(info.due));
             if en {
                 format!("{w} left; apology letter by {a}")
             } else {
@@ -271,7 +251,7 @@ fn situation(ctx: &UiContext, info: &AlertInfo, now: Instant) -> String {
             }
         }
         AlertKind::Hanging => {
-            let since = local(cal, info.fired_at);
+            let since = cal.format_local(info.fired_at);
             if en {
                 format!("no action recorded; alert since {since}")
             } else {
@@ -392,8 +372,8 @@ pub(super) async fn unit_page(
                 "record_id": i.record_id,
                 "url": format!("/ui/record/{}?t={token}", encode_path(&i.record_id)),
                 "procedure": procedure_name(dir, &i.procedure),
-                "received": local(&ctx.calendar, i.received_at),
-                "due": local(&ctx.calendar, i.due),
+                "received": ctx.calendar.format_local(i.received_at),
+                "due": ctx.calendar.format_local(i.due),
                 "situation": situation(&ctx, i, at),
                 "holder": unit_name(dir, &i.unit),
                 "acked": it.status == Status::Acknowledged,
@@ -419,7 +399,7 @@ pub(super) async fn unit_page(
         "unit.html",
         &ctx.lang,
         &unit_name(dir, &code),
-        &local(&ctx.calendar, at),
+        &ctx.calendar.format_local(at),
         json!({
             "subtitle": code,
             "rows": rows,
@@ -442,6 +422,23 @@ struct Found {
     receiving: String,
     open: bool,
     history: Vec<HistoryEntry>,
+}
+
+impl Found {
+    /// Whether `scope` covers a unit that holds, received or held the record,
+    /// or one of `also` (the units that forwarded it).
+    fn visible_to<'a>(
+        &'a self,
+        dir: &Directory,
+        scope: &Scope,
+        also: impl Iterator<Item = &'a str>,
+    ) -> bool {
+        [self.holder.as_str(), self.receiving.as_str()]
+            .into_iter()
+            .chain(self.history.iter().filter_map(|h| h.unit.as_deref()))
+            .chain(also)
+            .any(|u| covers(dir, scope, u))
+    }
 }
 
 fn find_record(s: &ApiState, id: &str) -> Option<Found> {
@@ -504,10 +501,8 @@ pub(super) async fn record_page(
         }
     };
     // a unit sees the records it holds, received, held before, or forwarded
-    let mut involved: Vec<&str> = vec![&f.holder, &f.receiving];
-    involved.extend(f.history.iter().filter_map(|h| h.unit.as_deref()));
-    involved.extend(alerts.iter().filter_map(|(i, _)| i.forwarder.as_deref()));
-    if !involved.iter().any(|u| covers(dir, &scope, u)) {
+    let forwarders = alerts.iter().filter_map(|(i, _)| i.forwarder.as_deref());
+    if !f.visible_to(dir, &scope, forwarders) {
         return message(&s, StatusCode::FORBIDDEN, "forbidden", "ask_again");
     }
     let lang = ctx.lang.as_str();
@@ -547,7 +542,7 @@ pub(super) async fn record_page(
     let holders: Vec<Value> = holders
         .into_iter()
         .map(|(u, from, to)| {
-            json!({"unit": unit_name(dir, &u), "from": local(cal, from),
+            json!({"unit": unit_name(dir, &u), "from": cal.format_local(from),
                    "hours": format!("{:.1}", cal.working_between(from, to) as f64 / HOUR as f64)})
         })
         .collect();
@@ -555,7 +550,7 @@ pub(super) async fn record_page(
         .history
         .iter()
         .map(|h| {
-            json!({"at": local(cal, h.at), "type": h.r#type, "ignored": h.ignored,
+            json!({"at": cal.format_local(h.at), "type": h.r#type, "ignored": h.ignored,
                    "unit": h.unit.as_deref().map(|u| unit_name(dir, u)).unwrap_or_default()})
         })
         .collect();
@@ -569,17 +564,17 @@ pub(super) async fn record_page(
         "record.html",
         lang,
         &format!("{} {id}", w["record"].as_str().unwrap_or("")),
-        &local(cal, at),
+        &cal.format_local(at),
         json!({
             "subtitle": unit_name(dir, &f.holder),
-            "rec": {"procedure": procedure_name(dir, &f.procedure), "received": local(cal, f.received),
-                    "due": local(cal, f.due), "left": left, "holder": unit_name(dir, &f.holder),
+            "rec": {"procedure": procedure_name(dir, &f.procedure), "received": cal.format_local(f.received),
+                    "due": cal.format_local(f.due), "left": left, "holder": unit_name(dir, &f.holder),
                     "state": if f.open { if lang == "en" { "open" } else { "đang giải quyết" } } else if lang == "en" { "closed" } else { "đã kết thúc" }},
-            "alerts": alerts.iter().map(|(i, acked)| json!({"kind": i.kind.as_str(), "since": local(cal, i.fired_at),
+            "alerts": alerts.iter().map(|(i, acked)| json!({"kind": i.kind.as_str(), "since": cal.format_local(i.fired_at),
                 "unit": unit_name(dir, &i.unit), "acked": acked})).collect::<Vec<_>>(),
-            "acks": acks.iter().map(|a| json!({"at": local(cal, a.at), "reason": a.reason.as_str(),
+            "acks": acks.iter().map(|a| json!({"at": cal.format_local(a.at), "reason": a.reason.as_str(),
                 "reason_label": reason_label(a.reason), "text": a.text,
-                "ended": a.ended_at.map(|e| local(cal, e))})).collect::<Vec<_>>(),
+                "ended": a.ended_at.map(|e| cal.format_local(e))})).collect::<Vec<_>>(),
             "can_ack": can_ack,
             "token": token,
             "csrf": links.csrf(&token, &id),
@@ -664,9 +659,7 @@ pub(super) async fn ack_post(
     let Some(found) = find_record(&s, &id) else {
         return message(&s, StatusCode::NOT_FOUND, "not_found", "");
     };
-    let mut involved: Vec<&str> = vec![&found.holder, &found.receiving];
-    involved.extend(found.history.iter().filter_map(|h| h.unit.as_deref()));
-    if !involved.iter().any(|u| covers(&ctx.directory, &scope, u)) {
+    if !found.visible_to(&ctx.directory, &scope, std::iter::empty()) {
         return message(&s, StatusCode::FORBIDDEN, "forbidden", "ask_again");
     }
     let by = match &scope {
@@ -798,7 +791,7 @@ pub(super) async fn province_page(
         } else {
             "Toàn tỉnh"
         },
-        &local(cal, at),
+        &cal.format_local(at),
         json!({"counts": counts, "levels": levels, "units": units, "threshold": threshold,
                "period": year}),
     );
