@@ -26,6 +26,14 @@ pub const MIN_YEAR: i32 = 1970;
 /// Latest year accepted in an event time.
 pub const MAX_YEAR: i32 = 2199;
 
+/// The wall clock, as an instant.
+pub fn now() -> Instant {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or_default()
+}
+
 /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
 pub fn days_from_civil(y: i32, m: u32, d: u32) -> i64 {
     let y = if m <= 2 { y as i64 - 1 } else { y as i64 };

@@ -98,6 +98,46 @@ fn demo_runs_out_of_the_box_and_matches_the_calibration() {
             100.0 * late / judged
         );
     }
+    // the area table: one row per district and level, marked over the
+    // threshold exactly when by_area's late rate is over 5 %
+    let areas = report["by_area"].as_object().expect("by_area");
+    assert_eq!(areas.len(), 10, "{:?}", areas.keys());
+    let rows: Vec<&str> = stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("by area (district"))
+        .skip(2)
+        .take_while(|l| !l.trim().is_empty())
+        .collect();
+    assert_eq!(rows.len(), 20, "{stdout}");
+    for row in rows {
+        let f: Vec<&str> = row.split_whitespace().collect();
+        let (area, level) = (f[0], f[f.len() - 4 - usize::from(row.ends_with('*'))]);
+        let c = &areas[area][level];
+        let (e, o, l) = (
+            c["early"].as_u64().unwrap(),
+            c["on_time"].as_u64().unwrap(),
+            c["late"].as_u64().unwrap(),
+        );
+        let late = 100.0 * l as f64 / (e + o + l) as f64;
+        assert_eq!(row.ends_with('*'), late > 5.0, "{row}: {late:.2}%");
+        assert!(row.contains(&format!("{late:.2}%")), "{row}: {late:.2}%");
+    }
+    // provincial departments are in no area; a district's units and communes are in it
+    let btm = &areas["BTM"];
+    assert!(
+        btm["district"]["received"].as_u64().unwrap() > 0
+            && btm["commune"]["received"].as_u64().unwrap() > 0
+    );
+    assert!(btm.get("province").is_none());
+    // the legend explains the columns
+    assert!(
+        stdout.contains("report 2024 = the on-time rate the 2024 report"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("of which overdue = past the due time and not closed yet"),
+        "{stdout}"
+    );
     // every alert kind occurs; dead letters are the stream's malformed messages
     let alerts = std::fs::read_to_string(demo.join("alerts.ndjson")).unwrap();
     for kind in ["hanging", "due_soon", "overdue", "unrouted"] {
@@ -340,7 +380,112 @@ fn demo_serve_shows_the_years_end_pages_api_and_metrics_without_services() {
     let n = v["alerts"].as_array().unwrap().len();
     assert!((1..=5).contains(&n), "{a}");
     assert!(v["next"].is_string(), "{a}");
+    // rates by area: the ten districts, each over the threshold exactly when
+    // its late rate is; provincial departments in none
+    let (st, r) = http_get(&format!("http://127.0.0.1:{port}/api/v1/rates?by=area"));
+    assert_eq!(st, 200, "{r}");
+    let v: serde_json::Value = serde_json::from_str(&r).unwrap();
+    assert_eq!(v["late_threshold_percent"], 5.0, "{r}");
+    let rows = v["rates"].as_object().unwrap();
+    let mut keys: Vec<&str> = rows.keys().map(String::as_str).collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        ["BTM", "DB", "DL", "DX", "HA", "NT", "PN", "QS", "TB", "TK"],
+        "{r}"
+    );
+    let (_, all) = http_get(&format!("http://127.0.0.1:{port}/api/v1/rates?by=level"));
+    let all: serde_json::Value = serde_json::from_str(&all).unwrap();
+    let in_areas: u64 = rows.values().map(|x| x["received"].as_u64().unwrap()).sum();
+    let below_province: u64 = ["district", "commune"]
+        .iter()
+        .map(|l| all["rates"][l]["received"].as_u64().unwrap())
+        .sum();
+    assert_eq!(in_areas, below_province, "{r}");
+    for (area, x) in rows {
+        let over = x["late_rate"].as_f64().is_some_and(|l| l > 5.0);
+        assert_eq!(x["over_threshold"], over, "{area}: {x}");
+    }
     let _ = child.kill();
     let _ = child.wait();
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// The two-level sample (merged Đà Nẵng, levels `agency` and `commune`,
+/// calendar profiles, same-day certification) passes `check-config`, and a
+/// stream generated from it replays with its levels and areas.
+#[test]
+fn the_two_level_sample_checks_and_replays_a_generated_stream() {
+    let dir = tmp("danang");
+    let cfg =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("config/examples/danang-2026/overdued.toml");
+    let out = Command::new(bin())
+        .args(["check-config", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("OK (60 units"), "{stdout}");
+    let events = dir.join("events.ndjson");
+    let st = Command::new(bin())
+        .args([
+            "gen",
+            "--records",
+            "20000",
+            "--seed",
+            "7",
+            "--year",
+            "2026",
+            "--config",
+        ])
+        .arg(&cfg)
+        .arg("--out")
+        .arg(&events)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let report = dir.join("report.json");
+    let st = Command::new(bin())
+        .args(["replay", "--until", "2027-03-31T17:00:00+07:00", "--config"])
+        .arg(&cfg)
+        .arg("--report")
+        .arg(&report)
+        .arg(&events)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let r = read_json(&report);
+    assert_eq!(r["total"]["received"], 20_000);
+    let levels: Vec<&String> = r["by_level"].as_object().unwrap().keys().collect();
+    assert_eq!(levels, ["agency", "commune"]);
+    for level in ["agency", "commune"] {
+        let (_, judged) = rates(&r, level);
+        assert!(judged > 3_000, "{level}: {judged} judged");
+    }
+    // areas are the communes: every commune that received records is one,
+    // counting only commune-level records; agencies are in none
+    let areas = r["by_area"].as_object().unwrap();
+    let units = std::fs::read_to_string(cfg.with_file_name("units.csv")).unwrap();
+    let communes: Vec<&str> = units
+        .lines()
+        .filter(|l| l.split(',').nth(2) == Some("commune"))
+        .map(|l| l.split(',').next().unwrap())
+        .collect();
+    assert!(areas.len() >= 30, "{} areas", areas.len());
+    for (area, by_level) in areas {
+        assert!(communes.contains(&area.as_str()), "{area} is not a commune");
+        assert_eq!(
+            by_level.as_object().unwrap().keys().collect::<Vec<_>>(),
+            ["commune"]
+        );
+        assert_eq!(by_level["commune"], r["by_unit"][area]);
+    }
+    // the land branches and the certification procedures are used
+    assert!(r["by_unit"]["SNNMT.VPDK.CN1"]["received"].as_u64().unwrap() > 0);
+    assert!(r["by_sector"]["CT"]["received"].as_u64().unwrap() > 0);
 }

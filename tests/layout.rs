@@ -145,7 +145,7 @@ fn violations(g: &BTreeMap<String, BTreeSet<String>>) -> Vec<String> {
         ("time", &[]),
         ("config::common", &["time"]),
         ("event", &["time"]),
-        ("report", &["time"]),
+        ("report", &["time", "config::common"]),
         ("engine", &["time", "event", "report", "config::common"]),
         (
             "alert",

@@ -108,7 +108,7 @@ impl ApiState {
     /// "Now" for what the API shows: the wall clock, or the fixed instant of
     /// `demo --serve`.
     pub fn now(&self) -> Instant {
-        self.as_of.unwrap_or_else(now_wall)
+        self.as_of.unwrap_or_else(crate::time::now)
     }
 }
 
@@ -159,13 +159,6 @@ async fn readyz(State(s): State<Arc<ApiState>>) -> (StatusCode, String) {
     }
 }
 
-fn now_wall() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_micros() as i64
-}
-
 /// Checks `Authorization: Bearer <token>` in constant time. Without a configured
 /// token the mutating endpoints are refused (403), never open.
 fn authorize(
@@ -212,7 +205,7 @@ async fn silences(State(s): State<Arc<ApiState>>) -> (StatusCode, Json<Value>) {
     let Some(n) = n.as_ref() else {
         return error(StatusCode::NOT_FOUND, "e-mail is not configured ([email])");
     };
-    let now = now_wall();
+    let now = crate::time::now();
     let list: Vec<Value> = n
         .silences()
         .map(|x| {
@@ -250,7 +243,7 @@ async fn add_silence(
         Ok(v) => v,
         Err(e) => return error(StatusCode::BAD_REQUEST, format!("invalid JSON: {e}")),
     };
-    let now = now_wall();
+    let now = crate::time::now();
     let mut guard = s.notifier.lock().unwrap_or_else(|p| p.into_inner());
     let Some(n) = guard.as_mut() else {
         return error(StatusCode::NOT_FOUND, "e-mail is not configured ([email])");
@@ -315,7 +308,7 @@ async fn delete_silence(
         return error(StatusCode::INTERNAL_SERVER_ERROR, "cannot save the change");
     }
     n.state.silences = list;
-    n.release(now_wall());
+    n.release(crate::time::now());
     tracing::info!(id = %id, "silence deleted");
     (StatusCode::OK, Json(json!({ "deleted": id })))
 }
@@ -438,14 +431,14 @@ async fn alerts(
                 && q.unit.as_deref().is_none_or(|x| x == e.unit_code(r.holder))
                 && q.level
                     .as_deref()
-                    .is_none_or(|x| x == e.level(r.holder).as_str())
+                    .is_none_or(|x| x == e.level(r.holder))
                 && q.sector
                     .as_deref()
                     .is_none_or(|x| x == e.sector_code(r.sector()))
         });
         for (slot, k) in found {
             let v = e.view(slot, now);
-            items.push(json!({ "record_id": v.record_id, "kind": k.as_str(), "unit": v.holder, "level": e.level(e.record(slot).holder).as_str(), "sector": v.sector, "due_at": v.due_at, "working_hours_left": v.working_hours_left }));
+            items.push(json!({ "record_id": v.record_id, "kind": k.as_str(), "unit": v.holder, "level": e.level(e.record(slot).holder), "sector": v.sector, "due_at": v.due_at, "working_hours_left": v.working_hours_left }));
         }
         if let Some(m) = more {
             next = Some(format!("{p}:{m}"));
@@ -481,9 +474,27 @@ async fn rates(
         Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
     };
     let by = q.by.as_deref().unwrap_or("level");
-    if !matches!(by, "level" | "unit" | "sector") {
-        return error(StatusCode::BAD_REQUEST, "by must be level, unit or sector");
+    if !matches!(by, "level" | "unit" | "sector" | "area") {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "by must be level, unit, sector or area",
+        );
     }
+    let report =
+        s.ui.read()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(|c| c.report.clone())
+            .unwrap_or_default();
+    let area_level = match (by, report.area_level.as_deref()) {
+        ("area", None) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "by=area needs [report] area_level in the configuration",
+            )
+        }
+        (_, l) => l,
+    };
     let month =
         |v: &Option<String>, name: &str| -> Result<Option<i32>, (StatusCode, Json<Value>)> {
             match v {
@@ -506,10 +517,18 @@ async fn rates(
             if m < from || m > to {
                 continue;
             }
-            let key = match by {
-                "unit" => e.unit_code(u).to_string(),
-                "sector" => e.sector_code(sec).to_string(),
-                _ => e.level(u).as_str().to_string(),
+            let key = match (by, area_level) {
+                ("unit", _) => e.unit_code(u).to_string(),
+                ("sector", _) => e.sector_code(sec).to_string(),
+                // all the records of the area, whatever the level of the unit
+                ("area", Some(l)) => {
+                    let dir = e.directory();
+                    match dir.level_named(l).and_then(|l| dir.area_of(u, l)) {
+                        Some(a) => e.unit_code(a).to_string(),
+                        None => continue,
+                    }
+                }
+                _ => e.level(u).to_string(),
             };
             groups.entry(key).or_default().add(c);
         }
@@ -521,13 +540,14 @@ async fn rates(
             let v = json!({ "received": c.received, "early": c.early, "on_time": c.on_time, "late": c.late,
                 "rejected": c.rejected, "withdrawn": c.withdrawn, "judged": c.judged(),
                 "on_time_rate": c.on_time_rate(), "late_rate": c.late_rate(),
-                "over_threshold": c.late_rate().is_some_and(|r| r > crate::report::LATE_THRESHOLD_PERCENT) });
+                "over_threshold": report.over(c.late_rate()) });
             (k, v)
         })
         .collect();
     (
         StatusCode::OK,
-        Json(json!({ "by": by, "from": q.from, "to": q.to, "rates": rows })),
+        Json(json!({ "by": by, "from": q.from, "to": q.to,
+                    "late_threshold_percent": report.late_threshold_percent, "rates": rows })),
     )
 }
 

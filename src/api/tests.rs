@@ -84,6 +84,8 @@ fn alert_queries_out_of_range_are_400_with_a_json_error() {
         "/api/v1/alerts?cursor=x",
         "/api/v1/rates?by=planet",
         "/api/v1/rates?from=2024-13",
+        // no [report] area_level configured
+        "/api/v1/rates?by=area",
     ] {
         let (status, v) = get_json(&s, uri);
         assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}");
@@ -227,6 +229,7 @@ fn unit_pages_need_a_valid_token_of_that_unit_and_show_no_data_otherwise() {
         calendar: cfg.engine.calendar.clone(),
         directory: cfg.engine.directory.clone(),
         lang: "vi".into(),
+        report: cfg.report.clone(),
     }));
     let unit = cfg.engine.directory.units[0].code.clone();
     let other = cfg

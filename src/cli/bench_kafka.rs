@@ -136,13 +136,6 @@ pub struct BenchKafkaResult {
     pub gauge_scan_ms: Option<(f64, f64)>,
 }
 
-fn now_wall() -> Instant {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_micros() as i64)
-        .unwrap_or_default()
-}
-
 /// CPU seconds (user + system) a process has used, from `/proc/PID/stat`.
 fn cpu_seconds(pid: u32) -> Option<f64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -373,7 +366,7 @@ fn deadline_records(
     let (unit, procedure) = (g.units[0].clone(), g.procs[0].clone());
     let mut buf = Vec::with_capacity(timers as usize * 220);
     let mut keys = Vec::with_capacity(timers as usize);
-    let at = now_wall();
+    let at = overdued::time::now();
     let spread = (spread_ms.min(999) * 1000) as i64;
     for i in 0..timers {
         let id = format!("LAT.{run}-{i:07}");
@@ -413,7 +406,7 @@ fn tail(
             buf.clear();
             match f.read_to_end(&mut buf) {
                 Ok(n) if n > 0 => {
-                    let t = now_wall();
+                    let t = overdued::time::now();
                     if tx.send((t, buf.clone())).is_err() {
                         return;
                     }
@@ -488,7 +481,7 @@ pub fn run(
     let mut res = BenchKafkaResult::default();
     let _ = std::fs::remove_dir_all(&opts.dir);
     std::fs::create_dir_all(&opts.dir).map_err(io(format!("creating {}", opts.dir.display())))?;
-    let run_id = format!("{}", now_wall() / SECOND);
+    let run_id = format!("{}", overdued::time::now() / SECOND);
     let topic = format!("bench.events.{run_id}");
     let http = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -501,7 +494,12 @@ pub fn run(
         "topic {topic}: {} partitions; generating {} events",
         opts.partitions, opts.events
     );
-    let (lines, keys) = backlog(&cfg, opts.events, now_wall() - 60 * SECOND, opts.seed);
+    let (lines, keys) = backlog(
+        &cfg,
+        opts.events,
+        overdued::time::now() - 60 * SECOND,
+        opts.seed,
+    );
 
     // 1. backlog (outside every timing)
     let p = producer(&opts.brokers)?;
@@ -585,7 +583,7 @@ pub fn run(
     std::thread::sleep(Duration::from_secs(2)); // let the post-catch-up rounds settle
     let from = std::fs::metadata(&alerts).map(|m| m.len()).unwrap_or(0);
     let lead = 3 + opts.timers / 50_000; // produce + consume must fit before it
-    let due = (now_wall() / SECOND + lead as i64 + 1) * SECOND;
+    let due = (overdued::time::now() / SECOND + lead as i64 + 1) * SECOND;
     let (lat_lines, lat_keys) = deadline_records(&cfg, opts.timers, due, opts.spread_ms, &run_id);
     let stop = Arc::new(AtomicBool::new(false));
     let (tx, rx) = mpsc::channel();
@@ -600,7 +598,7 @@ pub fn run(
         Duration::from_secs(lead + 60),
         log,
     )?;
-    let applied_at = now_wall();
+    let applied_at = overdued::time::now();
     res.latency_slack_s = (due - applied_at) as f64 / 1e6;
     let _ = writeln!(
         log,
@@ -677,7 +675,7 @@ pub fn run(
         }
         engine.transitions.clear();
     }
-    engine.advance(now_wall());
+    engine.advance(overdued::time::now());
     res.engine_only_eps = opts.events as f64 / t.elapsed().as_secs_f64();
     let _ = writeln!(
         log,
@@ -703,7 +701,7 @@ fn gauge_scan(cfg: &Config, opts: &BenchKafkaOptions, log: &mut dyn Write) -> (f
     let parts = opts.partitions.max(1) as u64;
     let mut engines: Vec<Engine> = (0..parts).map(|_| Engine::new(&cfg.engine)).collect();
     let mut r = Rng(opts.seed.wrapping_add(1) | 1);
-    let start = now_wall() - 3600 * SECOND;
+    let start = overdued::time::now() - 3600 * SECOND;
     let step = (3600 * SECOND / opts.gauge_open.max(1) as i64).max(1);
     let chunk = 1 << 18;
     let mut done = 0;

@@ -11,7 +11,6 @@
 use crate::cli::error::{Context, Error};
 use crate::cli::sim::{generate, GenOptions, TARGET_LATE};
 use overdued::config::Config;
-use overdued::engine::directory::Level;
 use overdued::replay::{Outputs, Replay};
 use overdued::report::{Counts, Report};
 use overdued::time::{days_from_civil, format_rfc3339};
@@ -74,8 +73,6 @@ pub const EMBEDDED: &[(&str, &str)] = &[
 /// are decided; a whole year would be tens of thousands of files).
 pub const EMAIL_DAYS: i64 = 1;
 
-use overdued::report::LATE_THRESHOLD_PERCENT as LATE_THRESHOLD;
-
 /// Writes the embedded configuration into `dir` and loads it.
 pub fn embedded_config(dir: &Path) -> Result<Config, Error> {
     for (name, text) in EMBEDDED {
@@ -92,79 +89,137 @@ fn rate(v: Option<f64>) -> String {
     v.map(|r| format!("{r:.2}%")).unwrap_or_else(|| "-".into())
 }
 
-/// The rates table: one row per level, then the units over the threshold.
+/// The rates tables: one row per level, the units over the threshold, and
+/// (with `[report] area_level`) one row per area and level.
 pub fn rates_table(rep: &Report, cfg: &Config) -> String {
+    let threshold = cfg.report.late_threshold_percent;
     let mut s = String::new();
-    s.push_str(&format!(
-        "{:<10} {:>9} {:>9} {:>9} {:>8} {:>12} {:>9} {:>13}\n",
-        "level", "received", "early", "on_time", "late", "on-time rate", "target", "in progress"
-    ));
+    let row = |s: &mut String, cells: [&str; 9]| {
+        s.push_str(&format!(
+            "{:<10} {:>9} {:>9} {:>9} {:>8} {:>12} {:>11} {:>9} {:>16}\n",
+            cells[0],
+            cells[1],
+            cells[2],
+            cells[3],
+            cells[4],
+            cells[5],
+            cells[6],
+            cells[7],
+            cells[8]
+        ));
+    };
+    row(
+        &mut s,
+        [
+            "level",
+            "received",
+            "early",
+            "on_time",
+            "late",
+            "on-time rate",
+            "report 2024",
+            "open",
+            "of which overdue",
+        ],
+    );
     let mut all = Counts::default();
-    for level in [
-        Level::Province,
-        Level::District,
-        Level::Commune,
-        Level::Unknown,
-    ] {
-        let Some(c) = rep.by_level.get(level.as_str()) else {
+    let dir = &cfg.engine.directory;
+    for level in dir.levels.iter().map(String::as_str).chain(["unknown"]) {
+        let Some(c) = rep.by_level.get(level) else {
             continue;
         };
         all.add(c);
-        let target = TARGET_LATE
+        let seed = TARGET_LATE
             .iter()
             .find(|(l, _)| *l == level)
             .map(|(_, late)| format!("{:.2}%", 100.0 - late))
             .unwrap_or_default();
-        s.push_str(&format!(
-            "{:<10} {:>9} {:>9} {:>9} {:>8} {:>12} {:>9} {:>13}\n",
-            level.as_str(),
-            c.received,
-            c.early,
-            c.on_time,
-            c.late,
-            rate(c.on_time_rate()),
-            target,
-            c.in_progress_within + c.in_progress_overdue + c.paused
-        ));
+        row(
+            &mut s,
+            [
+                level,
+                &c.received.to_string(),
+                &c.early.to_string(),
+                &c.on_time.to_string(),
+                &c.late.to_string(),
+                &rate(c.on_time_rate()),
+                &seed,
+                &(c.in_progress_within + c.in_progress_overdue + c.paused).to_string(),
+                &c.in_progress_overdue.to_string(),
+            ],
+        );
     }
-    s.push_str(&format!(
-        "{:<10} {:>9} {:>9} {:>9} {:>8} {:>12} {:>9} {:>13}\n",
-        "total",
-        all.received,
-        all.early,
-        all.on_time,
-        all.late,
-        rate(all.on_time_rate()),
-        "",
-        all.in_progress_within + all.in_progress_overdue + all.paused
-    ));
+    row(
+        &mut s,
+        [
+            "total",
+            &all.received.to_string(),
+            &all.early.to_string(),
+            &all.on_time.to_string(),
+            &all.late.to_string(),
+            &rate(all.on_time_rate()),
+            "",
+            &(all.in_progress_within + all.in_progress_overdue + all.paused).to_string(),
+            &all.in_progress_overdue.to_string(),
+        ],
+    );
+    s.push_str(
+        "  on-time rate = (early + on_time) / judged, judged = early + on_time + late (records closed by resolved/returned);\n  \
+         report 2024 = the on-time rate the 2024 report of Quảng Nam's public-service centre gives for the level, which the\n  \
+         generated stream is calibrated to; open = still in progress at the end of the year (within time, overdue or paused);\n  \
+         of which overdue = past the due time and not closed yet: not in `late` (a record is judged when it closes).\n",
+    );
     let mut over: Vec<(&String, &Counts, f64)> = rep
         .by_unit
         .iter()
-        .filter_map(|(u, c)| {
-            c.late_rate()
-                .filter(|&r| r > LATE_THRESHOLD)
-                .map(|r| (u, c, r))
-        })
+        .filter_map(|(u, c)| c.late_rate().filter(|&r| r > threshold).map(|r| (u, c, r)))
         .collect();
     over.sort_by(|a, b| b.2.total_cmp(&a.2));
     s.push_str(&format!(
-        "\nunits with a late rate over {LATE_THRESHOLD}% ({}):\n",
+        "\nunits with a late rate over {threshold}% ({}):\n",
         over.len()
     ));
     for (code, c, r) in over {
-        let (name, level) = cfg
-            .engine
-            .directory
+        let (name, level) = dir
             .unit_id(code)
-            .and_then(|id| cfg.engine.directory.units.get(id as usize))
-            .map(|u| (u.name.as_str(), u.level.as_str()))
+            .and_then(|id| dir.units.get(id as usize))
+            .map(|u| (u.name.as_str(), dir.level_name(u.level)))
             .unwrap_or(("(not in the directory)", "unknown"));
         s.push_str(&format!(
             "  {code:<10} {name:<45} {level:<9} judged {:>6}  late {:>5}  {r:.2}%\n",
             c.judged(),
             c.late
         ));
+    }
+    if let (Some(areas), Some(level)) = (&rep.by_area, &cfg.report.area_level) {
+        s.push_str(&format!(
+            "\nby area ({level} and the units under it; * = late rate over {threshold}%):\n"
+        ));
+        s.push_str(&format!(
+            "  {:<8} {:<32} {:<10} {:>8} {:>12} {:>10}\n",
+            "area", "name", "level", "judged", "on-time rate", "late rate"
+        ));
+        for (area, by_level) in areas {
+            let name = dir
+                .unit_id(area)
+                .and_then(|id| dir.units.get(id as usize))
+                .map_or("", |u| u.name.as_str());
+            for l in dir.levels.iter() {
+                let Some(c) = by_level.get(l) else { continue };
+                let mark = if cfg.report.over(c.late_rate()) {
+                    " *"
+                } else {
+                    ""
+                };
+                s.push_str(&format!(
+                    "  {area:<8} {:<32} {l:<10} {:>8} {:>12} {:>10}{mark}\n",
+                    name.chars().take(32).collect::<String>(),
+                    c.judged(),
+                    rate(c.on_time_rate()),
+                    rate(c.late_rate()),
+                ));
+            }
+        }
     }
     s
 }
@@ -240,7 +295,10 @@ pub fn run(
     );
     let path = events_path.to_string_lossy().to_string();
     replay.feed(&path).ctx(path.clone())?;
-    let rep = replay.finish(Some(until)).ctx("writing output")?;
+    let mut rep = replay.finish(Some(until)).ctx("writing output")?;
+    if let Some(level) = &cfg.report.area_level {
+        rep.add_areas(|u| cfg.engine.directory.area_and_level(u, level));
+    }
     let stats = replay.summary.clone();
     let alerts_by_kind = replay.engine.stats.alerts;
     let engine = serve.map(|_| replay.into_engine());

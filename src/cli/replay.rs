@@ -74,7 +74,10 @@ pub fn run(args: Args) -> Result<(), Error> {
     for f in &events {
         replay.feed(f).ctx(f.clone())?;
     }
-    let rep = replay.finish(until).ctx("writing output")?;
+    let mut rep = replay.finish(until).ctx("writing output")?;
+    if let Some(level) = &cfg.report.area_level {
+        rep.add_areas(|u| cfg.engine.directory.area_and_level(u, level));
+    }
     let clock = replay.engine.clock();
     drop(replay);
     if let Some(w) = eml.as_mut() {

@@ -129,6 +129,7 @@ pub fn serve(s: Served<'_>) -> Result<(), Error> {
             calendar: s.cfg.engine.calendar.clone(),
             directory: s.cfg.engine.directory.clone(),
             lang: s.cfg.email.delivery.language.clone(),
+            report: s.cfg.report.clone(),
         }))),
         as_of: Some(s.as_of),
     });

@@ -16,8 +16,14 @@ fn csv_err(path: &Path, line: Option<u64>, field: &str, msg: impl Into<String>) 
     }
 }
 
-/// Reads a CSV with the exact header `want`; yields (line, fields).
-fn read_csv(path: &Path, want: &[&str]) -> Result<Vec<(u64, Vec<String>)>, ConfigError> {
+/// Reads a CSV whose header is `want`, optionally followed by some of
+/// `optional` in that order; yields (line, fields), the optional ones that are
+/// absent filled with "".
+fn read_csv(
+    path: &Path,
+    want: &[&str],
+    optional: &[&str],
+) -> Result<Vec<(u64, Vec<String>)>, ConfigError> {
     let text = read(path)?;
     let mut rdr = csv::ReaderBuilder::new()
         .has_headers(true)
@@ -28,18 +34,28 @@ fn read_csv(path: &Path, want: &[&str]) -> Result<Vec<(u64, Vec<String>)>, Confi
         .map_err(|e| csv_err(path, Some(1), "header", e.to_string()))?
         .clone();
     let got: Vec<&str> = header.iter().collect();
-    if got != want {
+    let extra = got.len().saturating_sub(want.len());
+    if got.len() < want.len()
+        || got[..want.len()] != *want
+        || got[want.len()..] != optional[..extra.min(optional.len())]
+    {
+        let optional = if optional.is_empty() {
+            String::new()
+        } else {
+            format!(" (then optionally {})", optional.join(","))
+        };
         return Err(csv_err(
             path,
             Some(1),
             "header",
             format!(
-                "expected columns {} (got {})",
+                "expected columns {}{optional} (got {})",
                 want.join(","),
                 got.join(",")
             ),
         ));
     }
+    let width = want.len() + optional.len();
     let mut rows = Vec::new();
     for rec in rdr.records() {
         let rec = rec.map_err(|e| {
@@ -47,7 +63,9 @@ fn read_csv(path: &Path, want: &[&str]) -> Result<Vec<(u64, Vec<String>)>, Confi
             csv_err(path, line, "row", e.to_string())
         })?;
         let line = rec.position().map(|p| p.line()).unwrap_or(0);
-        rows.push((line, rec.iter().map(|s| s.to_string()).collect()));
+        let mut fields: Vec<String> = rec.iter().map(|s| s.to_string()).collect();
+        fields.resize(width, String::new());
+        rows.push((line, fields));
     }
     Ok(rows)
 }
@@ -56,8 +74,15 @@ fn read_csv(path: &Path, want: &[&str]) -> Result<Vec<(u64, Vec<String>)>, Confi
 /// wrong is wrong in one way, and a screen of repeats hides the cause.
 const MAX_ERRORS: usize = 20;
 
-/// Checks one `units.csv` row (all but its parent).
-fn unit_row(path: &Path, line: u64, f: &[String]) -> Result<Unit, ConfigError> {
+/// Checks one `units.csv` row (all but its parent) against the configured
+/// levels and calendar profiles.
+fn unit_row(
+    path: &Path,
+    line: u64,
+    f: &[String],
+    levels: &[String],
+    profiles: &[String],
+) -> Result<Unit, ConfigError> {
     let l = Some(line);
     let code = &f[0];
     if !valid_code(code) {
@@ -68,14 +93,41 @@ fn unit_row(path: &Path, line: u64, f: &[String]) -> Result<Unit, ConfigError> {
             format!("{code:?} is not a unit code (letters, digits, '.', '-', '_')"),
         ));
     }
-    let level = Level::parse(&f[2]).ok_or_else(|| {
-        csv_err(
-            path,
-            l,
-            "level",
-            format!("must be province, district or commune (got {:?})", f[2]),
-        )
-    })?;
+    let level = levels
+        .iter()
+        .position(|x| *x == f[2])
+        .map(|i| Level(i as u8))
+        .ok_or_else(|| {
+            csv_err(
+                path,
+                l,
+                "level",
+                format!(
+                    "must be one of [directory] levels: {} (got {:?})",
+                    levels.join(", "),
+                    f[2]
+                ),
+            )
+        })?;
+    let calendar = match f[6].as_str() {
+        "" => 0,
+        name => match profiles.iter().position(|p| p == name) {
+            Some(i) => i as u16 + 1,
+            None => {
+                let known = if profiles.is_empty() {
+                    "none is configured".to_string()
+                } else {
+                    profiles.join(", ")
+                };
+                return Err(csv_err(
+                    path,
+                    l,
+                    "calendar",
+                    format!("{name:?} is not a [calendar.profiles] name ({known})"),
+                ));
+            }
+        },
+    };
     let emails: Vec<String> = f[4]
         .split(';')
         .map(|s| s.trim().to_string())
@@ -104,18 +156,25 @@ fn unit_row(path: &Path, line: u64, f: &[String]) -> Result<Unit, ConfigError> {
         code: code.clone(),
         name: f[1].clone(),
         level,
+        calendar,
         parent: None,
         emails,
         head_email: (!head.is_empty()).then(|| head.to_string()),
     })
 }
 
-/// Loads `units.csv`: `code,name,level,parent,emails,head_email`. Every row is
-/// checked; the errors of all of them are returned (up to [`MAX_ERRORS`]).
-pub fn load_units(path: &Path) -> Result<Vec<Unit>, Vec<ConfigError>> {
+/// Loads `units.csv`: `code,name,level,parent,emails,head_email[,calendar]`.
+/// Every row is checked; the errors of all of them are returned (up to
+/// [`MAX_ERRORS`]).
+pub fn load_units(
+    path: &Path,
+    levels: &[String],
+    profiles: &[String],
+) -> Result<Vec<Unit>, Vec<ConfigError>> {
     let rows = read_csv(
         path,
         &["code", "name", "level", "parent", "emails", "head_email"],
+        &["calendar"],
     )
     .map_err(|e| vec![e])?;
     let mut units = Vec::with_capacity(rows.len());
@@ -123,7 +182,7 @@ pub fn load_units(path: &Path) -> Result<Vec<Unit>, Vec<ConfigError>> {
     let mut parents = Vec::new();
     let mut errors = Vec::new();
     for (line, f) in rows {
-        let unit = match unit_row(path, line, &f) {
+        let unit = match unit_row(path, line, &f, levels, profiles) {
             Ok(u) => u,
             Err(e) => {
                 errors.push(e);
@@ -211,28 +270,46 @@ fn procedure_row(path: &Path, line: u64, f: &[String]) -> Result<Procedure, Conf
             format!("{:?} is not a sector code", f[2]),
         ));
     }
-    let n: u32 = match f[3].parse() {
-        Ok(n) if (1..=3650).contains(&n) => n,
-        _ => {
-            return Err(csv_err(
-                path,
-                l,
-                "duration",
-                format!("must be a whole number from 1 to 3650 (got {:?})", f[3]),
-            ))
-        }
-    };
     let unit = DurationUnit::parse(&f[4]).ok_or_else(|| {
         csv_err(
             path,
             l,
             "duration_unit",
             format!(
-                "must be working_days, working_hours or calendar_days (got {:?})",
+                "must be working_days, working_hours, calendar_days or same_day (got {:?})",
                 f[4]
             ),
         )
     })?;
+    let n: u32 = if unit == DurationUnit::SameDay {
+        // the duration is the cut-off time of day
+        match super::common::parse_hhmm(&f[3]) {
+            Some(secs) if secs > 0 => secs,
+            _ => {
+                return Err(csv_err(
+                    path,
+                    l,
+                    "duration",
+                    format!(
+                        "a same_day procedure's duration is its cut-off time HH:MM, e.g. 15:00 (got {:?})",
+                        f[3]
+                    ),
+                ))
+            }
+        }
+    } else {
+        match f[3].parse() {
+            Ok(n) if (1..=3650).contains(&n) => n,
+            _ => {
+                return Err(csv_err(
+                    path,
+                    l,
+                    "duration",
+                    format!("must be a whole number from 1 to 3650 (got {:?})", f[3]),
+                ))
+            }
+        }
+    };
     Ok((
         f[0].clone(),
         f[1].clone(),
@@ -247,6 +324,7 @@ pub fn load_procedures(path: &Path) -> Result<Vec<Procedure>, Vec<ConfigError>> 
     let rows = read_csv(
         path,
         &["code", "name", "sector", "duration", "duration_unit"],
+        &[],
     )
     .map_err(|e| vec![e])?;
     let mut out = Vec::with_capacity(rows.len());

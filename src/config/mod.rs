@@ -15,7 +15,7 @@ use crate::alert::settings::{self as alert_settings, RawGrouping, RawSilence};
 use crate::daemon::settings::{
     self as daemon_settings, DaemonConfig, RawAlerts, RawHttp, RawState,
 };
-use crate::engine::directory::Directory;
+use crate::engine::directory::{Directory, DEFAULT_LEVELS};
 use crate::engine::settings::{self as engine_settings, RawCalendar, RawRules};
 use crate::notify::settings::{self as notify_settings, Email, RawDelivery};
 use crate::source::kafka::settings::RawKafka;
@@ -34,6 +34,8 @@ pub struct Config {
     pub engine: crate::engine::Settings,
     /// Sections only the daemon reads (`kafka`, `http`, `state`, `alerts`).
     pub daemon: DaemonConfig,
+    /// `[report]`: threshold and areas of the rates.
+    pub report: crate::report::Settings,
     /// `[email]`: how alerts become e-mails (defaults when the section is absent;
     /// `enabled` says whether it was given).
     pub email: Email,
@@ -47,6 +49,7 @@ struct RawConfig {
     calendar: Option<RawCalendar>,
     directory: Option<RawDirectory>,
     rules: Option<RawRules>,
+    report: Option<crate::report::settings::RawReport>,
     #[serde(default)]
     kafka: RawKafka,
     #[serde(default)]
@@ -61,6 +64,7 @@ struct RawConfig {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawDirectory {
+    levels: Option<Vec<Spanned<String>>>,
     units: Spanned<String>,
     procedures: Spanned<String>,
 }
@@ -152,30 +156,11 @@ impl Config {
             engine_settings::calendar(&src, base, raw.calendar.as_ref()),
             &mut errors,
         );
-        if let Some((_, years)) = &calendar {
-            let this_year = chrono::Utc::now()
-                .format("%Y")
-                .to_string()
-                .parse::<i32>()
-                .unwrap_or(0);
-            if !years.contains(&this_year) {
-                let covered = if years.is_empty() {
-                    "none".to_string()
-                } else {
-                    years
-                        .iter()
-                        .map(|y| y.to_string())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                };
-                warnings.push(format!(
-                    "{}: the calendar files do not cover the current year {this_year} (covered: {covered}); holidays of {this_year} are unknown and only weekdays count",
-                    path.display(),
-                ));
-            }
-        }
-
-        let directory = match directory(&src, base, raw.directory.as_ref()) {
+        let profile_names: Vec<String> = calendar
+            .as_ref()
+            .map(|c| c.profiles.iter().map(|p| p.0.clone()).collect())
+            .unwrap_or_default();
+        let directory = match directory(&src, base, raw.directory.as_ref(), &profile_names) {
             Ok(d) => Some(d),
             Err(e) => {
                 errors.extend(e);
@@ -185,6 +170,13 @@ impl Config {
         let rules = match &directory {
             Some(d) => keep(
                 engine_settings::rules(&src, raw.rules.as_ref(), d, &mut warnings),
+                &mut errors,
+            ),
+            None => None,
+        };
+        let report = match &directory {
+            Some(d) => keep(
+                crate::report::settings::validate(&src, raw.report.as_ref(), &d.levels),
                 &mut errors,
             ),
             None => None,
@@ -214,17 +206,29 @@ impl Config {
             }
         };
         warnings.extend(src.notes.take());
-        match (calendar, directory, rules, daemon, email) {
-            (Some((calendar, _)), Some(directory), Some(rules), Some(daemon), Some(email))
-                if errors.is_empty() =>
-            {
+        match (calendar, directory, rules, report, daemon, email) {
+            (
+                Some(calendars),
+                Some(directory),
+                Some(rules),
+                Some(report),
+                Some(daemon),
+                Some(email),
+            ) if errors.is_empty() => {
+                let engine = crate::engine::Settings {
+                    calendar: calendars.default,
+                    profiles: calendars.profiles,
+                    directory,
+                    rules,
+                };
+                let now = crate::time::now();
+                if let Some(w) = engine.coverage(now).warning(&engine.calendar) {
+                    warnings.push(format!("{}: {w}", path.display()));
+                }
                 Ok(Config {
                     path: path.to_path_buf(),
-                    engine: crate::engine::Settings {
-                        calendar,
-                        directory,
-                        rules,
-                    },
+                    engine,
+                    report,
                     daemon,
                     email,
                     warnings,
@@ -239,6 +243,7 @@ impl Config {
         crate::daemon::Settings {
             path: self.path,
             engine: self.engine,
+            report: self.report,
             daemon: self.daemon,
             email: self.email,
         }
@@ -271,6 +276,7 @@ fn directory(
     src: &Src<'_>,
     base: &Path,
     raw: Option<&RawDirectory>,
+    profiles: &[String],
 ) -> Result<Directory, Vec<ConfigError>> {
     let Some(dir) = raw else {
         return Err(vec![ConfigError {
@@ -281,6 +287,13 @@ fn directory(
         }]);
     };
     let mut errors = Vec::new();
+    let levels = match &dir.levels {
+        None => DEFAULT_LEVELS.iter().map(|l| l.to_string()).collect(),
+        Some(list) => match levels(src, list) {
+            Ok(l) => l,
+            Err(e) => return Err(vec![e]),
+        },
+    };
     let mut load = |f: &Spanned<String>, name: &str| {
         let p = base.join(f.get_ref());
         match std::fs::metadata(&p) {
@@ -296,14 +309,43 @@ fn directory(
     };
     let units = load(&dir.units, "directory.units");
     let procedures = load(&dir.procedures, "directory.procedures");
-    let units = units.map(|p| csv::load_units(&p));
+    let units = units.map(|p| csv::load_units(&p, &levels, profiles));
     let procedures = procedures.map(|p| csv::load_procedures(&p));
     match (units, procedures) {
-        (Some(Ok(u)), Some(Ok(p))) if errors.is_empty() => Ok(Directory::new(u, p)),
+        (Some(Ok(u)), Some(Ok(p))) if errors.is_empty() => Ok(Directory::new(levels, u, p)),
         (u, p) => {
             errors.extend(u.and_then(Result::err).into_iter().flatten());
             errors.extend(p.and_then(Result::err).into_iter().flatten());
             Err(errors)
         }
     }
+}
+
+/// Checks `[directory] levels`: 1 to 16 distinct names, none `unknown` (the
+/// report's name for units missing from the directory).
+fn levels(src: &Src<'_>, list: &[Spanned<String>]) -> Result<Vec<String>, ConfigError> {
+    let mut out: Vec<String> = Vec::new();
+    for (k, l) in list.iter().enumerate() {
+        let field = format!("directory.levels[{k}]");
+        let name = l.get_ref();
+        if !common::valid_code(name) || name == "unknown" {
+            return src.err(
+                l.span(),
+                &field,
+                format!("{name:?} is not a level name (letters, digits, '.', '-', '_'; not \"unknown\")"),
+            );
+        }
+        if out.contains(name) {
+            return src.err(l.span(), &field, format!("level {name:?} is listed twice"));
+        }
+        out.push(name.clone());
+    }
+    if out.is_empty() || out.len() > 16 {
+        return src.err(
+            list.first().map_or(0..0, |l| l.span()),
+            "directory.levels",
+            "list 1 to 16 levels, top first",
+        );
+    }
+    Ok(out)
 }

@@ -10,7 +10,7 @@
 use super::error::{Context, Error};
 use super::mail::Mail;
 use super::partition::{rebalance, Part};
-use super::{now_wall, reload::reload, Reload, Settings, Shared};
+use super::{reload::reload, Reload, Settings, Shared};
 use crate::alert::Notifier;
 use crate::engine::{Engine, Outcome};
 use crate::event::{decode, RejectReason};
@@ -96,7 +96,7 @@ impl<'s> Consumer<'s> {
             what: "kafka producer",
             source,
         })?;
-        let mut marks = Watermarks::load(&d.state_dir, now_wall())?;
+        let mut marks = Watermarks::load(&d.state_dir, crate::time::now())?;
         let alerts_file = match &d.alerts_file {
             Some(p) => {
                 // the length the saved state vouches for, if it is this file's
@@ -206,7 +206,7 @@ impl<'s> Consumer<'s> {
             self.resume_blocked(kc, parts);
             // Wall-clock timers, for the partitions that are live (the others
             // advance with the events they consume).
-            let now = now_wall();
+            let now = crate::time::now();
             for (&p, part) in parts.iter_mut() {
                 if part.next >= part.resume_from {
                     self.catch_up(p, part, nguard.as_mut());
@@ -375,7 +375,7 @@ impl<'s> Consumer<'s> {
             }
             Ok(ev) => {
                 let latest = part.last_event.map_or(ev.at, |(at, _)| at.max(ev.at));
-                part.last_event = Some((latest, now_wall()));
+                part.last_event = Some((latest, crate::time::now()));
                 let outcome = part.engine.apply(&ev);
                 if let Some(n) = n.as_deref_mut() {
                     // the record's next event ends its acknowledgements
@@ -633,9 +633,11 @@ impl<'s> Consumer<'s> {
     /// The once-a-second metrics pass; also forgets the history of records the
     /// engines no longer hold.
     fn publish_metrics(&self, kc: &BaseConsumer<Ctx>, parts: &mut HashMap<i32, Part>) {
+        let coverage = self.settings.engine.coverage(crate::time::now());
         let mut snap = Snapshot {
             rejected: self.decoder_rejected,
             source_silent: self.source_silent.is_some(),
+            calendar: Some((coverage.covered_until, coverage.needed_until)),
             brokers: kc
                 .context()
                 .brokers

@@ -4,7 +4,7 @@
 //! instead of sending them twice).
 
 use super::error::Error;
-use super::{now_wall, Settings, Shared};
+use super::{Settings, Shared};
 use crate::alert::{Notifier, State};
 use crate::metrics::events::{AlertsSilenced, EmailFailed, EmailNotStored};
 use crate::notify::outbox::Outbox;
@@ -82,12 +82,13 @@ impl Mail {
             .take()
             .and_then(|v| serde_json::from_value(v).ok())
             .unwrap_or_default();
-        state.silences = crate::state::load_silences(&shared.api.silences_file, now_wall())?;
+        state.silences =
+            crate::state::load_silences(&shared.api.silences_file, crate::time::now())?;
         if state.instance.is_empty() {
             // a fresh state: its own Message-ID space
             let seed = format!(
                 "{}-{}-{}",
-                now_wall(),
+                crate::time::now(),
                 std::process::id(),
                 state_dir.display()
             );
@@ -97,10 +98,10 @@ impl Mail {
         let mut n = Notifier::with_state(s.email.grouping.clone(), s.email.silences.clone(), state);
         // acknowledgements made after the last save are in their own file
         if let Some(f) = &shared.api.acks_file {
-            n.merge_acks(crate::state::load_acks(f, now_wall())?);
+            n.merge_acks(crate::state::load_acks(f, crate::time::now())?);
         }
         // what came due while the daemon was down is grouped from now on
-        n.schedule_floor = now_wall();
+        n.schedule_floor = crate::time::now();
         tracing::info!(smtp = %s.email.delivery.smtp.url, "e-mail enabled");
         Ok(Some((
             Mail {

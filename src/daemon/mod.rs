@@ -28,7 +28,7 @@ pub mod settings;
 
 use crate::api::ApiState;
 use crate::metrics::{Metrics, Snapshot};
-use crate::time::Instant;
+
 use error::Context;
 pub use error::Error;
 use partition::Parts;
@@ -87,16 +87,10 @@ impl Shared {
             calendar: s.engine.calendar.clone(),
             directory: s.engine.directory.clone(),
             lang: s.email.delivery.language.clone(),
+            report: s.report.clone(),
         };
         *self.api.ui.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(ctx));
     }
-}
-
-fn now_wall() -> Instant {
-    let d = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    d.as_micros() as i64
 }
 
 /// Runs the daemon until SIGTERM/SIGINT.

@@ -16,6 +16,8 @@ pub struct Settings {
     pub path: PathBuf,
     /// Calendar, directory, rules.
     pub engine: crate::engine::Settings,
+    /// `[report]`.
+    pub report: crate::report::Settings,
     /// `[kafka]`, `[http]`, `[state]`, `[alerts]`.
     pub daemon: DaemonConfig,
     /// `[email]`.

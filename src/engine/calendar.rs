@@ -41,6 +41,10 @@ pub enum DurationUnit {
     WorkingHours,
     /// Local date plus n days, moved to the next working day; due at its COB.
     CalendarDays,
+    /// `n` is a cut-off (seconds after local midnight): received on a working
+    /// day at or before it, due at that day's close of business; otherwise at
+    /// the next working day's (certification, Decree 23/2015/NĐ-CP art. 7).
+    SameDay,
 }
 
 impl DurationUnit {
@@ -50,6 +54,7 @@ impl DurationUnit {
             "working_days" => Some(Self::WorkingDays),
             "working_hours" => Some(Self::WorkingHours),
             "calendar_days" => Some(Self::CalendarDays),
+            "same_day" => Some(Self::SameDay),
             _ => None,
         }
     }
@@ -58,7 +63,8 @@ impl DurationUnit {
 /// A legal duration: `n` units.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LegalDuration {
-    /// How many units.
+    /// How many units (for [`DurationUnit::SameDay`]: the cut-off, seconds
+    /// after local midnight).
     pub n: u32,
     /// Which unit.
     pub unit: DurationUnit,
@@ -77,6 +83,73 @@ pub struct CalendarSpec {
     pub holidays: BTreeSet<i64>,
     /// Weekend dates that are working days, as days since 1970-01-01.
     pub makeup_days: BTreeSet<i64>,
+    /// Seasons with other working periods; the first one containing a date
+    /// wins, dates in none use `periods`.
+    pub seasons: Vec<Season>,
+    /// Years whose holidays a calendar file gives (the rest are guessed).
+    pub covered_years: BTreeSet<i32>,
+}
+
+impl CalendarSpec {
+    /// For every year from the first covered one on that no calendar file
+    /// covers, takes `fixed` (month, day) dates off, and a date that falls on a
+    /// rest day moves to the next working weekday (Labour Code 45/2019/QH14
+    /// art. 111(3)). Lunar holidays (Tết, Giỗ Tổ) and yearly swaps cannot be
+    /// guessed: such a year stays a warning. Years before the first file keep
+    /// plain weekdays (history is replayed with the files it had).
+    pub fn add_fixed_holidays(&mut self, fixed: &[(u32, u32)]) {
+        let Some(&first) = self.covered_years.first() else {
+            return;
+        };
+        let rest = |spec: &CalendarSpec, day: i64| {
+            !spec.weekdays[(day + 3).rem_euclid(7) as usize] || spec.holidays.contains(&day)
+        };
+        for year in first..TABLE_END_YEAR {
+            if self.covered_years.contains(&year) {
+                continue;
+            }
+            let mut days: Vec<i64> = fixed
+                .iter()
+                .map(|&(m, d)| days_from_civil(year, m, d))
+                .collect();
+            days.sort_unstable();
+            for day in days {
+                let mut d = day;
+                while rest(self, d) {
+                    d += 1;
+                }
+                self.holidays.insert(d);
+            }
+        }
+    }
+}
+
+/// A part of the year with its own working periods (e.g. winter hours).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Season {
+    /// First day, as (month, day).
+    pub from: (u32, u32),
+    /// Last day, as (month, day); earlier than `from` when the season wraps
+    /// the year end (October to March).
+    pub to: (u32, u32),
+    /// Working periods, as in [`CalendarSpec::periods`].
+    pub periods: Vec<(u32, u32)>,
+}
+
+impl Season {
+    /// Whether the season contains the date (month, day).
+    pub fn contains(&self, m: u32, d: u32) -> bool {
+        let (x, f, t) = (
+            m * 100 + d,
+            self.from.0 * 100 + self.from.1,
+            self.to.0 * 100 + self.to.1,
+        );
+        if f <= t {
+            f <= x && x <= t
+        } else {
+            x >= f || x <= t
+        }
+    }
 }
 
 impl Default for CalendarSpec {
@@ -87,6 +160,8 @@ impl Default for CalendarSpec {
             weekdays: [true, true, true, true, true, false, false],
             holidays: BTreeSet::new(),
             makeup_days: BTreeSet::new(),
+            seasons: Vec::new(),
+            covered_years: BTreeSet::new(),
         }
     }
 }
@@ -95,10 +170,13 @@ impl Default for CalendarSpec {
 #[derive(Debug, Clone)]
 pub struct Calendar {
     spec: CalendarSpec,
-    /// Periods as (start, end) offsets from local midnight, in instant units.
-    periods: Vec<(i64, i64)>,
-    /// End of the last period: close of business, as an offset from local midnight.
-    cob: i64,
+    /// Period sets as (start, end) offsets from local midnight, in instant
+    /// units: 0 is `spec.periods`, 1.. the seasons'. Their last end is that
+    /// day's close of business.
+    sets: Vec<Vec<(i64, i64)>>,
+    /// The period set of each day (one extra entry); empty when there are no
+    /// seasons, so the common calendar reads no extra table.
+    set_of: Vec<u8>,
     /// Day number (since 1970-01-01) of table index 0.
     origin: i64,
     /// UTC instant of each day's local midnight; one extra entry at the end.
@@ -118,13 +196,21 @@ impl Calendar {
         let origin = days_from_civil(TABLE_FIRST_YEAR, 1, 1);
         let end = days_from_civil(TABLE_END_YEAR, 1, 1);
         let n = (end - origin) as usize;
-        let periods: Vec<(i64, i64)> = spec
-            .periods
+        let to_instants = |ps: &[(u32, u32)]| -> Vec<(i64, i64)> {
+            ps.iter()
+                .map(|&(a, b)| (a as i64 * SECOND, b as i64 * SECOND))
+                .collect()
+        };
+        let mut sets = vec![to_instants(&spec.periods)];
+        sets.extend(spec.seasons.iter().map(|s| to_instants(&s.periods)));
+        let work: Vec<i64> = sets
             .iter()
-            .map(|&(a, b)| (a as i64 * SECOND, b as i64 * SECOND))
+            .map(|ps| ps.iter().map(|(a, b)| b - a).sum())
             .collect();
-        let day_work: i64 = periods.iter().map(|(a, b)| b - a).sum();
-        let cob = periods.last().map(|p| p.1).unwrap_or(0);
+        let mut set_of = Vec::new();
+        if !spec.seasons.is_empty() {
+            set_of.reserve(n + 1);
+        }
         let mut start = Vec::with_capacity(n + 1);
         let mut cum = Vec::with_capacity(n + 1);
         let mut wd = Vec::with_capacity(n + 1);
@@ -145,15 +231,24 @@ impl Calendar {
             start.push(day * DAY - off * SECOND);
             cum.push(c);
             wd.push(w);
+            let set = if spec.seasons.is_empty() {
+                0
+            } else {
+                let (_, m, d) = civil_from_days(day);
+                let k = spec.seasons.iter().position(|s| s.contains(m, d));
+                let k = k.map_or(0, |k| (k + 1).min(u8::MAX as usize) as u8);
+                set_of.push(k);
+                k
+            };
             if Self::spec_is_working(&spec, day) {
-                c += day_work;
+                c += work[set as usize];
                 w += 1;
             }
         }
         Calendar {
             spec,
-            periods,
-            cob,
+            sets,
+            set_of,
             origin,
             start,
             cum,
@@ -173,6 +268,26 @@ impl Calendar {
     /// The configuration this calendar was built from.
     pub fn spec(&self) -> &CalendarSpec {
         &self.spec
+    }
+
+    /// The working periods of table day `i`.
+    #[inline]
+    fn periods(&self, i: usize) -> &[(i64, i64)] {
+        match self.set_of.get(i) {
+            Some(&k) => &self.sets[k as usize],
+            None => &self.sets[0],
+        }
+    }
+
+    /// Close of business of table day `i`, as an offset from its midnight.
+    #[inline]
+    fn cob(&self, i: usize) -> i64 {
+        self.periods(i).last().map(|p| p.1).unwrap_or(0)
+    }
+
+    /// Table index of a date (days since 1970-01-01), clamped to the table.
+    fn index_of_day(&self, day: i64) -> usize {
+        (day - self.origin).clamp(0, self.days() as i64 - 1) as usize
     }
 
     /// Number of days in the table (without the sentinel).
@@ -242,12 +357,14 @@ impl Calendar {
 
     /// Start of the first working period of `day` (days since 1970-01-01).
     pub fn opening(&self, day: i64) -> Instant {
-        self.day_start(day) + self.periods.first().map(|p| p.0).unwrap_or(0)
+        let i = self.index_of_day(day);
+        self.day_start(day) + self.periods(i).first().map(|p| p.0).unwrap_or(0)
     }
 
-    /// Working time in one working day.
+    /// Working time in one working day outside any season (how pages and
+    /// e-mails turn working hours into days).
     pub fn day_working_time(&self) -> i64 {
-        self.periods.iter().map(|(a, b)| b - a).sum()
+        self.sets[0].iter().map(|(a, b)| b - a).sum()
     }
 
     /// Whether the local date (days since 1970-01-01) is a working day.
@@ -267,7 +384,7 @@ impl Calendar {
 
     /// Close of business of `day`: the end of its last working period.
     pub fn close_of_business(&self, day: i64) -> Instant {
-        self.day_start(day) + self.cob
+        self.day_start(day) + self.cob(self.index_of_day(day))
     }
 
     /// Working time from the table start to `t`.
@@ -279,7 +396,7 @@ impl Calendar {
         }
         let off = t - self.start[i];
         let mut c = self.cum[i];
-        for &(a, b) in &self.periods {
+        for &(a, b) in self.periods(i) {
             if off <= a {
                 break;
             }
@@ -308,13 +425,13 @@ impl Calendar {
         }
         let i = j - 1;
         let mut rem = target - self.cum[i];
-        for &(a, b) in &self.periods {
+        for &(a, b) in self.periods(i) {
             if rem <= b - a {
                 return self.start[i] + a + rem;
             }
             rem -= b - a;
         }
-        self.start[i] + self.cob
+        self.start[i] + self.cob(i)
     }
 
     /// The latest instant from which the working time left until `d` is `h`.
@@ -332,13 +449,13 @@ impl Calendar {
         }
         let i = j - 1;
         let mut rem = target - self.cum[i];
-        for &(a, b) in &self.periods {
+        for &(a, b) in self.periods(i) {
             if rem < b - a {
                 return self.start[i] + a + rem;
             }
             rem -= b - a;
         }
-        self.start[i] + self.cob
+        self.start[i] + self.cob(i)
     }
 
     /// Due time of a record received at `at` with the legal duration `dur` (docs/spec.md §3.2).
@@ -352,27 +469,36 @@ impl Calendar {
                 if j == 0 || j > self.days() {
                     return self.start[self.days()];
                 }
-                self.start[j - 1] + self.cob
+                self.start[j - 1] + self.cob(j - 1)
             }
             DurationUnit::CalendarDays => {
-                let mut i = self.index_of(at) + dur.n as usize;
-                while i < self.days() && !self.is_working_index(i) {
-                    i += 1;
+                let i = self.index_of(at) + dur.n as usize;
+                self.next_working_cob(i)
+            }
+            DurationUnit::SameDay => {
+                let i = self.index_of(at);
+                let cutoff = dur.n as i64 * SECOND;
+                if self.is_working_index(i) && at - self.start[i] <= cutoff {
+                    self.start[i] + self.cob(i)
+                } else {
+                    self.next_working_cob(i + 1)
                 }
-                let i = i.min(self.days() - 1);
-                self.start[i] + self.cob
             }
         }
     }
 
-    /// Years whose holidays are known: those named in the calendar files.
-    pub fn covered_years(&self) -> BTreeSet<i32> {
-        self.spec
-            .holidays
-            .iter()
-            .chain(self.spec.makeup_days.iter())
-            .map(|&d| civil_from_days(d).0)
-            .collect()
+    /// Close of business of the first working day at or after table day `i`.
+    fn next_working_cob(&self, mut i: usize) -> Instant {
+        while i < self.days() && !self.is_working_index(i) {
+            i += 1;
+        }
+        let i = i.min(self.days() - 1);
+        self.start[i] + self.cob(i)
+    }
+
+    /// Years whose holidays a calendar file gives.
+    pub fn covered_years(&self) -> &BTreeSet<i32> {
+        &self.spec.covered_years
     }
 }
 
@@ -610,6 +736,232 @@ mod tests {
         assert_eq!(cal.backward(due, 9 * HOUR), t("2024-05-03T16:00:00+07:00"));
     }
 
+    fn same_day() -> LegalDuration {
+        LegalDuration {
+            n: 15 * 3600,
+            unit: DurationUnit::SameDay,
+        }
+    }
+
+    /// Same-day procedures (cut-off 15:00): Decree 23/2015/NĐ-CP art. 7.
+    #[test]
+    fn same_day_table() {
+        let cal = vn();
+        let cases: &[(&str, &str, &str)] = &[
+            (
+                "morning: that day's close",
+                "2024-03-04T09:00:00+07:00",
+                "2024-03-04T17:00:00+07:00",
+            ),
+            (
+                "exactly at the cut-off counts as before it",
+                "2024-03-04T15:00:00+07:00",
+                "2024-03-04T17:00:00+07:00",
+            ),
+            (
+                "a second after the cut-off: next working day",
+                "2024-03-04T15:00:01+07:00",
+                "2024-03-05T17:00:00+07:00",
+            ),
+            (
+                "Friday after the cut-off: Monday",
+                "2024-03-08T16:00:00+07:00",
+                "2024-03-11T17:00:00+07:00",
+            ),
+            (
+                "before opening on a working day: that day",
+                "2024-03-04T06:00:00+07:00",
+                "2024-03-04T17:00:00+07:00",
+            ),
+            (
+                "Saturday morning: Monday",
+                "2024-03-09T09:00:00+07:00",
+                "2024-03-11T17:00:00+07:00",
+            ),
+            (
+                "on a holiday (30 Apr 2024): the next working day",
+                "2024-04-30T09:00:00+07:00",
+                "2024-05-02T17:00:00+07:00",
+            ),
+            (
+                "the make-up Saturday is a working day",
+                "2024-05-04T10:00:00+07:00",
+                "2024-05-04T17:00:00+07:00",
+            ),
+        ];
+        for (name, at, want) in cases {
+            assert_eq!(
+                format_rfc3339(cal.due(t(at), same_day())),
+                format_rfc3339(t(want)),
+                "{name}"
+            );
+        }
+    }
+
+    /// Winter hours from October to March (a season wrapping the year end):
+    /// 07:30–11:30 / 13:00–16:30, summer 07:00–11:30 / 13:30–17:00.
+    fn seasonal() -> Calendar {
+        let mut spec = build_vn().spec().clone();
+        spec.seasons = vec![Season {
+            from: (10, 1),
+            to: (3, 31),
+            periods: vec![
+                (7 * 3600 + 1800, 11 * 3600 + 1800),
+                (13 * 3600, 16 * 3600 + 1800),
+            ],
+        }];
+        Calendar::new(spec)
+    }
+
+    #[test]
+    fn seasons_table() {
+        let cal = seasonal();
+        let cases: &[(&str, &str, LegalDuration, &str)] = &[
+            (
+                "winter close of business is 16:30",
+                "2024-03-08T10:00:00+07:00",
+                wd(1),
+                "2024-03-11T16:30:00+07:00",
+            ),
+            (
+                "the season's last day (31 Mar) is winter",
+                "2024-03-28T10:00:00+07:00",
+                wd(1),
+                "2024-03-29T16:30:00+07:00",
+            ),
+            (
+                "summer from 1 April",
+                "2024-03-29T10:00:00+07:00",
+                wd(1),
+                "2024-04-01T17:00:00+07:00",
+            ),
+            (
+                "winter again from 1 October",
+                "2024-09-30T10:00:00+07:00",
+                wd(1),
+                "2024-10-01T16:30:00+07:00",
+            ),
+            (
+                "December is inside the wrapped season",
+                "2024-12-02T10:00:00+07:00",
+                wd(1),
+                "2024-12-03T16:30:00+07:00",
+            ),
+            (
+                "working hours across a winter lunch break (11:30–13:00)",
+                "2024-01-08T10:30:00+07:00",
+                LegalDuration {
+                    n: 2,
+                    unit: DurationUnit::WorkingHours,
+                },
+                "2024-01-08T14:00:00+07:00",
+            ),
+            (
+                "working hours from a winter Friday into Monday",
+                "2024-01-05T16:00:00+07:00",
+                LegalDuration {
+                    n: 1,
+                    unit: DurationUnit::WorkingHours,
+                },
+                "2024-01-08T08:00:00+07:00",
+            ),
+            (
+                "same-day after the cut-off: next day's winter close",
+                "2024-01-08T15:30:00+07:00",
+                same_day(),
+                "2024-01-09T16:30:00+07:00",
+            ),
+        ];
+        for (name, at, dur, want) in cases {
+            assert_eq!(
+                format_rfc3339(cal.due(t(at), *dur)),
+                format_rfc3339(t(want)),
+                "{name}"
+            );
+        }
+        // a winter working day holds 7.5 h, a summer one 8 h
+        let w = cal.working_between(
+            t("2024-01-08T00:00:00+07:00"),
+            t("2024-01-09T00:00:00+07:00"),
+        );
+        assert_eq!(w, 7 * HOUR + HOUR / 2);
+        let s = cal.working_between(
+            t("2024-06-03T00:00:00+07:00"),
+            t("2024-06-04T00:00:00+07:00"),
+        );
+        assert_eq!(s, 8 * HOUR);
+        assert_eq!(
+            cal.backward(t("2024-01-08T16:30:00+07:00"), 8 * HOUR),
+            t("2024-01-05T16:00:00+07:00")
+        );
+        assert_eq!(
+            cal.opening(day("2024-01-08")),
+            t("2024-01-08T07:30:00+07:00")
+        );
+        assert_eq!(
+            cal.close_of_business(day("2024-06-03")),
+            t("2024-06-03T17:00:00+07:00")
+        );
+    }
+
+    /// A year without a file: the fixed-date days off, one on a rest day
+    /// moved to the next working weekday (Labour Code art. 111(3)).
+    #[test]
+    fn fixed_holidays_fill_uncovered_years() {
+        let mut spec = CalendarSpec::default();
+        spec.covered_years.insert(2027);
+        spec.holidays.insert(day("2027-01-01"));
+        spec.add_fixed_holidays(&[(1, 1), (4, 30), (5, 1), (9, 2), (11, 24)]);
+        let cal = Calendar::new(spec);
+        // 2028: 1 Jan is a Saturday, 30 Apr a Sunday, 2 Sep a Saturday
+        for d in [
+            "2028-01-03",
+            "2028-05-01",
+            "2028-05-02",
+            "2028-09-04",
+            "2028-11-24",
+        ] {
+            assert!(!cal.is_working_day(day(d)), "{d} is off");
+        }
+        for d in ["2028-01-04", "2028-05-03", "2028-09-05", "2028-04-28"] {
+            assert!(cal.is_working_day(day(d)), "{d} is worked");
+        }
+        // 2029: 2 Sep is a Sunday (→ Monday 3 Sep), 24 Nov a Saturday (→ Monday 26 Nov)
+        for d in [
+            "2029-01-01",
+            "2029-04-30",
+            "2029-05-01",
+            "2029-09-03",
+            "2029-11-26",
+        ] {
+            assert!(!cal.is_working_day(day(d)), "{d} is off");
+        }
+        // the covered year keeps exactly its file; years before the first file plain weekdays
+        assert!(cal.is_working_day(day("2027-04-30")));
+        assert!(cal.is_working_day(day("2026-01-01")));
+        assert_eq!(
+            cal.covered_years().iter().copied().collect::<Vec<_>>(),
+            vec![2027]
+        );
+    }
+
+    #[test]
+    fn season_contains_wraps_the_year_end() {
+        let s = Season {
+            from: (10, 1),
+            to: (3, 31),
+            periods: vec![],
+        };
+        assert!(s.contains(10, 1) && s.contains(12, 31) && s.contains(1, 1) && s.contains(3, 31));
+        assert!(!s.contains(4, 1) && !s.contains(9, 30));
+        let s = Season {
+            from: (4, 1),
+            to: (9, 30),
+            periods: vec![],
+        };
+        assert!(s.contains(4, 1) && s.contains(9, 30) && !s.contains(10, 1) && !s.contains(3, 31));
+    }
+
     #[test]
     fn local_dates() {
         let cal = vn();
@@ -668,6 +1020,18 @@ mod tests {
             let f = cal.forward(b, h);
             prop_assert!(f <= d);
             prop_assert_eq!(cal.working_between(f, d), 0);
+        }
+
+        #[test]
+        fn seasonal_forward_backward_agree(t0 in instant(), h in 0i64..(200 * HOUR)) {
+            static CAL: std::sync::OnceLock<Calendar> = std::sync::OnceLock::new();
+            let cal = CAL.get_or_init(seasonal);
+            let f = cal.forward(t0, h);
+            prop_assert_eq!(cal.working_between(t0, f), h);
+            if h > 0 { prop_assert!(cal.working_between(t0, f - 1) < h); }
+            let b = cal.backward(t0, h);
+            prop_assert_eq!(cal.working_between(b, t0), h);
+            if h > 0 { prop_assert!(cal.working_between(b + 1, t0) < h); }
         }
 
         #[test]

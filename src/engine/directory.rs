@@ -8,7 +8,18 @@
 use crate::engine::calendar::LegalDuration;
 use std::collections::HashMap;
 
-pub use crate::report::Level;
+/// Level of a unit: its index in `[directory] levels` (the report order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Level(pub u8);
+
+impl Level {
+    /// A unit missing from the directory.
+    pub const UNKNOWN: Level = Level(u8::MAX);
+}
+
+/// `[directory] levels` when not configured: the three-level government
+/// before 1 July 2025.
+pub const DEFAULT_LEVELS: [&str; 3] = ["province", "district", "commune"];
 
 /// A unit of the directory.
 #[derive(Debug, Clone, PartialEq)]
@@ -19,6 +30,8 @@ pub struct Unit {
     pub name: String,
     /// Level.
     pub level: Level,
+    /// Calendar profile: 0 the default, k the k-th named profile.
+    pub calendar: u16,
     /// Parent unit id (escalation), if any.
     pub parent: Option<u32>,
     /// Addresses that receive the unit's alerts.
@@ -79,6 +92,8 @@ impl Names {
 /// Units, procedures and sectors.
 #[derive(Debug, Clone, Default)]
 pub struct Directory {
+    /// Level names, in report order ([`Level`] indexes it).
+    pub levels: Vec<String>,
     /// Known units; index = unit id.
     pub units: Vec<Unit>,
     /// Unit codes: known units first, then unknown codes seen in events.
@@ -92,9 +107,17 @@ pub struct Directory {
 }
 
 impl Directory {
-    /// Builds a directory; `units` must have unique codes, parents resolved by the caller.
-    pub fn new(units: Vec<Unit>, procedures: Vec<(String, String, String, LegalDuration)>) -> Self {
-        let mut d = Directory::default();
+    /// Builds a directory; `units` must have unique codes, parents resolved
+    /// and levels checked against `levels` by the caller.
+    pub fn new(
+        levels: Vec<String>,
+        units: Vec<Unit>,
+        procedures: Vec<(String, String, String, LegalDuration)>,
+    ) -> Self {
+        let mut d = Directory {
+            levels,
+            ..Directory::default()
+        };
         for u in &units {
             d.unit_names.intern(&u.code);
         }
@@ -118,12 +141,60 @@ impl Directory {
         (u as usize) < self.units.len()
     }
 
-    /// Level of unit id `u` (`Unknown` for codes outside the directory).
+    /// Level of unit id `u` ([`Level::UNKNOWN`] for codes outside the directory).
     pub fn level(&self, u: u32) -> Level {
         self.units
             .get(u as usize)
             .map(|u| u.level)
-            .unwrap_or(Level::Unknown)
+            .unwrap_or(Level::UNKNOWN)
+    }
+
+    /// The name of a level (`unknown` for [`Level::UNKNOWN`]).
+    pub fn level_name(&self, l: Level) -> &str {
+        self.levels
+            .get(l.0 as usize)
+            .map(String::as_str)
+            .unwrap_or("unknown")
+    }
+
+    /// The level called `name`.
+    pub fn level_named(&self, name: &str) -> Option<Level> {
+        self.levels
+            .iter()
+            .position(|l| l == name)
+            .map(|i| Level(i as u8))
+    }
+
+    /// The area of unit id `u`: its top-most ancestor-or-self at `level`
+    /// (`None` for a unit with none, e.g. a provincial department when areas
+    /// are districts). Parent chains end (the loader rejects cycles).
+    pub fn area_of(&self, u: u32, level: Level) -> Option<u32> {
+        let mut found = None;
+        let mut cur = Some(u);
+        while let Some(i) = cur {
+            let unit = self.units.get(i as usize)?;
+            if unit.level == level {
+                found = Some(i);
+            }
+            cur = unit.parent;
+        }
+        found
+    }
+
+    /// (area code, level name) of the unit `code` when areas are the units of
+    /// the level named `area_level` ([`Directory::area_of`]).
+    pub fn area_and_level(&self, code: &str, area_level: &str) -> Option<(&str, &str)> {
+        let u = self.unit_id(code)?;
+        let area = self.area_of(u, self.level_named(area_level)?)?;
+        Some((self.unit_names.name(area), self.level_name(self.level(u))))
+    }
+
+    /// Calendar profile of unit id `u` (0, the default, for unknown units).
+    #[inline]
+    pub fn calendar_of(&self, u: u32) -> usize {
+        self.units
+            .get(u as usize)
+            .map_or(0, |u| u.calendar as usize)
     }
 
     /// The unit id for `code` (known or previously seen).

@@ -45,8 +45,8 @@ use crate::event::{Channel, Event, EventType, IgnoreReason, PauseReason, RejectR
 use crate::report::{Counts, Report};
 use crate::time::{Instant, SECOND};
 use calendar::Calendar;
-use directory::{Directory, Level};
-pub use settings::{Rules, Settings, SupplementPolicy, ThresholdOverride, Thresholds};
+use directory::Directory;
+pub use settings::{Coverage, Rules, Settings, SupplementPolicy, ThresholdOverride, Thresholds};
 use std::fmt;
 use store::{flag, Life, Record, Store};
 use wheel::Wheel;
@@ -143,7 +143,9 @@ pub struct Stats {
 
 /// The engine.
 pub struct Engine {
-    cal: Calendar,
+    /// The default calendar, then the named profiles (a unit's `calendar`
+    /// indexes it). Local dates are the same in all of them.
+    cals: Vec<Calendar>,
     dir: Directory,
     rules: Rules,
     unit_over: Vec<Option<ThresholdOverride>>,
@@ -184,7 +186,7 @@ pub struct RecordView {
     /// Unit that received it (report attribution).
     pub receiving_unit: String,
     /// Level of the receiving unit.
-    pub level: &'static str,
+    pub level: String,
     /// Sector.
     pub sector: String,
     /// Procedure code (empty when not in the catalogue).
@@ -227,7 +229,7 @@ impl Engine {
         let mut dir = cfg.directory.clone();
         let unknown_sector = dir.sectors.intern("unknown");
         let mut e = Engine {
-            cal: cfg.calendar.clone(),
+            cals: calendars(cfg),
             rules: cfg.rules.clone(),
             unit_over: Vec::new(),
             sector_over: Vec::new(),
@@ -295,8 +297,9 @@ impl Engine {
         let map = |v: &[u32], i: u32| v.get(i as usize).copied().unwrap_or(i);
         let slots: Vec<u32> = self.store.slots().collect();
         for slot in slots {
-            let cal = &self.cal;
             let r = self.store.get_mut(slot);
+            // the old directory's profile: the due time was set on it
+            let cal = &self.cals[old.calendar_of(r.recv_unit).min(self.cals.len() - 1)];
             if r.life() == Life::Free {
                 continue;
             }
@@ -340,7 +343,7 @@ impl Engine {
                 .or_default()
                 .add(&c);
         }
-        self.cal = cfg.calendar.clone();
+        self.cals = calendars(cfg);
         self.rules = cfg.rules.clone();
         self.set_overrides(&cfg.rules);
     }
@@ -365,9 +368,15 @@ impl Engine {
         self.wheel.len()
     }
 
-    /// The calendar.
+    /// The default calendar (local dates and times).
     pub fn calendar(&self) -> &Calendar {
-        &self.cal
+        &self.cals[0]
+    }
+
+    /// The calendar profile of unit id `u`.
+    #[inline]
+    fn cal(&self, u: u32) -> &Calendar {
+        &self.cals[self.dir.calendar_of(u)]
     }
 
     /// The directory (with unknown unit codes seen so far).
@@ -564,7 +573,7 @@ impl Engine {
             ev.channel.index() as u16,
         );
         rec.add_event(evh);
-        set_due_source(&self.cal, &self.dir, &mut rec, ev);
+        set_due_source(self.cal(unit), &self.dir, &mut rec, ev);
         let slot = self.store.insert(&ev.record_id, rec);
         self.open += 1;
         self.by_unit[unit as usize].received += 1;
@@ -573,7 +582,7 @@ impl Engine {
             .received_by
             .entry((unit, sector, ev.channel.index() as u8))
             .or_default() += 1;
-        let month = month_index(&self.cal, ev.at);
+        let month = month_index(self.calendar(), ev.at);
         self.monthly
             .entry((month, unit, sector))
             .or_default()
@@ -598,7 +607,7 @@ impl Engine {
     fn arm_hanging(&mut self, slot: u32, from: Instant) {
         let r = self.store.get(slot);
         let th = self.thresholds(r.holder, r.sector());
-        let at = rules::hanging_at(&self.cal, from, th.hanging_after);
+        let at = rules::hanging_at(self.cal(r.holder), from, th.hanging_after);
         self.store.get_mut(slot).hang_at = at;
     }
 
@@ -607,7 +616,7 @@ impl Engine {
     fn arm_due_soon(&mut self, slot: u32, set_at: Instant) {
         let r = self.store.get(slot);
         let th = self.thresholds(r.holder, r.sector());
-        let ds = rules::due_soon_at(&self.cal, r.due, th.due_soon_before, set_at);
+        let ds = rules::due_soon_at(self.cal(r.holder), r.due, th.due_soon_before, set_at);
         self.store.get_mut(slot).due_soon_at = ds.unwrap_or(i64::MAX);
     }
 
@@ -715,7 +724,7 @@ impl Engine {
         if self.firing(slot, AlertKind::DueSoon) {
             let r = self.store.get(slot);
             let th = self.thresholds(r.holder, r.sector());
-            if rules::extension_ends_due_soon(&self.cal, due, th.due_soon_before, at) {
+            if rules::extension_ends_due_soon(self.cal(r.holder), due, th.due_soon_before, at) {
                 self.emit(at, slot, AlertKind::DueSoon, false);
                 self.arm_due_soon(slot, at);
             }
@@ -763,7 +772,7 @@ impl Engine {
             _ => rules::DueBasis::WorkingTime(r.base_secs as i64 * SECOND),
         };
         let (due, orig) = rules::due_after_resume(
-            &self.cal,
+            self.cal(r.recv_unit),
             policy,
             reason,
             basis,
@@ -797,7 +806,8 @@ impl Engine {
         if let Some(p) = proc {
             rec.procedure = p;
         }
-        set_due_source(&self.cal, &self.dir, rec, ev);
+        let cal = &self.cals[self.dir.calendar_of(rec.recv_unit)];
+        set_due_source(cal, &self.dir, rec, ev);
         if ev.paused {
             if was_running {
                 self.pause(slot, at, ev.reason.unwrap_or(PauseReason::Supplement));
@@ -832,7 +842,7 @@ impl Engine {
         let field = match kind {
             EventType::Rejected => Field::Rejected,
             EventType::Withdrawn => Field::Withdrawn,
-            _ => match rules::timeliness(&self.cal, at, orig_due) {
+            _ => match rules::timeliness(&self.cals[0], at, orig_due) {
                 rules::Timeliness::Early => Field::Early,
                 rules::Timeliness::OnTime => Field::OnTime,
                 rules::Timeliness::Late => Field::Late,
@@ -850,7 +860,7 @@ impl Engine {
                 .entry((unit as u32, sector as u32, t))
                 .or_default() += 1;
         }
-        let month = month_index(&self.cal, at);
+        let month = month_index(&self.cals[0], at);
         let monthly = self
             .monthly
             .entry((month, unit as u32, sector as u32))
@@ -987,7 +997,7 @@ impl Engine {
             if c.is_empty() {
                 continue;
             }
-            let level = self.dir.level(u as u32);
+            let level = self.dir.level_name(self.dir.level(u as u32));
             rep.add(self.dir.unit_names.name(u as u32), level, c);
         }
         for (s, c) in by_sector.iter().enumerate() {
@@ -1026,10 +1036,11 @@ impl Engine {
             .filter(|k| flags & k.bit() != 0)
             .map(|k| k.as_str())
             .collect();
+        let cal = self.cal(r.recv_unit);
         let left = if r.due >= now {
-            self.cal.working_between(now, r.due)
+            cal.working_between(now, r.due)
         } else {
-            -self.cal.working_between(r.due, now)
+            -cal.working_between(r.due, now)
         };
         let running = r.running();
         RecordView {
@@ -1042,7 +1053,7 @@ impl Engine {
             paused: flags & flag::PAUSED != 0,
             holder: self.unit_code(r.holder).to_string(),
             receiving_unit: self.unit_code(r.recv_unit).to_string(),
-            level: self.level(r.recv_unit).as_str(),
+            level: self.level(r.recv_unit).to_string(),
             sector: self.sector_code(r.sector()).to_string(),
             procedure: self
                 .dir
@@ -1082,7 +1093,7 @@ impl Engine {
             due: r.due,
             fired_at: t.at,
             escalate_at: (t.kind == AlertKind::Overdue && t.firing)
-                .then(|| self.cal.forward(r.due, th.escalate_after)),
+                .then(|| self.cal(t.unit).forward(r.due, th.escalate_after)),
             forwarder: (t.from != u32::MAX).then(|| self.unit_code(t.from).to_string()),
             partition: None,
         }
@@ -1125,9 +1136,9 @@ impl Engine {
         self.dir.sectors.name(s)
     }
 
-    /// Level of unit id `u`.
-    pub fn level(&self, u: u32) -> Level {
-        self.dir.level(u)
+    /// Level name of unit id `u` (`unknown` outside the directory).
+    pub fn level(&self, u: u32) -> &str {
+        self.dir.level_name(self.dir.level(u))
     }
 
     /// The channel a record was submitted through.
@@ -1189,6 +1200,13 @@ enum Field {
     Paused,
     InProgressOverdue,
     InProgressWithin,
+}
+
+/// The default calendar and the profiles, in the order units index them.
+fn calendars(cfg: &Settings) -> Vec<Calendar> {
+    std::iter::once(cfg.calendar.clone())
+        .chain(cfg.profiles.iter().map(|p| p.1.clone()))
+        .collect()
 }
 
 /// Sets receipt, due time and restart base from a `received` / `snapshot`.

@@ -58,6 +58,9 @@ pub struct Snapshot {
     pub brokers: BTreeMap<String, bool>,
     /// No event has arrived for `[rules] source_silence_after` of working time.
     pub source_silent: bool,
+    /// The calendar files' reach and what today's receipts need (instants):
+    /// [`crate::engine::Coverage`].
+    pub calendar: Option<(i64, i64)>,
 }
 
 impl Snapshot {
@@ -67,7 +70,7 @@ impl Snapshot {
         e.gauges(&mut g);
         for ((u, s), v) in g {
             let key = (
-                e.level(u).as_str().to_string(),
+                e.level(u).to_string(),
                 e.unit_code(u).to_string(),
                 e.sector_code(s).to_string(),
             );
@@ -84,7 +87,7 @@ impl Snapshot {
             *self
                 .received
                 .entry((
-                    e.level(u).as_str().into(),
+                    e.level(u).into(),
                     e.unit_code(u).into(),
                     e.sector_code(s).into(),
                     ch.into(),
@@ -96,7 +99,7 @@ impl Snapshot {
             *self
                 .judged
                 .entry((
-                    e.level(u).as_str().into(),
+                    e.level(u).into(),
                     e.unit_code(u).into(),
                     e.sector_code(s).into(),
                     tl.into(),
@@ -326,6 +329,30 @@ pub fn render(s: &Snapshot) -> String {
         "1 while no event has arrived for [rules] source_silence_after of working time (hanging e-mails held).",
     );
     let _ = writeln!(out, "overdued_source_silent {}", u8::from(s.source_silent));
+    if let Some((covered, needed)) = s.calendar {
+        family(
+            &mut out,
+            "overdued_calendar_covered_until_seconds",
+            "gauge",
+            "End of the last year whose days off a calendar file gives, without a gap from the current year.",
+        );
+        let _ = writeln!(
+            out,
+            "overdued_calendar_covered_until_seconds {:.0}",
+            secs(covered)
+        );
+        family(
+            &mut out,
+            "overdued_calendar_needed_until_seconds",
+            "gauge",
+            "Latest due time a record received now can get (the longest procedure): the calendar must cover it.",
+        );
+        let _ = writeln!(
+            out,
+            "overdued_calendar_needed_until_seconds {:.0}",
+            secs(needed)
+        );
+    }
     out
 }
 

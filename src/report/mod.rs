@@ -1,53 +1,12 @@
 //! Timeliness counts in the Home Affairs categories (docs/spec.md §3.5, §6 `--report`).
 
+pub mod settings;
+
+pub use settings::Settings;
+
 use crate::time::{format_rfc3339, Instant};
 use serde::Serialize;
 use std::collections::BTreeMap;
-use std::fmt;
-
-/// The late-rate threshold of Decision 766 ratings, in percent: a unit over it is
-/// marked in the demo's table and by the API's report.
-pub const LATE_THRESHOLD_PERCENT: f64 = 5.0;
-
-/// Administrative level of a unit (the Home Affairs reporting categories).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Level {
-    /// cấp tỉnh.
-    Province,
-    /// cấp huyện.
-    District,
-    /// cấp xã.
-    Commune,
-    /// A unit missing from the directory.
-    Unknown,
-}
-
-impl Level {
-    /// Parses the directory spelling.
-    pub fn parse(s: &str) -> Option<Level> {
-        match s {
-            "province" => Some(Level::Province),
-            "district" => Some(Level::District),
-            "commune" => Some(Level::Commune),
-            _ => None,
-        }
-    }
-    /// The report spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Level::Province => "province",
-            Level::District => "district",
-            Level::Commune => "commune",
-            Level::Unknown => "unknown",
-        }
-    }
-}
-
-impl fmt::Display for Level {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// Counts of one group of records. Field order is the spec's output order.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -122,6 +81,11 @@ pub struct Report {
     pub by_unit: BTreeMap<String, Counts>,
     /// By sector.
     pub by_sector: BTreeMap<String, Counts>,
+    /// By area (`[report] area_level`), then by level of the receiving unit:
+    /// every unit counts in its top-most ancestor-or-self at the area level;
+    /// units with none are left out. Absent when no area level is configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub by_area: Option<BTreeMap<String, BTreeMap<String, Counts>>>,
 }
 
 impl Report {
@@ -133,16 +97,32 @@ impl Report {
             by_level: BTreeMap::new(),
             by_unit: BTreeMap::new(),
             by_sector: BTreeMap::new(),
+            by_area: None,
         }
     }
 
+    /// Fills `by_area` from `by_unit`; `area_of` gives a unit's (area, level),
+    /// `None` for a unit in no area.
+    pub fn add_areas<'a>(&mut self, area_of: impl Fn(&str) -> Option<(&'a str, &'a str)>) {
+        let mut areas: BTreeMap<String, BTreeMap<String, Counts>> = BTreeMap::new();
+        for (code, c) in &self.by_unit {
+            let Some((area, level)) = area_of(code) else {
+                continue;
+            };
+            areas
+                .entry(area.to_string())
+                .or_default()
+                .entry(level.to_string())
+                .or_default()
+                .add(c);
+        }
+        self.by_area = Some(areas);
+    }
+
     /// Adds a receiving unit's counts (to the unit, its level and the total).
-    pub fn add(&mut self, unit: &str, level: Level, c: &Counts) {
+    pub fn add(&mut self, unit: &str, level: &str, c: &Counts) {
         self.total.add(c);
-        self.by_level
-            .entry(level.as_str().to_string())
-            .or_default()
-            .add(c);
+        self.by_level.entry(level.to_string()).or_default().add(c);
         self.by_unit.entry(unit.to_string()).or_default().add(c);
     }
 

@@ -6,6 +6,7 @@
 
 use crate::harness::{free_port, get, service, wait_for};
 
+use chrono::{Datelike, TimeZone};
 use std::io::Write;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -188,6 +189,29 @@ p.flush()
         .collect();
     levels.sort();
     assert_eq!(levels, vec!["commune=1", "district=1"], "{last}");
+
+    // No calendar file: the files cover nothing from 1 January of this year
+    // (local), while a record received now is due tomorrow — the alert
+    // expression of the ops package holds.
+    let year = chrono::Utc::now()
+        .with_timezone(&chrono::FixedOffset::east_opt(7 * 3600).unwrap())
+        .year();
+    let jan1 = chrono::FixedOffset::east_opt(7 * 3600)
+        .unwrap()
+        .with_ymd_and_hms(year, 1, 1, 0, 0, 0)
+        .unwrap()
+        .timestamp();
+    let metrics = get(http, "/metrics").unwrap().1;
+    assert!(
+        metrics.contains(&format!(
+            "\noverdued_calendar_covered_until_seconds {jan1}\n"
+        )),
+        "{metrics}"
+    );
+    let q = "/api/v1/query?query=overdued_calendar_needed_until_seconds%20%3E%20overdued_calendar_covered_until_seconds";
+    let (_, r) = get(pport, q).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&r).unwrap();
+    assert_eq!(v["data"]["result"].as_array().map(Vec::len), Some(1), "{r}");
 
     // SIGHUP: a broken units.csv is refused and the running configuration stays;
     // a valid one is swapped in, records kept (U2 becomes a district unit).

@@ -42,6 +42,8 @@ pub struct UiContext {
     pub directory: Directory,
     /// `vi` or `en`.
     pub lang: String,
+    /// `[report]`: the late-rate threshold, the area level.
+    pub report: crate::report::Settings,
 }
 
 fn env() -> &'static minijinja::Environment<'static> {
@@ -381,7 +383,7 @@ pub(super) async fn unit_page(
         })
         .collect();
     let (on_time, late) = month_counts(&s, &ctx, &code, at);
-    let threshold = crate::report::LATE_THRESHOLD_PERCENT;
+    let threshold = ctx.report.late_threshold_percent;
     let r = rate(late, on_time + late);
     let children: Vec<Value> = children
         .into_iter()
@@ -719,7 +721,7 @@ pub(super) async fn province_page(
     let dir = &ctx.directory;
     let (year, _, _) = cal.local_date(at);
     let (from, to) = (year * 12, year * 12 + 11);
-    let mut by_level: std::collections::BTreeMap<&'static str, (u64, u64)> = Default::default();
+    let mut by_level: std::collections::HashMap<String, (u64, u64)> = Default::default();
     let mut by_unit: std::collections::BTreeMap<String, (u64, u64)> = Default::default();
     s.partitions.each(&mut |_, e, _| {
         for (&(m, u, _), c) in &e.monthly {
@@ -727,7 +729,7 @@ pub(super) async fn province_page(
                 continue;
             }
             let judged = c.early + c.on_time + c.late;
-            let l = by_level.entry(e.level(u).as_str()).or_default();
+            let l = by_level.entry(e.level(u).to_string()).or_default();
             l.0 += judged;
             l.1 += c.late;
             let x = by_unit.entry(e.unit_code(u).to_string()).or_default();
@@ -753,13 +755,18 @@ pub(super) async fn province_page(
             }
         }
     }
-    let threshold = crate::report::LATE_THRESHOLD_PERCENT;
+    let threshold = ctx.report.late_threshold_percent;
     let w = words(&ctx.lang);
     let fmt_rate = |r: Option<f64>| r.map(|x| format!("{x:.1} %")).unwrap_or_else(|| "–".into());
-    let levels: Vec<Value> = by_level
+    // in the configured report order, units missing from the directory last
+    let levels: Vec<Value> = dir
+        .levels
         .iter()
-        .map(|(l, &(j, late))| {
-            json!({"name": w["levels"][*l].as_str().unwrap_or(l), "judged": j, "late": late,
+        .map(String::as_str)
+        .chain(["unknown"])
+        .filter_map(|l| Some((l, *by_level.get(l)?)))
+        .map(|(l, (j, late))| {
+            json!({"name": w["levels"][l].as_str().unwrap_or(l), "judged": j, "late": late,
                    "rate": fmt_rate(rate(late, j)), "over": rate(late, j).is_some_and(|x| x > threshold)})
         })
         .collect();

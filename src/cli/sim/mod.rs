@@ -27,17 +27,28 @@
 
 use overdued::config::Config;
 use overdued::engine::calendar::{Calendar, DurationUnit};
-use overdued::engine::directory::Level;
 use overdued::engine::SupplementPolicy;
 use overdued::time::{days_from_civil, write_rfc3339_offset, Instant, HOUR, SECOND};
 use std::io::{self, Write};
 
 /// Target late rates (percent of judged records) by level: 100 − on-time rate.
-pub const TARGET_LATE: [(Level, f64); 3] = [
-    (Level::Province, 0.24),
-    (Level::District, 6.08),
-    (Level::Commune, 1.69),
-];
+pub const TARGET_LATE: [(&str, f64); 3] =
+    [("province", 0.24), ("district", 6.08), ("commune", 1.69)];
+
+/// Which of the calibration's three levels a configured level plays: its own
+/// name if it is one of them, else by position (the first is the top, the
+/// last the communes, any other the middle) — so a two-level directory
+/// (`agency`, `commune`) gets the province's and the communes' profiles.
+fn role(levels: &[String], level: usize) -> &'static str {
+    match levels.get(level).map(String::as_str) {
+        Some("province") => "province",
+        Some("district") => "district",
+        Some("commune") => "commune",
+        _ if level == 0 => "province",
+        _ if level + 1 >= levels.len() => "commune",
+        _ => "district",
+    }
+}
 
 /// Records a year in the calibration province.
 pub const PROVINCE_YEAR_RECORDS: u32 = 390_402;
@@ -114,15 +125,41 @@ enum Office {
     Commune,
 }
 
-fn office_of(code: &str, level: Level) -> Office {
-    match level {
-        Level::Commune => Office::Commune,
-        Level::District if code.ends_with(".VPDK") => Office::LandBranch,
-        Level::District if code.ends_with(".TCKH") => Office::Finance,
-        Level::District if code.ends_with(".TNMT") => Office::Environment,
-        Level::District => Office::DistrictShop,
+fn office_of(code: &str, role: &str) -> Office {
+    match role {
+        "commune" => Office::Commune,
+        "district" if code.ends_with(".VPDK") => Office::LandBranch,
+        "district" if code.ends_with(".TCKH") => Office::Finance,
+        "district" if code.ends_with(".TNMT") => Office::Environment,
+        "district" => Office::DistrictShop,
         _ => Office::Department,
     }
+}
+
+/// Sectors of a department the sample's codes do not name, from words of its
+/// name (another province's directory, e.g. the two-level sample).
+fn sectors_by_name(name: &str) -> &'static [&'static str] {
+    let n = name.to_lowercase();
+    const BY_WORD: [(&str, &[&str]); 14] = [
+        ("đăng ký đất đai", &["DD"]),
+        ("nông nghiệp và môi trường", &["MT", "TNN", "DD", "NN"]),
+        ("tài nguyên", &["MT", "TNN", "DD"]),
+        ("tài chính", &["TC", "KD", "DT"]),
+        ("xây dựng", &["XD", "GT"]),
+        ("nội vụ", &["LD"]),
+        ("lao động", &["LD"]),
+        ("tư pháp", &["TP", "HT"]),
+        ("y tế", &["YT"]),
+        ("giáo dục", &["GD"]),
+        ("công thương", &["CTH"]),
+        ("nông nghiệp", &["NN"]),
+        ("khu kinh tế", &["DT"]),
+        ("khu công nghiệp", &["DT"]),
+    ];
+    BY_WORD
+        .iter()
+        .find(|(w, _)| n.contains(w))
+        .map_or(&[], |(_, s)| s)
 }
 
 /// Relative lateness of an office: land first, then environment and finance.
@@ -172,7 +209,7 @@ struct UnitPlan {
     id: u32,
     office: Office,
     late_w: f64,
-    level: Level,
+    role: &'static str,
     weight: f64,
     procedures: Vec<u32>,
     /// For district shops: offices of the same district to forward to.
@@ -242,15 +279,20 @@ pub fn generate(cfg: &Config, opts: &GenOptions, w: &mut dyn Write) -> io::Resul
         if u.code == "HCC" {
             continue; // the provincial centre receives for the departments
         }
-        let office = office_of(&u.code, u.level);
-        let wanted = sectors_of(office, &u.code);
-        let procedures: Vec<u32> = dir
-            .procedures
-            .iter()
-            .enumerate()
-            .filter(|(_, p)| wanted.contains(&dir.sectors.name(p.sector)))
-            .map(|(k, _)| k as u32)
-            .collect();
+        let role = role(&dir.levels, u.level.0 as usize);
+        let office = office_of(&u.code, role);
+        let handled = |wanted: &[&str]| -> Vec<u32> {
+            dir.procedures
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| wanted.contains(&dir.sectors.name(p.sector)))
+                .map(|(k, _)| k as u32)
+                .collect()
+        };
+        let mut procedures = handled(sectors_of(office, &u.code));
+        if procedures.is_empty() {
+            procedures = handled(sectors_by_name(&u.name));
+        }
         if procedures.is_empty() {
             continue;
         }
@@ -269,7 +311,7 @@ pub fn generate(cfg: &Config, opts: &GenOptions, w: &mut dyn Write) -> io::Resul
             id: i as u32,
             office,
             late_w: late_weight(office, &u.code),
-            level: u.level,
+            role,
             weight,
             procedures,
             children: Vec::new(),
@@ -291,16 +333,12 @@ pub fn generate(cfg: &Config, opts: &GenOptions, w: &mut dyn Write) -> io::Resul
                 .collect();
         }
     }
-    let level_share = [
-        (Level::Province, 0.27),
-        (Level::District, 0.33),
-        (Level::Commune, 0.40),
-    ];
+    let level_share = [("province", 0.27), ("district", 0.33), ("commune", 0.40)];
     // cumulative weights per level
     let pick_unit = |rng: &mut Rng| -> usize {
         let r = rng.f();
         let mut acc = 0.0;
-        let mut level = Level::Commune;
+        let mut level = "commune";
         for (l, s) in level_share {
             acc += s;
             if r < acc {
@@ -309,7 +347,7 @@ pub fn generate(cfg: &Config, opts: &GenOptions, w: &mut dyn Write) -> io::Resul
             }
         }
         let cands: Vec<usize> = (0..units.len())
-            .filter(|&k| units[k].level == level)
+            .filter(|&k| units[k].role == level)
             .collect();
         let cands = if cands.is_empty() {
             (0..units.len()).collect()
@@ -674,7 +712,7 @@ fn sort_by_time_quota(plans: &mut [RecPlan], units: &[UnitPlan]) {
     }
     let mut quota = vec![0u64; n_units];
     for (level, pct) in TARGET_LATE {
-        let members: Vec<usize> = (0..n_units).filter(|&k| units[k].level == level).collect();
+        let members: Vec<usize> = (0..n_units).filter(|&k| units[k].role == level).collect();
         let total: u64 = members.iter().map(|&k| judged[k]).sum();
         if total == 0 {
             continue;
