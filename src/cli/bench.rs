@@ -107,8 +107,8 @@ impl<'c> Gen<'c> {
                 .procedures
                 .iter()
                 .filter(|p| {
-                    p.duration.n >= 5
-                        && p.duration.unit != overdued::engine::calendar::DurationUnit::WorkingHours
+                    use overdued::engine::calendar::DurationUnit::{CalendarDays, WorkingDays};
+                    p.duration.n >= 5 && matches!(p.duration.unit, WorkingDays | CalendarDays)
                 })
                 .map(|p| p.code.clone())
                 .collect(),

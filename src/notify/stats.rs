@@ -40,8 +40,10 @@ pub struct MailStats {
     per_unit_day: HashMap<(u32, i64), u32>,
     untold: HashMap<(AlertKind, String), Untold>,
     /// Ended while untold, waiting to be named as ended (`Status::Ended`) in
-    /// an e-mail to the unit: with when it ended.
-    ended: HashMap<(AlertKind, String), (Untold, Instant)>,
+    /// an e-mail to the unit: with when it ended. One alert can fire and end
+    /// more than once before the next e-mail, which then names each instance
+    /// (by its fire time).
+    ended: HashMap<(AlertKind, String), Vec<(Untold, Instant)>>,
     /// Working-time delays, by kind.
     delays: [Vec<i64>; AlertKind::ALL.len()],
     /// Firing a working hour or more, ended (or still firing) never told.
@@ -161,9 +163,7 @@ impl MailStats {
             {
                 self.due_soon_late += 1;
             }
-            if let Some((earlier, end)) = self.ended.insert(key, (u, at)) {
-                self.never_told_if_long(kind, &earlier, end);
-            }
+            self.ended.entry(key).or_default().push((u, at));
         }
     }
 
@@ -205,12 +205,18 @@ impl MailStats {
         for it in &o.items {
             let key = (it.info.kind, it.info.record_id.clone());
             if it.status == Status::Ended {
-                if self
-                    .ended
-                    .get(&key)
-                    .is_some_and(|(u, _)| self.reaches(&u.unit, &to))
-                {
-                    self.ended.remove(&key);
+                let named = self.ended.get(&key).and_then(|list| {
+                    list.iter().position(|(u, _)| {
+                        u.fired_at == it.info.fired_at && self.reaches(&u.unit, &to)
+                    })
+                });
+                if let Some(list) = self.ended.get_mut(&key) {
+                    if let Some(i) = named {
+                        list.swap_remove(i);
+                    }
+                    if list.is_empty() {
+                        self.ended.remove(&key);
+                    }
                 }
                 continue;
             }
@@ -249,7 +255,11 @@ impl MailStats {
         }
         // ended untold and never named; those that ended after the last e-mail
         // of all had no send left to be named in
-        let ended: Vec<((AlertKind, String), (Untold, Instant))> = self.ended.drain().collect();
+        let ended: Vec<((AlertKind, String), (Untold, Instant))> = self
+            .ended
+            .drain()
+            .flat_map(|(k, list)| list.into_iter().map(move |x| (k.clone(), x)))
+            .collect();
         for ((kind, _), (u, at)) in &ended {
             if *at <= self.last_sent {
                 self.never_told_if_long(*kind, u, *at);
