@@ -483,7 +483,23 @@ fn the_two_level_sample_checks_and_replays_a_generated_stream() {
             by_level.as_object().unwrap().keys().collect::<Vec<_>>(),
             ["commune"]
         );
-        assert_eq!(by_level["commune"], r["by_unit"][area]);
+        for k in [
+            "received",
+            "early",
+            "on_time",
+            "late",
+            "in_progress_within",
+            "in_progress_overdue",
+            "paused",
+            "rejected",
+            "withdrawn",
+            "on_time_rate",
+            "late_rate",
+            "over_threshold",
+            "name",
+        ] {
+            assert_eq!(by_level["commune"][k], r["by_unit"][area][k], "{area}.{k}");
+        }
     }
     // the land branches and the certification procedures are used
     assert!(r["by_unit"]["SNNMT.VPDK.CN1"]["received"].as_u64().unwrap() > 0);

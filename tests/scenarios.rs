@@ -1748,3 +1748,75 @@ fn huge_line_is_dead_lettered_and_numbering_goes_on() {
         "{ctx}: raw is not a prefix of the line"
     );
 }
+
+// ---------------------------------------------------------------------------
+// what the report tells officials
+// ---------------------------------------------------------------------------
+
+// L1: received Mon 4 08:00 at BTM, KD (3 WD) → due Thu 7 17:00; forwarded to QS
+//   Tue 5 09:00, to TRAGIAC Fri 8 10:00 (after the due time), resolved Fri 8
+//   11:00 → late: `late` under BTM (received it), `late_held` under QS (held it
+//   when the due time passed), not TRAGIAC.
+// E1: received Mon 4 08:00 at BTM, KD → due Thu 7 17:00. extended Wed 6 10:00
+//   to Mon 11 17:00 (before the due time it replaces), extended Tue 12 09:00 to
+//   Wed 13 17:00 (after Mon 11 17:00): BTM extensions 2, after due 1. resolved
+//   Wed 13 10:00: judged against the original Thu 7 → late; held by BTM at Thu 7
+//   17:00 → BTM late_held 1.
+// S1: received Mon 4 08:00 at QS, KD. Supplement asked (paused) Fri 8 09:00:
+//   3 working days after receipt end Thu 7 17:00 → a late request (QS). resumed
+//   Mon 11 09:00 (restart), paused again Tue 12 09:00 (supplement, late too):
+//   QS late_supplement_requests 2, repeated_pauses 1; resumed Wed 13 09:00;
+//   paused a third time Thu 14 09:00 (financial): repeated_pauses stays 1 (a
+//   record counts once), not a supplement. Paused at the end.
+// Report as of Fri 15 17:00 local = 10:00 UTC.
+#[test]
+fn the_report_attributes_lateness_to_the_holder_and_counts_pauses_and_extensions() {
+    let events = nd(&[
+        r#"{"event_id": "l1", "record_id": "L1", "type": "received", "at": "2024-03-04T08:00:00+07:00", "unit": "BTM", "procedure": "1.001009"}"#,
+        r#"{"event_id": "e1", "record_id": "E1", "type": "received", "at": "2024-03-04T08:00:00+07:00", "unit": "BTM", "procedure": "1.001009"}"#,
+        r#"{"event_id": "s1", "record_id": "S1", "type": "received", "at": "2024-03-04T08:00:00+07:00", "unit": "QS", "procedure": "1.001009"}"#,
+        r#"{"event_id": "l2", "record_id": "L1", "type": "forwarded", "at": "2024-03-05T09:00:00+07:00", "unit": "QS"}"#,
+        r#"{"event_id": "e2", "record_id": "E1", "type": "extended", "at": "2024-03-06T10:00:00+07:00", "due_at": "2024-03-11T17:00:00+07:00"}"#,
+        r#"{"event_id": "s2", "record_id": "S1", "type": "paused", "at": "2024-03-08T09:00:00+07:00", "reason": "supplement"}"#,
+        r#"{"event_id": "l3", "record_id": "L1", "type": "forwarded", "at": "2024-03-08T10:00:00+07:00", "unit": "TRAGIAC"}"#,
+        r#"{"event_id": "l4", "record_id": "L1", "type": "resolved", "at": "2024-03-08T11:00:00+07:00"}"#,
+        r#"{"event_id": "s3", "record_id": "S1", "type": "resumed", "at": "2024-03-11T09:00:00+07:00"}"#,
+        r#"{"event_id": "e3", "record_id": "E1", "type": "extended", "at": "2024-03-12T09:00:00+07:00", "due_at": "2024-03-13T17:00:00+07:00"}"#,
+        r#"{"event_id": "s4", "record_id": "S1", "type": "paused", "at": "2024-03-12T09:00:00+07:00", "reason": "supplement"}"#,
+        r#"{"event_id": "e4", "record_id": "E1", "type": "resolved", "at": "2024-03-13T10:00:00+07:00"}"#,
+        r#"{"event_id": "s5", "record_id": "S1", "type": "resumed", "at": "2024-03-13T09:00:00+07:00"}"#,
+        r#"{"event_id": "s6", "record_id": "S1", "type": "paused", "at": "2024-03-14T09:00:00+07:00", "reason": "financial"}"#,
+    ]);
+    let out = replay(&events, Some("2024-03-15 17:00"));
+    no_dead_letter(&out, "report use");
+    let r = &out.report;
+    assert_eq!(r["as_of"], "2024-03-15T10:00:00Z", "{r}");
+    assert_eq!(r["as_of_local"], "2024-03-15T17:00:00+07:00", "{r}");
+    assert_eq!(r["late_threshold_percent"], 5.0);
+    let use_of = |unit: &str| -> [u64; 5] {
+        let u = &r["by_unit"][unit];
+        [
+            "late_held",
+            "extensions",
+            "extensions_after_due",
+            "late_supplement_requests",
+            "repeated_pauses",
+        ]
+        .map(|k| u[k].as_u64().unwrap_or_else(|| panic!("{unit}.{k} in {r}")))
+    };
+    assert_eq!(use_of("BTM"), [1, 2, 1, 0, 0], "{r}");
+    assert_eq!(use_of("QS"), [1, 0, 0, 2, 1], "{r}");
+    // TRAGIAC closed L1 but received nothing and held nothing late: not listed
+    assert!(r["by_unit"].get("TRAGIAC").is_none(), "{r}");
+    // BTM received both late records
+    assert_eq!(r["by_unit"]["BTM"]["late"], 2);
+    assert_eq!(r["by_unit"]["BTM"]["late_rate"], 100.0);
+    assert_eq!(r["by_unit"]["BTM"]["on_time_rate"], 0.0);
+    assert_eq!(r["by_unit"]["BTM"]["over_threshold"], true);
+    assert_eq!(r["by_unit"]["BTM"]["name"], "UBND huyện Bắc Trà My");
+    assert_eq!(r["by_unit"]["QS"]["paused"], 1);
+    assert_eq!(r["by_unit"]["QS"]["late_rate"], serde_json::Value::Null);
+    assert_eq!(r["by_unit"]["QS"]["over_threshold"], false);
+    assert_eq!(r["by_level"]["district"]["late_rate"], 100.0);
+    assert_eq!(r["total"]["received"], 3);
+}

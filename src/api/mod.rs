@@ -353,6 +353,7 @@ async fn record(
             .get(id.as_str())
             .map(|h| h.iter().collect())
             .unwrap_or_default();
+        j["holders"] = Value::Array(holders(engine, &h, s.now()));
         j["history"] = serde_json::to_value(h).unwrap_or_default();
         found = Some(j);
         ControlFlow::Break(())
@@ -361,6 +362,45 @@ async fn record(
         Some(j) => (StatusCode::OK, Json(j)),
         None => error(StatusCode::NOT_FOUND, format!("no record {id:?} is held")),
     }
+}
+
+/// Who held the record and for how much working time (on each holder's
+/// calendar profile), from the kept history: a holder starts at a
+/// `received`, `snapshot` or `forwarded` naming it and ends at the next one,
+/// the closing event, or `now`.
+fn holders(engine: &Engine, history: &[&HistoryEntry], now: Instant) -> Vec<Value> {
+    let mut spans: Vec<(&str, Instant, Option<Instant>)> = Vec::new();
+    for h in history.iter().filter(|h| h.ignored.is_none()) {
+        match (h.r#type, h.unit.as_deref()) {
+            ("received" | "snapshot" | "forwarded", Some(u)) => {
+                if let Some(last) = spans.last_mut() {
+                    if last.2.is_none() {
+                        last.2 = Some(h.at);
+                    }
+                }
+                spans.push((u, h.at, None));
+            }
+            ("resolved" | "returned" | "rejected" | "withdrawn", _) => {
+                if let Some(last) = spans.last_mut() {
+                    last.2.get_or_insert(h.at);
+                }
+            }
+            _ => {}
+        }
+    }
+    spans
+        .into_iter()
+        .map(|(u, from, to)| {
+            let end = to.unwrap_or(now.max(from));
+            let held = engine.calendar_of(u).working_between(from, end);
+            json!({
+                "unit": u,
+                "from": crate::time::format_rfc3339(from),
+                "to": to.map(crate::time::format_rfc3339),
+                "working_hours": (held as f64 / crate::time::HOUR as f64 * 100.0).round() / 100.0,
+            })
+        })
+        .collect()
 }
 
 #[derive(Deserialize)]

@@ -311,3 +311,67 @@ fn unit_pages_need_a_valid_token_of_that_unit_and_show_no_data_otherwise() {
     assert_eq!(v["acknowledgements"], serde_json::json!([]));
     std::fs::remove_dir_all(&d).ok();
 }
+
+/// The record view's holders: each unit from the event naming it to the next
+/// one (or the close, or now), with the working time it held the record
+/// (sample calendar: 07:00–11:30, 13:30–17:00; Monday 4 March 2024).
+#[test]
+fn record_holders_with_the_working_hours_each_held_it() {
+    let cfg = crate::config::Config::load(std::path::Path::new("config/overdued.toml")).unwrap();
+    let engine = Engine::new(&cfg.engine);
+    let t = |s: &str| crate::time::parse_rfc3339(s).unwrap();
+    let ev = |ty: &'static str, at: &str, unit: Option<&str>, ignored: Option<&'static str>| {
+        HistoryEntry {
+            event_id: format!("{ty}-{at}").into(),
+            r#type: ty,
+            at: t(at),
+            unit: unit.map(Into::into),
+            offset: 0,
+            ignored,
+        }
+    };
+    let h = [
+        ev("received", "2024-03-04T08:00:00+07:00", Some("BTM"), None),
+        ev(
+            "forwarded",
+            "2024-03-04T14:00:00+07:00",
+            Some("BTM.VPDK"),
+            None,
+        ),
+        ev("advanced", "2024-03-05T09:00:00+07:00", None, None),
+        ev(
+            "forwarded",
+            "2024-03-05T09:30:00+07:00",
+            Some("QS"),
+            Some("duplicate_event"),
+        ),
+        ev(
+            "forwarded",
+            "2024-03-05T10:00:00+07:00",
+            Some("TRAGIAC"),
+            None,
+        ),
+        ev("resolved", "2024-03-05T16:00:00+07:00", None, None),
+    ];
+    let refs: Vec<&HistoryEntry> = h.iter().collect();
+    let got = holders(&engine, &refs, t("2024-03-06T10:00:00+07:00"));
+    let want = json!([
+        {"unit": "BTM", "from": "2024-03-04T01:00:00Z", "to": "2024-03-04T07:00:00Z", "working_hours": 4.0},
+        {"unit": "BTM.VPDK", "from": "2024-03-04T07:00:00Z", "to": "2024-03-05T03:00:00Z", "working_hours": 6.0},
+        {"unit": "TRAGIAC", "from": "2024-03-05T03:00:00Z", "to": "2024-03-05T09:00:00Z", "working_hours": 4.0},
+    ]);
+    assert_eq!(Value::Array(got), want);
+    // still open: the last holder's time runs to now, with no end
+    let open = [ev(
+        "received",
+        "2024-03-04T08:00:00+07:00",
+        Some("QS"),
+        None,
+    )];
+    let refs: Vec<&HistoryEntry> = open.iter().collect();
+    let got = holders(&engine, &refs, t("2024-03-04T10:00:00+07:00"));
+    assert_eq!(
+        Value::Array(got),
+        json!([{"unit": "QS", "from": "2024-03-04T01:00:00Z", "to": null, "working_hours": 2.0}])
+    );
+}

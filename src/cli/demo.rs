@@ -296,6 +296,7 @@ pub fn run(
     let path = events_path.to_string_lossy().to_string();
     replay.feed(&path).ctx(path.clone())?;
     let mut rep = replay.finish(Some(until)).ctx("writing output")?;
+    rep.late_threshold_percent = cfg.report.late_threshold_percent;
     if let Some(level) = &cfg.report.area_level {
         rep.add_areas(|u| cfg.engine.directory.area_and_level(u, level));
     }

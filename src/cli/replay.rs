@@ -75,6 +75,7 @@ pub fn run(args: Args) -> Result<(), Error> {
         replay.feed(f).ctx(f.clone())?;
     }
     let mut rep = replay.finish(until).ctx("writing output")?;
+    rep.late_threshold_percent = cfg.report.late_threshold_percent;
     if let Some(level) = &cfg.report.area_level {
         rep.add_areas(|u| cfg.engine.directory.area_and_level(u, level));
     }

@@ -181,12 +181,20 @@ impl Directory {
         found
     }
 
-    /// (area code, level name) of the unit `code` when areas are the units of
-    /// the level named `area_level` ([`Directory::area_of`]).
-    pub fn area_and_level(&self, code: &str, area_level: &str) -> Option<(&str, &str)> {
+    /// (area code, level name of the unit, area name) of the unit `code` when
+    /// areas are the units of the level named `area_level` ([`Directory::area_of`]).
+    pub fn area_and_level(&self, code: &str, area_level: &str) -> Option<(&str, &str, &str)> {
         let u = self.unit_id(code)?;
         let area = self.area_of(u, self.level_named(area_level)?)?;
-        Some((self.unit_names.name(area), self.level_name(self.level(u))))
+        let name = self
+            .units
+            .get(area as usize)
+            .map_or("", |a| a.name.as_str());
+        Some((
+            self.unit_names.name(area),
+            self.level_name(self.level(u)),
+            name,
+        ))
     }
 
     /// Calendar profile of unit id `u` (0, the default, for unknown units).

@@ -42,9 +42,9 @@ pub mod view;
 mod wheel;
 
 use crate::event::{Channel, Event, EventType, IgnoreReason, PauseReason, RejectReason, Rejection};
-use crate::report::{Counts, Report};
+use crate::report::{Counts, Report, Usage};
 use crate::time::{Instant, SECOND};
-use calendar::Calendar;
+use calendar::{Calendar, DurationUnit, LegalDuration};
 use directory::Directory;
 pub use settings::{Coverage, Rules, Settings, SupplementPolicy, ThresholdOverride, Thresholds};
 use std::fmt;
@@ -162,6 +162,8 @@ pub struct Engine {
     /// Counters.
     pub stats: Stats,
     by_unit: Vec<Counts>,
+    /// Pause and extension use and late records held, by unit (the holder).
+    usage: Vec<Usage>,
     by_sector: Vec<Counts>,
     /// Records received by (receiving unit, sector, channel) — `overdued_records_received_total`.
     pub received_by: hashbrown::HashMap<(u32, u32, u8), u64>,
@@ -243,6 +245,7 @@ impl Engine {
             transitions: Vec::new(),
             stats: Stats::default(),
             by_unit: Vec::new(),
+            usage: Vec::new(),
             by_sector: Vec::new(),
             received_by: Default::default(),
             judged_by: Default::default(),
@@ -305,6 +308,7 @@ impl Engine {
             }
             r.holder = map(&units, r.holder);
             r.recv_unit = map(&units, r.recv_unit);
+            r.due_holder = map(&units, r.due_holder);
             let sec = map(&sectors, r.sector());
             r.set_sector(sec);
             if r.procedure != u32::MAX {
@@ -321,6 +325,11 @@ impl Engine {
             by_unit[map(&units, i as u32) as usize].add(c);
         }
         self.by_unit = by_unit;
+        let mut usage = vec![Usage::default(); self.dir.unit_names.len()];
+        for (i, c) in self.usage.iter().enumerate() {
+            usage[map(&units, i as u32) as usize].add(c);
+        }
+        self.usage = usage;
         let mut by_sector = vec![Counts::default(); self.dir.sectors.len()];
         for (i, c) in self.by_sector.iter().enumerate() {
             by_sector[map(&sectors, i as u32) as usize].add(c);
@@ -373,6 +382,14 @@ impl Engine {
         &self.cals[0]
     }
 
+    /// The calendar profile of the unit `code` (the default for units outside
+    /// the directory).
+    pub fn calendar_of(&self, code: &str) -> &Calendar {
+        self.dir
+            .unit_id(code)
+            .map_or(&self.cals[0], |u| self.cal(u))
+    }
+
     /// The calendar profile of unit id `u`.
     #[inline]
     fn cal(&self, u: u32) -> &Calendar {
@@ -418,6 +435,7 @@ impl Engine {
         let u = self.dir.unit_names.intern(code);
         if self.by_unit.len() <= u as usize {
             self.by_unit.resize(u as usize + 1, Counts::default());
+            self.usage.resize(u as usize + 1, Usage::default());
         }
         u
     }
@@ -564,6 +582,7 @@ impl Engine {
         let mut rec = Record::default();
         rec.holder = unit;
         rec.recv_unit = unit;
+        rec.due_holder = unit;
         rec.procedure = proc.unwrap_or(u32::MAX);
         rec.set_sector(sector);
         rec.set_life(Life::Open);
@@ -679,11 +698,14 @@ impl Engine {
                     self.arm_hanging(slot, at);
                 } else {
                     self.store.get_mut(slot).holder = to;
+                    self.note_holder(slot, to, at);
                 }
             }
             EventType::Paused => {
                 if running {
-                    self.pause(slot, at, ev.reason.unwrap_or(PauseReason::Supplement));
+                    let reason = ev.reason.unwrap_or(PauseReason::Supplement);
+                    self.count_pause(slot, at, reason);
+                    self.pause(slot, at, reason);
                 }
             }
             EventType::Resumed => {
@@ -694,7 +716,11 @@ impl Engine {
                 }
             }
             EventType::Extended => {
-                let due = ev.due_at.unwrap_or(self.store.get(slot).due);
+                let r = self.store.get(slot);
+                let due = ev.due_at.unwrap_or(r.due);
+                let u = &mut self.usage[r.holder as usize];
+                u.extensions += 1;
+                u.extensions_after_due += u64::from(at > r.due);
                 self.store.get_mut(slot).due = due;
                 if running {
                     self.settle_due(slot, at);
@@ -735,9 +761,43 @@ impl Engine {
         }
     }
 
+    /// The record is now held by `to` (from `at`, or its original due time
+    /// moved to after `at`): while the original due time has not passed, that
+    /// is who holds it at its due time.
+    fn note_holder(&mut self, slot: u32, to: u32, at: Instant) {
+        let r = self.store.get_mut(slot);
+        if at <= r.orig_due {
+            r.due_holder = to;
+        }
+    }
+
+    /// Counts a `paused` event of a running record: a supplement asked later
+    /// than `[rules] supplement_request_within_days` working days after
+    /// receipt, and a record paused a second time.
+    fn count_pause(&mut self, slot: u32, at: Instant, reason: PauseReason) {
+        let r = self.store.get(slot);
+        let holder = r.holder as usize;
+        if reason == PauseReason::Supplement {
+            let within = LegalDuration {
+                n: self.rules.supplement_request_within_days,
+                unit: DurationUnit::WorkingDays,
+            };
+            if at > self.cal(r.recv_unit).due(r.received_at, within) {
+                self.usage[holder].late_supplement_requests += 1;
+            }
+        }
+        let f = r.flags();
+        if f & flag::PAUSED_BEFORE != 0 && f & flag::REPEAT_COUNTED == 0 {
+            self.usage[holder].repeated_pauses += 1;
+            self.store.get_mut(slot).set(flag::REPEAT_COUNTED, true);
+        }
+        self.store.get_mut(slot).set(flag::PAUSED_BEFORE, true);
+    }
+
     /// Moves a running record to unit `to` (docs/spec.md §4, `forwarded`).
     fn rehome(&mut self, slot: u32, to: u32, at: Instant) {
         let from = self.store.get(slot).holder;
+        self.note_holder(slot, to, at);
         if from == to {
             if !self.dir.is_known(to) && !self.firing(slot, AlertKind::Unrouted) {
                 self.emit(at, slot, AlertKind::Unrouted, true);
@@ -787,6 +847,7 @@ impl Engine {
         r.set(flag::PAUSED, false);
         r.due_soon_at = i64::MAX;
         let holder = r.holder;
+        self.note_holder(slot, holder, at);
         if !self.dir.is_known(holder) {
             self.emit(at, slot, AlertKind::Unrouted, true);
         }
@@ -808,6 +869,7 @@ impl Engine {
         }
         let cal = &self.cals[self.dir.calendar_of(rec.recv_unit)];
         set_due_source(cal, &self.dir, rec, ev);
+        self.note_holder(slot, to, at);
         if ev.paused {
             if was_running {
                 self.pause(slot, at, ev.reason.unwrap_or(PauseReason::Supplement));
@@ -839,6 +901,7 @@ impl Engine {
         r.hang_at = i64::MAX;
         r.due_soon_at = i64::MAX;
         let (unit, sector, orig_due) = (r.recv_unit as usize, r.sector() as usize, r.orig_due);
+        let due_holder = r.due_holder as usize;
         let field = match kind {
             EventType::Rejected => Field::Rejected,
             EventType::Withdrawn => Field::Withdrawn,
@@ -854,6 +917,9 @@ impl Engine {
             Field::Late => Some(2),
             _ => None,
         };
+        if field == Field::Late {
+            self.usage[due_holder].late_held += 1;
+        }
         if let Some(t) = t {
             *self
                 .judged_by
@@ -993,12 +1059,28 @@ impl Engine {
             }
         }
         let mut rep = Report::new(as_of);
+        let mut local = Vec::with_capacity(32);
+        let offset = self.calendar().utc_offset_secs(as_of);
+        crate::time::write_rfc3339_offset(&mut local, as_of, offset);
+        rep.as_of_local = String::from_utf8(local).ok();
         for (u, c) in by_unit.iter().enumerate() {
-            if c.is_empty() {
+            let usage = self.usage.get(u).copied().unwrap_or_default();
+            if c.is_empty() && usage.is_empty() {
                 continue;
             }
-            let level = self.dir.level_name(self.dir.level(u as u32));
-            rep.add(self.dir.unit_names.name(u as u32), level, c);
+            let code = self.dir.unit_names.name(u as u32);
+            if !c.is_empty() {
+                rep.add(code, self.dir.level_name(self.dir.level(u as u32)), c);
+            } else {
+                // held late records or used pauses, received none
+                rep.by_unit.insert(code.to_string(), Counts::default());
+            }
+            if !usage.is_empty() {
+                rep.usage.insert(code.to_string(), usage);
+            }
+            if let Some(unit) = self.dir.units.get(u) {
+                rep.names.insert(code.to_string(), unit.name.clone());
+            }
         }
         for (s, c) in by_sector.iter().enumerate() {
             if !c.is_empty() {
@@ -1190,7 +1272,7 @@ impl Due {
     }
 }
 
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum Field {
     Early,
     OnTime,

@@ -196,6 +196,9 @@ pub struct Rules {
     /// silent and `hanging` e-mails are held (0 = never; the daemon only:
     /// docs/spec.md §9.8).
     pub source_silence_after: i64,
+    /// A supplement asked (`paused`) later than this many working days after
+    /// receipt counts in `late_supplement_requests`.
+    pub supplement_request_within_days: u32,
 }
 
 impl Default for Rules {
@@ -207,6 +210,7 @@ impl Default for Rules {
             by_sector: HashMap::new(),
             by_unit: HashMap::new(),
             source_silence_after: 3600 * SECOND,
+            supplement_request_within_days: 3,
         }
     }
 }
@@ -254,6 +258,7 @@ pub struct RawRules {
     pub supplement_policy: Option<Spanned<String>>,
     pub closed_retention: Option<Spanned<String>>,
     pub source_silence_after: Option<Spanned<String>>,
+    pub supplement_request_within_days: Option<Spanned<i64>>,
     #[serde(rename = "override", default)]
     pub overrides: Vec<Spanned<RawOverride>>,
 }
@@ -547,6 +552,22 @@ pub fn rules(
                     ),
                 )
             })?;
+        }
+        if let Some(d) = &r.supplement_request_within_days {
+            rules.supplement_request_within_days = u32::try_from(*d.get_ref())
+                .ok()
+                .filter(|&n| n <= 365)
+                .ok_or(())
+                .or_else(|_| {
+                    src.err(
+                        d.span(),
+                        "rules.supplement_request_within_days",
+                        format!(
+                            "must be a whole number of working days from 0 to 365 (got {})",
+                            d.get_ref()
+                        ),
+                    )
+                })?;
         }
         for (k, o) in r.overrides.iter().enumerate() {
             let field = format!("rules.override[{k}]");

@@ -55,6 +55,10 @@ pub mod flag {
     pub const CHANNEL_SHIFT: u16 = 10;
     /// Mask of the channel.
     pub const CHANNEL: u16 = 0b11 << CHANNEL_SHIFT;
+    /// A `paused` event has paused the record before.
+    pub const PAUSED_BEFORE: u16 = 1 << 12;
+    /// Counted in `repeated_pauses` (once per record).
+    pub const REPEAT_COUNTED: u16 = 1 << 13;
 }
 
 /// One record's state. 136 bytes.
@@ -87,6 +91,9 @@ pub struct Record {
     pub procedure: u32,
     /// For `due_at` records: working seconds between receipt and the first `due_at`.
     pub base_secs: u32,
+    /// The unit holding the record when its original due time passed (the
+    /// holder now while it has not): who let a late record go late.
+    pub due_holder: u32,
     id: [u8; ID_INLINE + 1],
 }
 
@@ -105,6 +112,7 @@ impl Default for Record {
             recv_unit: 0,
             procedure: u32::MAX,
             base_secs: 0,
+            due_holder: 0,
             id: [0; ID_INLINE + 1],
         }
     }
