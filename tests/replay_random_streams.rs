@@ -502,7 +502,27 @@ fn check_report(rep: &Value) -> Result<(), TestCaseError> {
         let o = v
             .as_object()
             .ok_or_else(|| TestCaseError::fail(format!("{ctx}: not an object")))?;
-        prop_assert_eq!(o.len(), 9, "{}: {:?}", ctx, o.keys().collect::<Vec<_>>());
+        // the nine counts, then what readers get: rates, the flag, by_unit's
+        // use counts and name
+        const READER: [&str; 9] = [
+            "on_time_rate",
+            "late_rate",
+            "over_threshold",
+            "name",
+            "late_held",
+            "extensions",
+            "extensions_after_due",
+            "late_supplement_requests",
+            "repeated_pauses",
+        ];
+        for k in o.keys() {
+            prop_assert!(
+                COUNT_KEYS.contains(&k.as_str()) || READER.contains(&k.as_str()),
+                "{}: unexpected key {}",
+                ctx,
+                k
+            );
+        }
         let mut c = [0u64; 9];
         for (i, k) in COUNT_KEYS.iter().enumerate() {
             c[i] = o
@@ -516,6 +536,18 @@ fn check_report(rep: &Value) -> Result<(), TestCaseError> {
             "{}: received != sum of categories {:?}",
             ctx,
             c
+        );
+        // rates: percent of judged (early + on_time + late), two decimals
+        let judged = c[1] + c[2] + c[3];
+        let want = |n: u64| {
+            (judged > 0).then(|| (100.0 * n as f64 / judged as f64 * 100.0).round() / 100.0)
+        };
+        prop_assert_eq!(o["late_rate"].as_f64(), want(c[3]), "{}: late_rate", ctx);
+        prop_assert_eq!(
+            o["on_time_rate"].as_f64(),
+            want(c[1] + c[2]),
+            "{}: on_time_rate",
+            ctx
         );
         Ok(c)
     };

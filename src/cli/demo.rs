@@ -224,6 +224,28 @@ pub fn rates_table(rep: &Report, cfg: &Config) -> String {
     s
 }
 
+/// Share of online submissions by level (province and district: the report's
+/// figures for the provincial centre and the district one-stop shops, which
+/// receive for every unit of their level), with the seed report's figure.
+fn online_shares(e: &overdued::engine::Engine, cfg: &Config) -> Vec<(String, f64, &'static str)> {
+    let dir = &cfg.engine.directory;
+    let online = overdued::event::Channel::Online.index() as u8;
+    let mut out = Vec::new();
+    for (level, seed) in [("province", "92.3%"), ("district", "65.1%")] {
+        let (mut n, mut on) = (0u64, 0u64);
+        for (&(u, _, c), &k) in &e.received_by {
+            if e.level(u) == level {
+                n += k;
+                on += if c == online { k } else { 0 };
+            }
+        }
+        if n > 0 && dir.level_named(level).is_some() {
+            out.push((level.to_string(), on as f64 / n as f64, seed));
+        }
+    }
+    out
+}
+
 /// Runs the demo into `out`; with `serve`, then serves the year's end there.
 pub fn run(
     out: &Path,
@@ -301,6 +323,7 @@ pub fn run(
         rep.add_areas(|u| cfg.engine.directory.area_and_level(u, level));
     }
     let stats = replay.summary.clone();
+    let online = online_shares(&replay.engine, &cfg);
     let alerts_by_kind = replay.engine.stats.alerts;
     let engine = serve.map(|_| replay.into_engine());
     let written = eml.finish(until)?;
@@ -324,6 +347,21 @@ pub fn run(
         format_rfc3339(until)
     );
     let _ = write!(o, "{}", rates_table(&rep, &cfg));
+    let _ = writeln!(o);
+    for (level, share, seed) in &online {
+        let _ = writeln!(
+            o,
+            "online submissions at the {level} level: {:.1}% (report 2024: {seed})",
+            share * 100.0
+        );
+    }
+    let overdue_open = rep.total.in_progress_overdue;
+    let _ = writeln!(
+        o,
+        "open and past their due time at the end of the year: {overdue_open} of {} records ({:.2}%)",
+        rep.total.received,
+        100.0 * overdue_open as f64 / rep.total.received.max(1) as f64
+    );
     let _ = writeln!(
         o,
         "\nalerts fired: {} hanging, {} due_soon, {} overdue, {} unrouted; {} events ignored (duplicates, closed records); {} lines dead-lettered",
