@@ -578,3 +578,60 @@ fn check_config_reports_every_error_at_once() {
         .to_string();
     assert_eq!(err, want[1].trim_start());
 }
+
+/// The calendar files cover the current year, but a record received today
+/// can be due next year (a procedure of 400 calendar days): the warning names
+/// the procedure and the year, from check-config as from every load.
+#[test]
+fn warning_when_the_longest_procedure_outruns_the_calendar() {
+    let this_year = chrono::Utc::now().year();
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("config-errors-outrun-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(dir.join("calendar")).unwrap();
+    let base = fixtures().join("config-base");
+    fs::copy(base.join("units.csv"), dir.join("units.csv")).unwrap();
+    let procs = fs::read_to_string(base.join("procedures.csv")).unwrap()
+        + "9.999999,Thủ tục rất dài,DD,400,calendar_days\n";
+    fs::write(dir.join("procedures.csv"), procs).unwrap();
+    let toml = fs::read_to_string(base.join("overdued.toml"))
+        .unwrap()
+        .replace(
+            "calendar/vn-2024.toml",
+            &format!("calendar/vn-{this_year}.toml"),
+        );
+    fs::write(dir.join("overdued.toml"), toml).unwrap();
+    fs::write(
+        dir.join(format!("calendar/vn-{this_year}.toml")),
+        format!("holidays = [\"{this_year}-01-01\"]\nmakeup_days = []\n"),
+    )
+    .unwrap();
+    let cfg = Config::load(&dir.join("overdued.toml")).unwrap_or_else(|e| panic!("{e}"));
+    let w: Vec<&String> = cfg
+        .warnings
+        .iter()
+        .filter(|w| w.contains("calendar files"))
+        .collect();
+    assert_eq!(w.len(), 1, "{:?}", cfg.warnings);
+    let next = this_year + 1;
+    assert!(
+        w[0].contains(&format!("give days off until 31/12/{this_year}")),
+        "{}",
+        w[0]
+    );
+    assert!(w[0].contains("(procedure 9.999999)"), "{}", w[0]);
+    assert!(w[0].contains(&format!("for {next}")), "{}", w[0]);
+    // without the long procedure the files reach far enough: no warning
+    fs::copy(base.join("procedures.csv"), dir.join("procedures.csv")).unwrap();
+    let cfg = Config::load(&dir.join("overdued.toml")).unwrap();
+    // (the base catalogue's longest, 10 working days, reaches next year from mid-December)
+    let late_december = chrono::Utc::now().ordinal() > 345;
+    if !late_december {
+        assert!(
+            !cfg.warnings.iter().any(|w| w.contains("calendar files")),
+            "{:?}",
+            cfg.warnings
+        );
+    }
+    let _ = fs::remove_dir_all(&dir);
+}

@@ -384,3 +384,37 @@ fn the_contract_is_in_the_repository() {
         "README links outside the repository"
     );
 }
+
+/// The rules cite the law in force: Decree 118/2025/NĐ-CP and Circular
+/// 03/2025/TT-VPCP where the product speaks of its legal basis, and the
+/// repealed Decree 107/2021 nowhere as the basis of a rule.
+#[test]
+fn the_legal_basis_cited_is_in_force() {
+    let read = |p: &str| std::fs::read_to_string(root().join(p)).unwrap();
+    for p in ["README.md", "docs/legal-basis.md", "config/overdued.toml"] {
+        let t = read(p);
+        assert!(
+            t.contains("118/2025/NĐ-CP"),
+            "{p} does not cite Decree 118/2025"
+        );
+    }
+    for p in ["README.md", "docs/legal-basis.md"] {
+        assert!(
+            read(p).contains("03/2025/TT-VPCP"),
+            "{p} does not cite Circular 03/2025"
+        );
+    }
+    for p in [
+        "README.md",
+        "docs/spec.md",
+        "config/overdued.toml",
+        "config/examples/danang-2026/overdued.toml",
+    ] {
+        assert!(
+            !read(p).contains("107/2021"),
+            "{p} still cites Decree 107/2021"
+        );
+    }
+    // the certification rule is quoted with its article
+    assert!(read("docs/legal-basis.md").contains("23/2015/NĐ-CP art. 7"));
+}
