@@ -78,17 +78,7 @@ const DL_REASONS: [&str; 10] = [
     "duplicate_record",
     "unknown_procedure",
 ];
-const COUNT_KEYS: [&str; 9] = [
-    "received",
-    "early",
-    "on_time",
-    "late",
-    "in_progress_within",
-    "in_progress_overdue",
-    "paused",
-    "rejected",
-    "withdrawn",
-];
+use replay_harness::COUNT_KEYS;
 
 /// 2024-01-01T00:00:00+07:00 in Unix seconds.
 const Y2024: i64 = 1_704_042_000;
