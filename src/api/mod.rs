@@ -553,6 +553,7 @@ async fn rates(
     };
     let mut groups: BTreeMap<String, crate::report::Counts> = BTreeMap::new();
     s.partitions.each(&mut |_, e, _| {
+        let area = area_level.and_then(|l| e.directory().level_named(l));
         for (&(m, u, sec), c) in &e.monthly {
             if m < from || m > to {
                 continue;
@@ -561,13 +562,10 @@ async fn rates(
                 ("unit", _) => e.unit_code(u).to_string(),
                 ("sector", _) => e.sector_code(sec).to_string(),
                 // all the records of the area, whatever the level of the unit
-                ("area", Some(l)) => {
-                    let dir = e.directory();
-                    match dir.level_named(l).and_then(|l| dir.area_of(u, l)) {
-                        Some(a) => e.unit_code(a).to_string(),
-                        None => continue,
-                    }
-                }
+                ("area", _) => match area.and_then(|l| e.directory().area_of(u, l)) {
+                    Some(a) => e.unit_code(a).to_string(),
+                    None => continue,
+                },
                 _ => e.level(u).to_string(),
             };
             groups.entry(key).or_default().add(c);

@@ -225,8 +225,9 @@ fn late_weight(o: Office, code: &str) -> f64 {
 }
 
 /// Sectors an office handles.
-fn sectors_of(o: Office, code: &str) -> &'static [&'static str] {
-    match o {
+/// `None` for a department the sample's codes do not name.
+fn sectors_of(o: Office, code: &str) -> Option<&'static [&'static str]> {
+    Some(match o {
         Office::LandBranch => &["DD"],
         Office::Finance => &["KD", "TC"],
         Office::Environment => &["MT", "TNN"],
@@ -246,9 +247,11 @@ fn sectors_of(o: Office, code: &str) -> &'static [&'static str] {
             "SGDDT" => &["GD"],
             "SCT" => &["CTH"],
             "SNNPTNT" => &["NN"],
-            _ => &[],
+            // the sample's departments without a catalogued procedure
+            "HCC" | "SNV" | "SVHTTDL" | "BQLKKT" => &[],
+            _ => return None,
         },
-    }
+    })
 }
 
 struct UnitPlan {
@@ -342,15 +345,10 @@ pub fn generate(cfg: &Config, opts: &GenOptions, w: &mut dyn Write) -> io::Resul
                 .map(|(k, _)| k as u32)
                 .collect()
         };
-        let mut procedures = handled(sectors_of(office, &u.code));
+        let known = sectors_of(office, &u.code);
+        let mut procedures = handled(known.unwrap_or(&[]));
         // the sample's own departments handle what the table says, even nothing
-        const SAMPLE: [&str; 17] = [
-            "HCC", "STNMT", "VPDKDD", "CCBVMT", "SKHDT", "STC", "SXD", "STP", "SGTVT", "SLDTBXH",
-            "SYT", "SGDDT", "SCT", "SNNPTNT", "SNV", "SVHTTDL", "BQLKKT",
-        ];
-        if procedures.is_empty()
-            && !(office == Office::Department && SAMPLE.contains(&u.code.as_str()))
-        {
+        if procedures.is_empty() && !(office == Office::Department && known.is_some()) {
             procedures = handled(sectors_by_name(&u.name));
         }
         if procedures.is_empty() {
@@ -533,6 +531,10 @@ pub fn generate(cfg: &Config, opts: &GenOptions, w: &mut dyn Write) -> io::Resul
     }
     sort_by_time_quota(&mut plans, &units);
 
+    // unit id → its plan, for the forwards below
+    let plan_of: std::collections::HashMap<u32, usize> =
+        units.iter().enumerate().map(|(k, u)| (u.id, k)).collect();
+
     // Pass 2: timelines.
     let policy = cfg.engine.rules.supplement_policy;
     let mut evs: Vec<Ev> = Vec::with_capacity(plans.len() * 6);
@@ -576,11 +578,10 @@ pub fn generate(cfg: &Config, opts: &GenOptions, w: &mut dyn Write) -> io::Resul
             .children
             .iter()
             .copied()
-            .filter(|&c| {
-                units
-                    .iter()
-                    .find(|x| x.id == c)
-                    .is_some_and(|x| x.procedures.contains(&p.procedure))
+            .filter(|c| {
+                plan_of
+                    .get(c)
+                    .is_some_and(|&x| units[x].procedures.contains(&p.procedure))
             })
             .collect();
         if u.office == Office::DistrictShop && !fit.is_empty() && rng.chance(0.9) {
@@ -789,11 +790,6 @@ pub fn generate(cfg: &Config, opts: &GenOptions, w: &mut dyn Write) -> io::Resul
     Ok(summary)
 }
 
-/// Whether no member judged anything (nothing to share).
-fn wsum_zero(members: &[usize], judged: &[u64]) -> bool {
-    members.iter().all(|&k| judged[k] == 0)
-}
-
 fn dedupe(mut ids: Vec<String>) -> Vec<String> {
     let mut seen = std::collections::HashSet::with_capacity(ids.len());
     for (i, id) in ids.iter_mut().enumerate() {
@@ -886,7 +882,8 @@ fn sort_by_time_quota(plans: &mut [RecPlan], units: &[UnitPlan]) {
     }
     let mut quota = vec![0u64; n_units];
     for (members, want) in groups {
-        if wsum_zero(&members, &judged) {
+        // nothing judged: nothing to share
+        if members.iter().all(|&k| judged[k] == 0) {
             continue;
         }
         let wsum: f64 = members
