@@ -12,7 +12,7 @@
 //! * [`sink`] — output writers shared by `replay` and `run` (alert lines, `.eml`);
 //!
 //! and on the side: [`report`] (Home Affairs counts), [`metrics`] (exposition),
-//! `state` (crash-safe state files), [`link`] (signed page links, built by
+//! [`state`] (crash-safe state files, snapshots of the engines), [`link`] (signed page links, built by
 //! `notify`, checked by `api`), `api` (HTTP and the unit pages, handed an
 //! `ApiState`), [`replay`] (the simulated-clock driver), [`daemon`] (the
 //! wiring of `overdued run`) and [`config`] (the loader composing every stage's
@@ -32,5 +32,5 @@ pub mod replay;
 pub mod report;
 pub mod sink;
 pub mod source;
-mod state;
+pub mod state;
 pub mod time;

@@ -71,9 +71,14 @@ pub struct Replay<'o> {
 impl<'o> Replay<'o> {
     /// A replay over `cfg` writing to `out`.
     pub fn new(cfg: &Settings, out: Outputs<'o>) -> Replay<'o> {
+        Replay::resume(Engine::new(cfg), out)
+    }
+
+    /// A replay that goes on from `engine` (e.g. restored from a snapshot).
+    pub fn resume(engine: Engine, out: Outputs<'o>) -> Replay<'o> {
         let now = WallInstant::now();
         Replay {
-            engine: Engine::new(cfg),
+            engine,
             out,
             buf: Vec::with_capacity(1 << 16),
             summary: Summary::default(),
@@ -211,6 +216,16 @@ impl<'o> Replay<'o> {
             self.summary.lines as f64 / secs,
             self.engine.open_records()
         );
+    }
+
+    /// Writes the alert lines buffered so far, without moving the clock (what
+    /// a snapshot between two inputs needs: [`Replay::finish`] fires what is due).
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.flush_buf()?;
+        if let Some(w) = self.out.alerts.as_mut() {
+            w.flush()?;
+        }
+        Ok(())
     }
 
     /// Takes the engine out (after [`Replay::finish`]): `demo --serve` keeps

@@ -610,3 +610,104 @@ fn the_two_level_sample_checks_and_replays_a_generated_stream() {
     assert!(r["by_unit"]["SNNMT.VPDK.CN1"]["received"].as_u64().unwrap() > 0);
     assert!(r["by_sector"]["CT"]["received"].as_u64().unwrap() > 0);
 }
+
+/// `replay --snapshot-out` then `replay --restore` on the rest of the stream
+/// gives the alerts and the report of one replay of the whole stream.
+#[test]
+fn replay_continues_from_a_snapshot_as_if_never_stopped() {
+    let dir = tmp("snapshot-split");
+    let cfg = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/overdued.toml");
+    let events = dir.join("events.ndjson");
+    let st = Command::new(bin())
+        .args([
+            "gen",
+            "--records",
+            "20000",
+            "--seed",
+            "5",
+            "--year",
+            "2025",
+            "--out",
+        ])
+        .arg(&events)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let text = std::fs::read_to_string(&events).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let half = lines.len() / 2;
+    std::fs::write(dir.join("a.ndjson"), lines[..half].join("\n") + "\n").unwrap();
+    std::fs::write(dir.join("b.ndjson"), lines[half..].join("\n") + "\n").unwrap();
+    let replay = |extra: &[&str], input: &str, alerts: &str| {
+        let out = Command::new(bin())
+            .args(["replay", "--config"])
+            .arg(&cfg)
+            .args(extra)
+            .arg("--alerts")
+            .arg(dir.join(alerts))
+            .arg(dir.join(input))
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let until = ["--until", "2026-01-01T00:00:00+07:00", "--report"];
+    replay(
+        &[until[0], until[1], until[2], "full.json"],
+        "events.ndjson",
+        "full.ndjson",
+    );
+    let log = replay(
+        &["--snapshot-out", "engine.snap"],
+        "a.ndjson",
+        "a-alerts.ndjson",
+    );
+    assert!(log.contains("snapshot of"), "{log}");
+    let log = replay(
+        &[
+            "--restore",
+            "engine.snap",
+            until[0],
+            until[1],
+            until[2],
+            "split.json",
+        ],
+        "b.ndjson",
+        "b-alerts.ndjson",
+    );
+    assert!(log.contains("restored"), "{log}");
+    let full = std::fs::read_to_string(dir.join("full.ndjson")).unwrap();
+    let split = std::fs::read_to_string(dir.join("a-alerts.ndjson")).unwrap()
+        + &std::fs::read_to_string(dir.join("b-alerts.ndjson")).unwrap();
+    assert!(full.lines().count() > 1000, "a stream with alerts");
+    assert!(full == split, "alerts differ after a restore");
+    assert_eq!(
+        read_json(&dir.join("split.json")),
+        read_json(&dir.join("full.json"))
+    );
+    // a damaged snapshot is refused with its reason, not half-applied
+    let mut snap = std::fs::read(dir.join("engine.snap")).unwrap();
+    let mid = snap.len() / 2;
+    snap[mid] ^= 1;
+    std::fs::write(dir.join("bad.snap"), &snap).unwrap();
+    let out = Command::new(bin())
+        .args(["replay", "--config"])
+        .arg(&cfg)
+        .args(["--restore"])
+        .arg(dir.join("bad.snap"))
+        .arg(dir.join("b.ndjson"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bad.snap") && err.contains("checksum"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1390,3 +1390,122 @@ proptest! {
         oracle_check(&recs, until_extra);
     }
 }
+
+/// Replays `lines` into `engine` (or a new one); returns it with its alert
+/// lines. `last`: finish (fire what is due at the clock), else stop as between
+/// two events.
+fn replay_from(
+    engine: Option<overdued::engine::Engine>,
+    lines: &[Vec<u8>],
+    last: bool,
+) -> (overdued::engine::Engine, Vec<u8>) {
+    let cfg = config();
+    let mut alerts: Vec<u8> = Vec::new();
+    let engine = {
+        let out = Outputs {
+            alerts: Some(&mut alerts),
+            dead_letter: None,
+            on_transition: None,
+        };
+        let mut r = match engine {
+            Some(e) => Replay::resume(e, out),
+            None => Replay::new(&cfg.engine, out),
+        };
+        let mut bytes = Vec::new();
+        for l in lines {
+            bytes.extend_from_slice(l);
+            bytes.push(b'\n');
+        }
+        let mut reader = LineReader::new(Box::new(Cursor::new(bytes)));
+        r.feed_reader("part", &mut reader).expect("feed");
+        if last {
+            r.finish(None).expect("finish");
+        } else {
+            r.flush().expect("flush");
+        }
+        r.into_engine()
+    };
+    (engine, alerts)
+}
+
+/// A snapshot taken between any two events, restored, goes on exactly as the
+/// engine it imaged: the same alert lines, the same report; and the image of a
+/// restored engine is the image it was restored from.
+fn check_snapshot_split(case: &Case) -> Result<(), TestCaseError> {
+    let cfg = config();
+    let inp = build(case);
+    let n = inp.lines.len();
+    let (full, full_alerts) = replay_from(None, &inp.lines, true);
+    let full_report = full.report(full.clock()).to_json();
+    for k in [0, n / 3, n / 2, n - n / 4, n] {
+        let (first, mut alerts) = replay_from(None, &inp.lines[..k], false);
+        let mut image = Vec::new();
+        first.snapshot(&mut image);
+        let restored = overdued::engine::Engine::restore(&cfg.engine, &image)
+            .map_err(|e| TestCaseError::fail(format!("restore at {k}: {e}")))?;
+        let mut again = Vec::new();
+        restored.snapshot(&mut again);
+        prop_assert!(
+            again == image,
+            "the image of a restored engine differs (split {})",
+            k
+        );
+        prop_assert_eq!(restored.open_records(), first.open_records());
+        prop_assert_eq!(restored.armed_timers(), first.armed_timers());
+        let (rest, more) = replay_from(Some(restored), &inp.lines[k..], true);
+        alerts.extend_from_slice(&more);
+        prop_assert!(
+            alerts == full_alerts,
+            "split at {}: alerts differ\n--- full\n{}\n--- split\n{}",
+            k,
+            String::from_utf8_lossy(&full_alerts),
+            String::from_utf8_lossy(&alerts)
+        );
+        prop_assert_eq!(rest.report(rest.clock()).to_json(), full_report.clone());
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(pt_env_config(400, 0x5eed_0003))]
+
+    #[test]
+    fn a_snapshot_restores_an_engine_that_goes_on_identically(case in case_strategy()) {
+        check_snapshot_split(&case)?;
+    }
+}
+
+#[test]
+fn a_torn_or_altered_snapshot_is_refused() {
+    use overdued::engine::{Engine, SnapshotError};
+    let cfg = config();
+    let case = case_strategy()
+        .new_tree(&mut proptest::test_runner::TestRunner::new(pt_config(1, 7)))
+        .expect("a case")
+        .current();
+    let (e, _) = replay_from(None, &build(&case).lines, true);
+    let mut image = Vec::new();
+    e.snapshot(&mut image);
+    assert!(Engine::restore(&cfg.engine, &image).is_ok());
+    for cut in [0, 3, 9, image.len() / 2, image.len() - 1] {
+        let r = Engine::restore(&cfg.engine, &image[..cut]);
+        assert!(
+            matches!(r, Err(SnapshotError::Truncated | SnapshotError::Checksum)),
+            "cut at {cut}: {:?}",
+            r.err()
+        );
+    }
+    let mut bad = image.clone();
+    let mid = bad.len() / 2;
+    bad[mid] ^= 0x40;
+    assert_eq!(
+        Engine::restore(&cfg.engine, &bad).err(),
+        Some(SnapshotError::Checksum)
+    );
+    let mut other = image.clone();
+    other[0] = b'X';
+    assert_eq!(
+        Engine::restore(&cfg.engine, &other).err(),
+        Some(SnapshotError::Header)
+    );
+}

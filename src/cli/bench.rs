@@ -6,7 +6,10 @@
 //! 2. **mixed** — `events` more events on random open records (advanced,
 //!    forwarded, paused/resumed, extended, resolved, new receipts) with `open`
 //!    records held, the clock moving forward so timers fire as they would;
-//! 3. **fire** — every record's timers made due at once, then fired in one-hour
+//! 3. **snapshot** — the engine's image written and restored into a new
+//!    engine (what the daemon does per partition): bytes per held record,
+//!    encode and restore time, records restored per second;
+//! 4. **fire** — every record's timers made due at once, then fired in one-hour
 //!    steps: fires/s (one fire = one record timer handled, each firing one or
 //!    more alerts).
 //!
@@ -47,6 +50,14 @@ pub struct BenchResult {
     pub bytes_per_record: f64,
     /// Peak resident set (kB).
     pub peak_rss_kb: u64,
+    /// Snapshot: records held when it was taken.
+    pub snapshot_records: u64,
+    /// Snapshot: image size in bytes.
+    pub snapshot_bytes: u64,
+    /// Snapshot: seconds to write the image.
+    pub snapshot_secs: f64,
+    /// Snapshot: seconds to restore an engine from it.
+    pub restore_secs: f64,
 }
 
 /// Resident set size of this process in bytes (Linux; 0 elsewhere).
@@ -280,7 +291,35 @@ pub fn run(cfg: &Config, opts: &BenchOptions, log: &mut dyn Write) -> BenchResul
     }
     res.mixed_open = (open_before + engine.open_records() as u64) / 2;
 
-    // 3. fire everything: advance in one-hour steps over 60 days
+    // 3. snapshot and restore (the restored engine is dropped: the original fires)
+    let mut image = Vec::new();
+    let t = WallInstant::now();
+    engine.snapshot(&mut image);
+    res.snapshot_secs = t.elapsed().as_secs_f64();
+    res.snapshot_records = engine.held_records() as u64;
+    res.snapshot_bytes = image.len() as u64;
+    let t = WallInstant::now();
+    match Engine::restore(&cfg.engine, &image) {
+        Ok(restored) => {
+            res.restore_secs = t.elapsed().as_secs_f64();
+            let _ = writeln!(
+                log,
+                "snapshot: {} records ({} open) in {} bytes ({:.1} per record), written in {:.2} s, restored in {:.2} s",
+                res.snapshot_records,
+                restored.open_records(),
+                image.len(),
+                image.len() as f64 / res.snapshot_records.max(1) as f64,
+                res.snapshot_secs,
+                res.restore_secs
+            );
+        }
+        Err(e) => {
+            let _ = writeln!(log, "snapshot: cannot restore: {e}");
+        }
+    }
+    drop(image);
+
+    // 4. fire everything: advance in one-hour steps over 60 days
     let fires0 = engine.stats.fires;
     let mut transitions = 0u64;
     let t = WallInstant::now();
@@ -320,6 +359,19 @@ pub fn command(open: u64, events: u64, seed: u64) -> Result<(), super::error::Er
         r.fires_per_s, r.transitions_per_s
     );
     println!("bytes per open record     {:.1}", r.bytes_per_record);
+    let held = r.snapshot_records.max(1) as f64;
+    println!(
+        "snapshot bytes per record {:.1}  ({} records, {:.1} MB, written in {:.2} s)",
+        r.snapshot_bytes as f64 / held,
+        r.snapshot_records,
+        r.snapshot_bytes as f64 / 1e6,
+        r.snapshot_secs
+    );
+    println!(
+        "restore records/s         {:.0}  ({:.2} s)",
+        held / r.restore_secs.max(1e-9),
+        r.restore_secs
+    );
     println!(
         "peak RSS                  {:.1} MB",
         r.peak_rss_kb as f64 / 1024.0

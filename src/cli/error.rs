@@ -31,6 +31,17 @@ pub enum Error {
     /// `.eml` files could not be written.
     #[error("e-mails: {0}")]
     Eml(#[from] overdued::sink::eml::EmlError),
+    /// An engine snapshot cannot be restored.
+    #[error("{}: {source}", path.display())]
+    Snapshot {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        source: overdued::engine::SnapshotError,
+    },
+    /// A state file cannot be written.
+    #[error(transparent)]
+    State(#[from] overdued::state::StateError),
     /// The daemon stopped on an error.
     #[error(transparent)]
     Daemon(#[from] overdued::daemon::Error),

@@ -28,6 +28,13 @@ pub struct Args {
     /// Write the e-mails the daemon would send, as `.eml` files, to this folder.
     #[arg(long)]
     pub emails: Option<PathBuf>,
+    /// Start from this engine snapshot (written by `--snapshot-out`) instead of
+    /// an empty engine: the events given continue where it stopped.
+    #[arg(long)]
+    pub restore: Option<PathBuf>,
+    /// After the last event (and `--until`), write the engine's snapshot here.
+    #[arg(long = "snapshot-out")]
+    pub snapshot_out: Option<PathBuf>,
     /// Event files, in order; `-` reads stdin.
     #[arg(required = true)]
     pub events: Vec<String>,
@@ -42,6 +49,8 @@ pub fn run(args: Args) -> Result<(), Error> {
         report,
         dead_letter,
         emails,
+        restore,
+        snapshot_out,
         events,
     } = args;
     let cfg = super::load(&config)?;
@@ -69,7 +78,28 @@ pub fn run(args: Args) -> Result<(), Error> {
         dead_letter: dl_w.as_mut().map(|w| w as &mut dyn Write),
         on_transition: emails.is_some().then_some(&mut hook as _),
     };
-    let mut replay = Replay::new(&cfg.engine, outputs);
+    let engine = match &restore {
+        Some(p) => {
+            let image = std::fs::read(p).ctx(format!("cannot read {}", p.display()))?;
+            let t0 = std::time::Instant::now();
+            let e = overdued::engine::Engine::restore(&cfg.engine, &image).map_err(|source| {
+                Error::Snapshot {
+                    path: p.clone(),
+                    source,
+                }
+            })?;
+            eprintln!(
+                "replay: restored {} records ({} open) from {} bytes in {:.3} s",
+                e.held_records(),
+                e.open_records(),
+                image.len(),
+                t0.elapsed().as_secs_f64()
+            );
+            e
+        }
+        None => overdued::engine::Engine::new(&cfg.engine),
+    };
+    let mut replay = Replay::resume(engine, outputs);
     replay.progress = true;
     for f in &events {
         replay.feed(f).ctx(f.clone())?;
@@ -80,6 +110,17 @@ pub fn run(args: Args) -> Result<(), Error> {
         rep.add_areas(|u| cfg.engine.directory.area_and_level(u, level));
     }
     let clock = replay.engine.clock();
+    if let Some(p) = &snapshot_out {
+        let mut image = Vec::new();
+        replay.engine.snapshot(&mut image);
+        overdued::state::write_atomic(p, &image)?;
+        eprintln!(
+            "replay: snapshot of {} records ({} open) written, {} bytes",
+            replay.engine.held_records(),
+            replay.engine.open_records(),
+            image.len()
+        );
+    }
     drop(replay);
     if let Some(w) = eml.as_mut() {
         let n = w.finish(clock)?;

@@ -316,6 +316,24 @@ impl Store {
         self.live -= 1;
     }
 
+    /// Makes room for `n` more records in the index (a restore knows how many).
+    pub fn reserve(&mut self, n: usize) {
+        let Store {
+            index,
+            chunks,
+            long_ids,
+            ..
+        } = self;
+        index.reserve(n, |&x| {
+            let r = &chunks[(x >> CHUNK_BITS) as usize][x as usize & (CHUNK - 1)];
+            if r.id[0] == LONG {
+                hash_id(long_ids.get(&x).map(|b| &**b).unwrap_or(""))
+            } else {
+                hash_id(std::str::from_utf8(&r.id[1..1 + r.id[0] as usize]).unwrap_or(""))
+            }
+        });
+    }
+
     /// Makes slots freed so far reusable.
     pub fn recycle(&mut self) {
         self.free.append(&mut self.pending_free);

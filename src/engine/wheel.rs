@@ -107,6 +107,18 @@ impl Wheel {
         self.len
     }
 
+    /// The first tick not yet handed out (what a snapshot keeps).
+    pub fn elapsed(&self) -> u64 {
+        self.elapsed
+    }
+
+    /// Starts an empty wheel at `tick` (a restore, before re-arming): timers are
+    /// placed relative to it as they were in the imaged wheel.
+    pub fn set_elapsed(&mut self, tick: u64) {
+        debug_assert_eq!(self.len, 0);
+        self.elapsed = tick;
+    }
+
     /// Arms (or re-arms) the timer of slot `i` at `at`.
     ///
     /// Moving an armed timer *later* — the common case: every event pushes the

@@ -46,6 +46,14 @@ pub enum StateError {
     },
 }
 
+/// The folder holding `path` (`.` for a bare file name, whose parent is "").
+fn folder_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
 /// Makes a rename or a file creation in `dir` durable.
 pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
@@ -56,7 +64,7 @@ pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
 /// The folder is not synced: a caller writing several files syncs it once
 /// ([`sync_dir`]); [`write_atomic`] does both.
 pub fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
+    let dir = folder_of(path);
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -81,7 +89,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
         source,
     };
     write_synced(path, bytes).map_err(err)?;
-    sync_dir(path.parent().unwrap_or(Path::new("."))).map_err(err)
+    sync_dir(folder_of(path)).map_err(err)
 }
 
 fn write_json<T: Serialize>(path: &Path, v: &T, pretty: bool) -> Result<(), StateError> {
