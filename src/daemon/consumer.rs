@@ -16,10 +16,11 @@ use crate::engine::{Engine, Outcome};
 use crate::event::{decode, RejectReason};
 use crate::metrics::events::{
     DeadLetterFailed, DeadLetterWritten, EventApplied, PartitionStalled, PartitionsBlocked,
-    SourceSilence,
+    SnapshotFailed, SnapshotWritten, SourceSilence,
 };
 use crate::metrics::Snapshot;
 use crate::sink::{queue_on_topic, write_alert, AlertsFile};
+use crate::source::kafka::state_topic::{Manifest, Writer as StateWriter};
 use crate::source::kafka::{self, Ctx, DeadLetter, Deliveries};
 use crate::state::Watermarks;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer as _};
@@ -74,6 +75,64 @@ pub(super) struct Consumer<'s> {
     listening_since: Option<crate::time::Instant>,
     /// The source is silent since this instant's last event (docs/spec.md §9.8).
     source_silent: Option<crate::time::Instant>,
+    /// Hands snapshots to the writer thread (none: snapshots are off).
+    snapshots: Option<SnapshotWriter>,
+    /// When snapshots were last taken.
+    last_snapshot: WallInstant,
+}
+
+/// One partition's snapshot, encoded by the loop, written by the writer thread.
+struct SnapshotJob {
+    partition: i32,
+    image: Vec<u8>,
+    manifest: Manifest,
+    records: usize,
+    encoded: Duration,
+}
+
+/// What the writer thread reports back.
+struct SnapshotDone {
+    job: SnapshotJob,
+    took: Duration,
+    result: Result<(), crate::source::kafka::state_topic::StateTopicError>,
+}
+
+/// The writer thread and its two channels. Writing (chunks, acknowledgements)
+/// happens off the loop, so a slow or frozen broker never holds back events,
+/// timers or the API; one batch of snapshots is in flight at a time (the next
+/// interval waits for it), and its results come back to the loop, which owns
+/// the partitions' generations.
+struct SnapshotWriter {
+    jobs: std::sync::mpsc::SyncSender<Vec<SnapshotJob>>,
+    done: std::sync::mpsc::Receiver<SnapshotDone>,
+    /// Jobs handed over and not reported back yet.
+    in_flight: usize,
+}
+
+impl SnapshotWriter {
+    fn start(w: StateWriter) -> std::io::Result<SnapshotWriter> {
+        let (jobs, rx) = std::sync::mpsc::sync_channel::<Vec<SnapshotJob>>(1);
+        let (tx, done) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("snapshot-writer".into())
+            .spawn(move || {
+                while let Ok(batch) = rx.recv() {
+                    for job in batch {
+                        let t0 = WallInstant::now();
+                        let result = w.write(job.partition, &job.image, &job.manifest);
+                        let took = t0.elapsed() + job.encoded;
+                        if tx.send(SnapshotDone { job, took, result }).is_err() {
+                            return;
+                        }
+                    }
+                }
+            })?;
+        Ok(SnapshotWriter {
+            jobs,
+            done,
+            in_flight: 0,
+        })
+    }
 }
 
 impl<'s> Consumer<'s> {
@@ -120,6 +179,12 @@ impl<'s> Consumer<'s> {
             }
             None => None,
         };
+        let snapshots = if d.kafka.snapshot_interval > 0 {
+            let w = StateWriter::new(&d.kafka).map_err(Error::StateTopic)?;
+            Some(SnapshotWriter::start(w).ctx("cannot start the snapshot writer")?)
+        } else {
+            None
+        };
         let state = Consumer {
             settings,
             load,
@@ -134,6 +199,8 @@ impl<'s> Consumer<'s> {
             decoder_rejected: [0; RejectReason::ALL.len()],
             listening_since: None,
             source_silent: None,
+            snapshots,
+            last_snapshot: WallInstant::now(),
         };
         Ok((state, consumer))
     }
@@ -241,8 +308,14 @@ impl<'s> Consumer<'s> {
             let new_mail = self.mail.as_ref().is_some_and(Mail::has_new);
             if !self.out.is_empty() || new_mail || last_flush.elapsed() >= Duration::from_secs(1) {
                 // a failed save is logged; the next round tries again
-                let _saved = self.flush_and_commit(kc, parts)?;
+                let saved = self.flush_and_commit(kc, parts)?;
                 last_flush = WallInstant::now();
+                let every =
+                    Duration::from_micros(self.settings.daemon.kafka.snapshot_interval as u64);
+                self.snapshots_done(parts);
+                if saved && ready && self.last_snapshot.elapsed() >= every {
+                    self.take_snapshots(parts);
+                }
             }
             if last_metrics.elapsed() >= Duration::from_secs(1) {
                 self.publish_metrics(kc, parts);
@@ -316,7 +389,7 @@ impl<'s> Consumer<'s> {
         mut n: Option<&mut Notifier>,
     ) {
         for ev in kc.context().take_events() {
-            rebalance(
+            let rewind = rebalance(
                 ev,
                 parts,
                 &mut self.marks,
@@ -325,6 +398,12 @@ impl<'s> Consumer<'s> {
                 &self.durable,
                 n.as_deref_mut(),
             );
+            let topic = &self.settings.daemon.kafka.topic;
+            for p in rewind {
+                if let Err(e) = kc.seek(topic, p, Offset::Beginning, Duration::from_secs(10)) {
+                    tracing::error!(partition = p, error = %e, "cannot rewind the partition to its beginning");
+                }
+            }
         }
     }
 
@@ -628,6 +707,99 @@ impl<'s> Consumer<'s> {
             }
         }
         Ok(true)
+    }
+
+    /// Takes each live partition's snapshot and hands them to the writer
+    /// thread, with what the last save made durable (the output offset and the
+    /// fired-until instant the next owner resumes from). Called right after a
+    /// save, so an image reflects exactly the events before its `next` and
+    /// claims only output that is on disk. A failed write is logged and retried
+    /// at the next interval: the previous snapshot stays whole, and the source
+    /// still holds what followed it.
+    fn take_snapshots(&mut self, parts: &mut HashMap<i32, Part>) {
+        let Some(w) = self.snapshots.as_mut() else {
+            return;
+        };
+        if w.in_flight > 0 {
+            return;
+        }
+        self.last_snapshot = WallInstant::now();
+        let durable = self
+            .durable
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let mut ids: Vec<i32> = parts.keys().copied().collect();
+        ids.sort_unstable();
+        let mut batch = Vec::new();
+        for p in ids {
+            let Some(part) = parts.get(&p) else {
+                continue;
+            };
+            let Some(&(output, fired_until)) = durable.get(&p) else {
+                continue;
+            };
+            if !part.live || part.pending.is_some() || output != part.next {
+                continue;
+            }
+            let t0 = WallInstant::now();
+            let mut image = Vec::new();
+            part.engine.snapshot(&mut image);
+            let manifest = Manifest {
+                gen: part.snapshot_gen + 1,
+                chunks: 0,
+                bytes: image.len() as u64,
+                next: part.next,
+                output,
+                fired_until,
+                written_at: crate::time::now(),
+            };
+            batch.push(SnapshotJob {
+                partition: p,
+                image,
+                manifest,
+                records: part.engine.held_records(),
+                encoded: t0.elapsed(),
+            });
+        }
+        let n = batch.len();
+        if n > 0 && w.jobs.try_send(batch).is_ok() {
+            w.in_flight = n;
+        }
+    }
+
+    /// Takes in what the writer thread finished: generations move on, metrics
+    /// and logs say how it went.
+    fn snapshots_done(&mut self, parts: &mut HashMap<i32, Part>) {
+        let Some(w) = self.snapshots.as_mut() else {
+            return;
+        };
+        while let Ok(d) = w.done.try_recv() {
+            let p = d.job.partition;
+            match &d.result {
+                Ok(()) => {
+                    // a partition revoked meanwhile is another owner's now
+                    if let Some(part) = parts.get_mut(&p) {
+                        part.snapshot_gen = part.snapshot_gen.max(d.job.manifest.gen);
+                        part.snapshot_next = d.job.manifest.next;
+                    }
+                    SnapshotWritten {
+                        partition: p,
+                        offset: d.job.manifest.next,
+                        records: d.job.records,
+                        bytes: d.job.image.len(),
+                        took: d.took,
+                    }
+                    .emit(&self.shared.metrics);
+                }
+                Err(e) => SnapshotFailed {
+                    partition: p,
+                    error: e,
+                }
+                .emit(&self.shared.metrics),
+            }
+            w.in_flight = w.in_flight.saturating_sub(1);
+        }
     }
 
     /// The once-a-second metrics pass; also forgets the history of records the

@@ -24,6 +24,9 @@ pub enum Error {
         #[source]
         source: KafkaError,
     },
+    /// The state topic cannot be created or written to.
+    #[error(transparent)]
+    StateTopic(#[from] crate::source::kafka::state_topic::StateTopicError),
     /// The source topic deletes events (retention or compaction).
     #[error(transparent)]
     Retention(#[from] crate::source::kafka::retention::RetentionError),

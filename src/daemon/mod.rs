@@ -108,6 +108,9 @@ pub fn run(settings: Settings, reload: Reload) -> Result<(), Error> {
         .build()
         .ctx("cannot start the HTTP runtime")?;
     rt.block_on(crate::source::kafka::retention::check(&d.kafka))?;
+    if d.kafka.snapshot_interval > 0 {
+        rt.block_on(crate::source::kafka::state_topic::ensure(&d.kafka))?;
+    }
     let listener = rt
         .block_on(tokio::net::TcpListener::bind(d.http_listen))
         .ctx(format!("cannot listen on {}", d.http_listen))?;

@@ -12,7 +12,7 @@ use crate::api::{History, HistoryEntry, Partitions};
 use crate::engine::directory::Directory;
 use crate::engine::{AlertKind, Engine, Outcome, Transition};
 use crate::event::Event;
-use crate::source::kafka::{DeadLetter, RebalanceEvent};
+use crate::source::kafka::{Assignment, DeadLetter, RebalanceEvent};
 use crate::state::Watermarks;
 use crate::time::Instant;
 use std::collections::HashMap;
@@ -55,6 +55,10 @@ pub(super) struct Part {
     pub progress: (i64, WallInstant),
     /// Stalled at the last check (logged once per incident).
     pub stalled: bool,
+    /// The generation of the partition's latest snapshot in the state topic.
+    pub snapshot_gen: u64,
+    /// The source offset of the latest snapshot written or restored.
+    pub snapshot_next: i64,
 }
 
 impl Part {
@@ -74,6 +78,8 @@ impl Part {
             last_event: None,
             progress: (0, WallInstant::now()),
             stalled: false,
+            snapshot_gen: 0,
+            snapshot_next: -1,
         }
     }
 
@@ -219,17 +225,41 @@ pub(super) fn rebalance(
     applied: &mut HashMap<i32, i64>,
     durable: &Mutex<HashMap<i32, (i64, i64)>>,
     mut notifier: Option<&mut Notifier>,
-) {
+) -> Vec<i32> {
+    let mut rewind = Vec::new();
     let mut durable = durable.lock().unwrap_or_else(|p| p.into_inner());
     match ev {
         RebalanceEvent::Assigned(list) => {
-            for (p, committed, committed_wall) in list {
+            for a in list {
+                let p = a.partition;
                 let (saved_offset, saved_wall) =
                     marks.partitions.get(&p).copied().unwrap_or((0, i64::MIN));
-                let resume_from = committed.max(saved_offset);
+                let mut resume_from = a.committed.max(saved_offset);
                 // the previous owner (this process or another) fired timers up to here
-                let saved_wall = saved_wall.max(committed_wall.unwrap_or(i64::MIN));
-                parts.insert(p, Part::new(Engine::new(engine), resume_from, saved_wall));
+                let mut saved_wall = saved_wall.max(a.committed_wall.unwrap_or(i64::MIN));
+                let part = match restore(p, &a, engine) {
+                    Some((e, m)) => {
+                        resume_from = resume_from.max(m.output);
+                        saved_wall = saved_wall.max(m.fired_until);
+                        let mut part = Part::new(e, resume_from, saved_wall);
+                        part.next = m.next;
+                        part.progress.0 = m.next;
+                        part.snapshot_gen = m.gen;
+                        part.snapshot_next = m.next;
+                        part
+                    }
+                    None => {
+                        if a.snapshot.is_some() {
+                            // assigned at the snapshot's offset: start over
+                            rewind.push(p);
+                        }
+                        if a.earliest > 0 {
+                            tracing::error!(partition = p, earliest = a.earliest, "the topic no longer holds this partition's first events and no snapshot exists: records opened before offset {} are not known", a.earliest);
+                        }
+                        Part::new(Engine::new(engine), resume_from, saved_wall)
+                    }
+                };
+                parts.insert(p, part);
                 applied.remove(&p);
                 durable.remove(&p);
             }
@@ -247,6 +277,40 @@ pub(super) fn rebalance(
                     n.forget(|i| i.partition != Some(p));
                 }
             }
+        }
+    }
+    rewind
+}
+
+/// The engine restored from the assignment's snapshot, with its manifest. A
+/// snapshot that does not restore (the consumer was assigned at its offset)
+/// is an error the caller's seek back to the beginning repairs: `None` here
+/// with `snapshot` still set.
+fn restore(
+    p: i32,
+    a: &Assignment,
+    engine: &crate::engine::Settings,
+) -> Option<(Engine, crate::source::kafka::state_topic::Manifest)> {
+    let s = a.snapshot.as_ref()?;
+    let t0 = WallInstant::now();
+    match Engine::restore(engine, &s.image) {
+        Ok(e) => {
+            if a.earliest > s.manifest.next {
+                tracing::error!(partition = p, snapshot_offset = s.manifest.next, earliest = a.earliest, "events after the snapshot were deleted from the topic before they were applied (retention shorter than the downtime?): they are lost");
+            }
+            tracing::info!(
+                partition = p,
+                records = e.held_records(),
+                open = e.open_records(),
+                offset = s.manifest.next,
+                secs = t0.elapsed().as_secs_f64(),
+                "partition restored from its snapshot"
+            );
+            Some((e, s.manifest))
+        }
+        Err(err) => {
+            tracing::error!(partition = p, error = %err, "the partition's snapshot does not restore; rebuilding it from the topic's beginning");
+            None
         }
     }
 }

@@ -87,7 +87,7 @@ pub fn validate(
     state: &RawState,
     alerts: &RawAlerts,
 ) -> Result<DaemonConfig, ConfigError> {
-    let kafka = kafka_settings::validate(src, base, kafka)?;
+    let mut kafka = kafka_settings::validate(src, base, kafka)?;
     let http_listen = match &http.listen {
         Some(l) => l.get_ref().parse().or_else(|_| {
             src.err(
@@ -99,6 +99,9 @@ pub fn validate(
         None => std::net::SocketAddr::from(([127, 0, 0, 1], 9464)),
     };
     let state_dir = base.join(non_empty(src, &state.dir, "state.dir", "state")?);
+    if kafka.instance_id.as_deref() == Some("auto") {
+        kafka.instance_id = Some(default_instance_id(&state_dir));
+    }
     let alerts_topic = match &alerts.topic {
         Some(t) if t.get_ref().is_empty() => None,
         Some(t) => Some(t.get_ref().clone()),
@@ -154,4 +157,32 @@ pub fn validate(
         api_token,
         links,
     })
+}
+
+/// `instance_id = "auto"`: the host name and a hash of the state
+/// folder — stable across restarts of one instance (a pod of a StatefulSet, a
+/// systemd unit), different for two instances on one host.
+fn default_instance_id(state_dir: &Path) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .unwrap_or_default();
+    let host: String = host
+        .trim()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(200)
+        .collect();
+    let dir = std::fs::canonicalize(state_dir).unwrap_or_else(|_| state_dir.to_path_buf());
+    let h = xxhash_rust::xxh3::xxh3_64(dir.as_os_str().as_encoded_bytes());
+    format!(
+        "{}-{:08x}",
+        if host.is_empty() { "overdued" } else { &host },
+        h as u32
+    )
 }

@@ -339,3 +339,52 @@ impl SourceSilence {
         }
     }
 }
+
+/// A partition's snapshot written to the state topic.
+pub struct SnapshotWritten {
+    /// The source partition.
+    pub partition: i32,
+    /// The source offset it reflects.
+    pub offset: i64,
+    /// Records in it.
+    pub records: usize,
+    /// Its size.
+    pub bytes: usize,
+    /// Encoding and writing it took.
+    pub took: Duration,
+}
+
+impl SnapshotWritten {
+    /// Logs and counts.
+    pub fn emit(&self, m: &Metrics) {
+        m.snapshots.with_label_values(&["ok"]).inc();
+        m.snapshot_last_success
+            .set(crate::time::now() as f64 / crate::time::SECOND as f64);
+        m.snapshot_bytes.set(self.bytes as i64);
+        tracing::info!(
+            partition = self.partition,
+            offset = self.offset,
+            records = self.records,
+            bytes = self.bytes,
+            secs = self.took.as_secs_f64(),
+            "snapshot written"
+        );
+    }
+}
+
+/// A partition's snapshot that could not be written (retried at the next
+/// interval; the previous one stays whole).
+pub struct SnapshotFailed<'a> {
+    /// The source partition.
+    pub partition: i32,
+    /// Why.
+    pub error: &'a dyn std::fmt::Display,
+}
+
+impl SnapshotFailed<'_> {
+    /// Logs and counts.
+    pub fn emit(&self, m: &Metrics) {
+        m.snapshots.with_label_values(&["failed"]).inc();
+        tracing::error!(partition = self.partition, error = %self.error, "cannot write the partition's snapshot; retried at the next interval");
+    }
+}

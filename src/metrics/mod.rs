@@ -379,7 +379,10 @@ mod tests {
                 "overdued_notification_send_seconds",
                 "overdued_notifications_total",
                 "overdued_outbox_depth",
-                "overdued_partitions_blocked"
+                "overdued_partitions_blocked",
+                "overdued_snapshot_bytes",
+                "overdued_snapshot_last_success_timestamp_seconds",
+                "overdued_snapshots_total"
             ]
         );
         assert_eq!(m.notifications(NotificationResult::Sent), 0);

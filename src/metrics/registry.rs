@@ -27,6 +27,12 @@ pub struct Metrics {
     pub(super) partitions_blocked: IntGauge,
     /// `overdued_acknowledgements_total{reason}`: acknowledgements made on the pages.
     pub(super) acknowledgements: IntCounterVec,
+    /// `overdued_snapshots_total{result}`: partition snapshots written or failed.
+    pub(super) snapshots: IntCounterVec,
+    /// `overdued_snapshot_last_success_timestamp_seconds`.
+    pub(super) snapshot_last_success: prometheus::Gauge,
+    /// `overdued_snapshot_bytes`: size of the last snapshot written.
+    pub(super) snapshot_bytes: IntGauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -58,6 +64,11 @@ impl Metrics {
             .register(Box::new(m.dead_letter_failures.clone()));
         let _ = m.registry.register(Box::new(m.partitions_blocked.clone()));
         let _ = m.registry.register(Box::new(m.acknowledgements.clone()));
+        let _ = m.registry.register(Box::new(m.snapshots.clone()));
+        let _ = m
+            .registry
+            .register(Box::new(m.snapshot_last_success.clone()));
+        let _ = m.registry.register(Box::new(m.snapshot_bytes.clone()));
         m
     }
 
@@ -124,6 +135,27 @@ impl Metrics {
         for r in crate::alert::Reason::ALL {
             acknowledgements.with_label_values(&[r.as_str()]);
         }
+        let snapshots = IntCounterVec::new(
+            Opts::new(
+                "overdued_snapshots_total",
+                "Partition snapshots written to the state topic, by result (ok, failed).",
+            ),
+            &["result"],
+        )
+        .expect("static metric options");
+        for r in ["ok", "failed"] {
+            snapshots.with_label_values(&[r]);
+        }
+        let snapshot_last_success = prometheus::Gauge::new(
+            "overdued_snapshot_last_success_timestamp_seconds",
+            "When a partition snapshot was last written (Unix seconds; 0 = never).",
+        )
+        .expect("static metric options");
+        let snapshot_bytes = IntGauge::new(
+            "overdued_snapshot_bytes",
+            "Size of the last partition snapshot written.",
+        )
+        .expect("static metric options");
         Metrics {
             acknowledgements,
             registry: Registry::new(),
@@ -134,6 +166,9 @@ impl Metrics {
             notifications,
             send_seconds,
             outbox_depth,
+            snapshots,
+            snapshot_last_success,
+            snapshot_bytes,
         }
     }
 

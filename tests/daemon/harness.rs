@@ -65,6 +65,16 @@ pub fn metric(body: &str, series: &str) -> f64 {
         .unwrap_or(-1.0)
 }
 
+/// A suffix no other test run uses (process id and milliseconds): topic,
+/// group and folder names on the shared broker.
+pub fn unique_suffix() -> String {
+    format!(
+        "{}-{}",
+        std::process::id(),
+        chrono::Utc::now().timestamp_millis()
+    )
+}
+
 /// Creates topics on the test broker; each must be new.
 pub fn create_topics(brokers: &str, topics: &[rdkafka::admin::NewTopic<'_>]) {
     use rdkafka::admin::{AdminClient, AdminOptions};

@@ -23,7 +23,10 @@
 //!   links, a cross-site POST, a restart;
 //! * [`retention`] — a source topic that deletes events is refused at start-up;
 //! * [`partition_handover`] — two daemons in one group: partitions move, no
-//!   alert is written twice.
+//!   alert is written twice;
+//! * [`durable_state`] — snapshots in the state topic: a restart after the
+//!   topic's past is gone, `kill -9` at random points while events stream in;
+//!   the result is `replay`'s.
 
 mod harness;
 #[path = "../smtp_harness/mod.rs"]
@@ -32,6 +35,7 @@ mod smtp_harness;
 mod alerts_and_restarts;
 mod backlog;
 mod dead_letters;
+mod durable_state;
 mod email;
 mod full_disk;
 mod observability;

@@ -6,10 +6,20 @@
 //!   against the test broker), with SSL and zlib;
 //! * the eager rebalance protocol is used (`partition.assignment.strategy` is
 //!   forced to `range,roundrobin` unless set explicitly);
-//! * on assignment a partition is consumed again from its beginning to rebuild its
-//!   records (durable hand-over of state is a later stage); events before the
-//!   resume point (committed offset, or what the state folder says was already
+//! * on assignment a partition starts from its latest snapshot in the state
+//!   topic ([`state_topic`]), read inside the rebalance callback so that the
+//!   partition is assigned at the snapshot's offset; without one it is consumed
+//!   from its beginning. Events before the resume point (committed offset, the
+//!   snapshot's output offset, or what the state folder says was already
 //!   output) are applied silently, so nothing is alerted twice;
+//! * `[kafka] session_timeout` (45 s, librdkafka's default): a member cut off
+//!   from its broker for less keeps its partitions, and its timers keep firing;
+//!   a shorter one moves a dead member's partitions sooner. Static membership (`[kafka] instance_id`, `auto` = the host
+//!   name and the state folder) lets a restarted instance take its partitions
+//!   back without a rebalance on brokers that implement it; it is off by
+//!   default because the test broker (Tansu 0.6.0) never completes the rejoin
+//!   of a static member restarted after `kill -9` (it keeps the dead member id
+//!   as the group's leader: measured, README);
 //! * on revocation the offsets whose effects are durable (what the last saved
 //!   state covers) are committed synchronously, with their fired-until instant —
 //!   never more: a process that stops on an error (a full disk) must not commit
@@ -21,6 +31,7 @@
 
 pub mod retention;
 pub mod settings;
+pub mod state_topic;
 
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
@@ -35,13 +46,26 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+/// A partition assigned to this instance, with what it resumes from.
+pub struct Assignment {
+    /// The partition.
+    pub partition: i32,
+    /// The committed offset (0 = none).
+    pub committed: i64,
+    /// The wall-clock instant up to which the previous owner fired timers
+    /// (from the commit metadata), if the broker kept it.
+    pub committed_wall: Option<i64>,
+    /// The latest snapshot in the state topic: the partition was assigned at
+    /// its offset.
+    pub snapshot: Option<state_topic::Latest>,
+    /// The partition's first offset still in the topic.
+    pub earliest: i64,
+}
+
 /// What happened in a rebalance, for the consumer loop.
-#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RebalanceEvent {
-    /// Partitions assigned, with their committed offsets (0 = none) and the
-    /// wall-clock instant up to which the previous owner fired timers (from the
-    /// commit metadata), if any.
-    Assigned(Vec<(i32, i64, Option<i64>)>),
+    /// Partitions assigned.
+    Assigned(Vec<Assignment>),
     /// Partitions revoked (their durable offsets were committed).
     Revoked(Vec<i32>),
 }
@@ -62,6 +86,8 @@ pub struct Ctx {
     /// Per broker (`host:port`), whether its connection is up.
     pub brokers: Mutex<std::collections::BTreeMap<String, bool>>,
     topic: String,
+    /// Reads the state topic at assignment (none: snapshots are off).
+    snapshots: Option<state_topic::Reader>,
 }
 
 impl Ctx {
@@ -146,9 +172,10 @@ impl ConsumerContext for Ctx {
                 let mut parts = Vec::new();
                 let mut assign = TopicPartitionList::new();
                 for el in tpl.elements() {
+                    let p = el.partition();
                     let found = committed
                         .as_ref()
-                        .and_then(|t| t.find_partition(el.topic(), el.partition()));
+                        .and_then(|t| t.find_partition(el.topic(), p));
                     let off = found
                         .as_ref()
                         .and_then(|e| e.offset().to_raw())
@@ -157,16 +184,47 @@ impl ConsumerContext for Ctx {
                     let wall = found
                         .as_ref()
                         .and_then(|e| e.metadata().strip_prefix("fired-until=")?.parse().ok());
-                    parts.push((el.partition(), off, wall));
-                    let _ =
-                        assign.add_partition_offset(el.topic(), el.partition(), Offset::Beginning);
+                    let earliest = c
+                        .fetch_watermarks(el.topic(), p, Duration::from_secs(10))
+                        .map(|(low, _)| low)
+                        .unwrap_or(0);
+                    let t0 = std::time::Instant::now();
+                    let snapshot = match self.snapshots.as_ref().map(|r| r.latest(p)) {
+                        None | Some(Ok(None)) => None,
+                        Some(Ok(Some(s))) => {
+                            tracing::info!(
+                                partition = p,
+                                offset = s.manifest.next,
+                                bytes = s.image.len(),
+                                read_secs = t0.elapsed().as_secs_f64(),
+                                "snapshot read"
+                            );
+                            Some(s)
+                        }
+                        Some(Err(e)) => {
+                            tracing::error!(partition = p, error = %e, "cannot read the partition's snapshot; rebuilding it from the topic's beginning");
+                            None
+                        }
+                    };
+                    let start = match &snapshot {
+                        Some(s) => Offset::Offset(s.manifest.next),
+                        None => Offset::Beginning,
+                    };
+                    let _ = assign.add_partition_offset(el.topic(), p, start);
+                    parts.push(Assignment {
+                        partition: p,
+                        committed: off,
+                        committed_wall: wall,
+                        snapshot,
+                        earliest,
+                    });
                 }
                 if let Err(e) = c.assign(&assign) {
                     tracing::error!(error = %e, "cannot assign partitions");
                 }
                 tracing::info!(
-                    ?parts,
-                    "partitions assigned (rebuilding from the beginning)"
+                    partitions = ?parts.iter().map(|a| (a.partition, a.committed, a.snapshot.as_ref().map(|s| s.manifest.next))).collect::<Vec<_>>(),
+                    "partitions assigned (partition, committed offset, snapshot offset)"
                 );
                 self.events
                     .lock()
@@ -254,7 +312,15 @@ pub fn consumer(
     c.set("group.id", &k.group_id)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest");
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", (k.session_timeout / 1000).to_string())
+        .set(
+            "heartbeat.interval.ms",
+            (k.session_timeout / 1000 / 3).clamp(100, 3000).to_string(),
+        );
+    if let Some(id) = &k.instance_id {
+        c.set("group.instance.id", id);
+    }
     if !k
         .properties
         .iter()
@@ -291,6 +357,14 @@ pub fn consumer(
         fetch_idle: Mutex::new(HashMap::new()),
         brokers: Mutex::new(Default::default()),
         topic: k.topic.clone(),
+        snapshots: if k.snapshot_interval > 0 {
+            Some(state_topic::Reader::new(k).map_err(|e| match e {
+                state_topic::StateTopicError::Kafka { source, .. } => source,
+                _ => rdkafka::error::KafkaError::ClientCreation(e.to_string()),
+            })?)
+        } else {
+            None
+        },
     };
     let consumer: BaseConsumer<Ctx> = c.create_with_context(ctx)?;
     consumer.subscribe(&[&k.topic])?;

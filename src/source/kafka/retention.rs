@@ -1,18 +1,27 @@
-//! The source topic must keep every event: on assignment a partition is rebuilt
-//! by reading it from the beginning, so an event removed by retention or
-//! compaction is a record forgotten at the next restart (no alert, no count).
+//! What the source topic must keep. With snapshots (the default) a partition
+//! starts from its latest snapshot in the state topic, so the topic needs only
+//! the events since then: a time retention of at least [`MIN_RETENTION_MS`]
+//! (a day: snapshots are minutes apart, and a daemon down for longer than the
+//! retention loses what was deleted meanwhile) is accepted. Without snapshots
+//! (`snapshot_interval = "0s"`) a partition is rebuilt from the beginning and
+//! the topic must keep every event. Compaction is refused either way: it
+//! deletes a record's older events, applied or not.
+//!
 //! At start-up the topic's `cleanup.policy`, `retention.ms` and
 //! `retention.bytes` are read (DescribeConfigs) and a topic that would delete
-//! events is refused, unless `[kafka] allow_finite_retention = true`.
+//! needed events is refused, unless `[kafka] allow_finite_retention = true`.
 
 use super::KafkaConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
 use rdkafka::client::DefaultClientContext;
 use std::time::Duration;
 
+/// The shortest time retention accepted when snapshots are on: one day.
+pub const MIN_RETENTION_MS: i64 = 86_400_000;
+
 /// Why the daemon refuses the topic.
 #[derive(Debug, thiserror::Error)]
-#[error("topic {topic:?} would delete events ({why}); the daemon rebuilds its records from the topic's beginning, so a deleted event is a record forgotten at the next restart. Set retention.ms=-1 and retention.bytes=-1 with cleanup.policy=delete on the topic, or accept the risk with [kafka] allow_finite_retention = true")]
+#[error("topic {topic:?} would delete events the daemon still needs ({why}); a deleted event that no snapshot covers is a record forgotten at the next restart. With snapshots on (the default) set retention.ms to at least 86400000 (a day; longer than any downtime) with cleanup.policy=delete; without them, retention.ms=-1 and retention.bytes=-1. Or accept the risk with [kafka] allow_finite_retention = true")]
 pub struct RetentionError {
     /// The topic.
     pub topic: String,
@@ -20,12 +29,13 @@ pub struct RetentionError {
     pub why: String,
 }
 
-/// What deletes events, given the topic's settings (`None` = not reported by
-/// the broker). Empty = nothing does.
+/// What deletes needed events, given the topic's settings (`None` = not
+/// reported by the broker) and whether snapshots are on. Empty = nothing does.
 pub fn deleting_settings(
     cleanup_policy: Option<&str>,
     retention_ms: Option<&str>,
     retention_bytes: Option<&str>,
+    snapshots: bool,
 ) -> Vec<String> {
     let mut out = Vec::new();
     if let Some(p) = cleanup_policy {
@@ -34,10 +44,17 @@ pub fn deleting_settings(
         }
     }
     let finite = |v: &str| v.trim().parse::<i64>().map_or(true, |n| n >= 0);
-    if let Some(v) = retention_ms.filter(|v| finite(v)) {
+    let too_short = |v: &str| {
+        v.trim()
+            .parse::<i64>()
+            .map_or(true, |n| n >= 0 && (!snapshots || n < MIN_RETENTION_MS))
+    };
+    if let Some(v) = retention_ms.filter(|v| too_short(v)) {
         out.push(format!("retention.ms={v}"));
     }
-    if let Some(v) = retention_bytes.filter(|v| finite(v)) {
+    // a size limit deletes by volume, not age: with snapshots it is the
+    // operator's to size (README), without them it loses events
+    if let Some(v) = retention_bytes.filter(|v| !snapshots && finite(v)) {
         out.push(format!("retention.bytes={v}"));
     }
     out
@@ -84,7 +101,7 @@ pub async fn check(k: &KafkaConfig) -> Result<(), RetentionError> {
     if ms.is_none() && bytes.is_none() && policy.is_none() {
         tracing::warn!(topic = %k.topic, "the broker does not report the topic's retention; make sure it keeps every event (README)");
     }
-    let why = deleting_settings(policy, ms, bytes);
+    let why = deleting_settings(policy, ms, bytes, k.snapshot_interval > 0);
     if why.is_empty() {
         return Ok(());
     }
@@ -105,22 +122,46 @@ mod tests {
 
     #[test]
     fn settings_that_delete_events_are_named() {
-        assert!(deleting_settings(Some("delete"), Some("-1"), Some("-1")).is_empty());
-        assert!(deleting_settings(None, None, None).is_empty());
+        for snapshots in [false, true] {
+            assert!(
+                deleting_settings(Some("delete"), Some("-1"), Some("-1"), snapshots).is_empty()
+            );
+            assert!(deleting_settings(None, None, None, snapshots).is_empty());
+            assert_eq!(
+                deleting_settings(None, Some("junk"), None, snapshots),
+                ["retention.ms=junk"]
+            );
+            assert_eq!(
+                deleting_settings(Some("delete"), Some("3600000"), None, snapshots),
+                ["retention.ms=3600000"]
+            );
+        }
+        // without snapshots every deletion counts
         assert_eq!(
-            deleting_settings(Some("delete"), Some("604800000"), Some("-1")),
+            deleting_settings(Some("delete"), Some("604800000"), Some("-1"), false),
             ["retention.ms=604800000"]
         );
         assert_eq!(
-            deleting_settings(Some("compact,delete"), Some("-1"), Some("1073741824")),
+            deleting_settings(
+                Some("compact,delete"),
+                Some("-1"),
+                Some("1073741824"),
+                false
+            ),
             [
                 "cleanup.policy=compact,delete",
                 "retention.bytes=1073741824"
             ]
         );
+        // with snapshots a day or more is fine; compaction never is
+        assert!(
+            deleting_settings(Some("delete"), Some("604800000"), Some("1073741824"), true)
+                .is_empty()
+        );
+        assert!(deleting_settings(Some("delete"), Some("86400000"), None, true).is_empty());
         assert_eq!(
-            deleting_settings(None, Some("junk"), None),
-            ["retention.ms=junk"]
+            deleting_settings(Some("compact"), Some("604800000"), None, true),
+            ["cleanup.policy=compact"]
         );
     }
 }

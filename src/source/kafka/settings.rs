@@ -25,6 +25,19 @@ pub struct KafkaConfig {
     /// A partition whose broker has not answered for this long, or that has lag
     /// and has not moved for this long, is stalled (instant units).
     pub stall_after: i64,
+    /// The state topic (`None`: `<group_id>.state`).
+    pub state_topic: Option<String>,
+    /// Topic configs for creating the state topic (over `cleanup.policy=compact`).
+    pub state_topic_config: Vec<(String, String)>,
+    /// Replication factor for creating the state topic (-1: the broker's default).
+    pub state_topic_replication: i32,
+    /// How often each partition's snapshot is written (instant units; 0 = never).
+    pub snapshot_interval: i64,
+    /// `group.instance.id` (static membership; `None`: a plain member). The
+    /// daemon's settings replace `auto` by the host name and the state folder.
+    pub instance_id: Option<String>,
+    /// `session.timeout.ms`: how long a silent member keeps its partitions.
+    pub session_timeout: i64,
 }
 
 /// `[kafka]` as written.
@@ -40,6 +53,13 @@ pub struct RawKafka {
     #[serde(default)]
     allow_finite_retention: bool,
     stall_after: Option<Spanned<String>>,
+    state_topic: Option<Spanned<String>>,
+    #[serde(default)]
+    state_topic_config: std::collections::BTreeMap<String, Spanned<toml::Value>>,
+    state_topic_replication: Option<Spanned<i64>>,
+    snapshot_interval: Option<Spanned<String>>,
+    instance_id: Option<Spanned<String>>,
+    session_timeout: Option<Spanned<String>>,
 }
 
 /// The librdkafka properties overdued sets itself, and why: a value in
@@ -54,6 +74,9 @@ fn managed(key: &str) -> Option<&'static str> {
         "auto.offset.reset" => "a partition is always rebuilt from its beginning",
         "enable.partition.eof" => "a partition's end ends its catch-up",
         "acks" => "dead letters wait for every in-sync replica",
+        "group.instance.id" => "from `kafka.instance_id`",
+        "session.timeout.ms" => "from `kafka.session_timeout`",
+        "heartbeat.interval.ms" => "a third of `kafka.session_timeout`",
         _ => return None,
     })
 }
@@ -82,7 +105,87 @@ pub fn validate(src: &Src<'_>, base: &Path, k: &RawKafka) -> Result<KafkaConfig,
             properties.push((key.clone(), secret));
         }
     }
+    let duration = |d: &Option<Spanned<String>>, field: &str, default: i64, min: i64| match d {
+        None => Ok(default),
+        Some(d) => match parse_duration(d.get_ref()) {
+            Some(v) if v >= min => Ok(v),
+            _ => src.err(
+                d.span(),
+                field,
+                format!(
+                    "{:?} is not a duration of at least {} s, like 30s or 2m",
+                    d.get_ref(),
+                    min / SECOND
+                ),
+            ),
+        },
+    };
+    let mut state_topic_config = Vec::new();
+    for (key, v) in &k.state_topic_config {
+        let value = match v.get_ref() {
+            toml::Value::String(s) => s.clone(),
+            toml::Value::Integer(i) => i.to_string(),
+            toml::Value::Boolean(b) => b.to_string(),
+            _ => {
+                return src.err(
+                    v.span(),
+                    &format!("kafka.state_topic_config.{key}"),
+                    "must be a string, integer or boolean",
+                )
+            }
+        };
+        state_topic_config.push((key.clone(), value));
+    }
+    let state_topic_replication = match &k.state_topic_replication {
+        None => -1,
+        Some(r) => match i32::try_from(*r.get_ref()) {
+            Ok(v) if v == -1 || v >= 1 => v,
+            _ => {
+                return src.err(
+                    r.span(),
+                    "kafka.state_topic_replication",
+                    "must be -1 (the broker's default) or at least 1",
+                )
+            }
+        },
+    };
+    let snapshot_interval = match &k.snapshot_interval {
+        Some(d) if parse_duration(d.get_ref()) == Some(0) => 0,
+        d => duration(d, "kafka.snapshot_interval", 60 * SECOND, SECOND)?,
+    };
     Ok(KafkaConfig {
+        state_topic: k
+            .state_topic
+            .as_ref()
+            .map(|_| non_empty(src, &k.state_topic, "kafka.state_topic", ""))
+            .transpose()?,
+        state_topic_config,
+        state_topic_replication,
+        snapshot_interval,
+        instance_id: match &k.instance_id {
+            None => None,
+            Some(v) => {
+                let id = v.get_ref();
+                let ok = (1..=249).contains(&id.len())
+                    && id
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+                if !ok {
+                    return src.err(
+                        v.span(),
+                        "kafka.instance_id",
+                        "must be 1 to 249 characters of letters, digits, '.', '_' and '-'",
+                    );
+                }
+                Some(id.clone())
+            }
+        },
+        session_timeout: duration(
+            &k.session_timeout,
+            "kafka.session_timeout",
+            45 * SECOND,
+            SECOND,
+        )?,
         brokers: non_empty(src, &k.brokers, "kafka.brokers", "127.0.0.1:9092")?,
         topic: non_empty(src, &k.topic, "kafka.topic", "records.events")?,
         group_id: non_empty(src, &k.group_id, "kafka.group_id", "overdued")?,
