@@ -16,8 +16,9 @@
 //!   once;
 //! * [`observability`] — an independent client's events, `promtool`, a real
 //!   Prometheus scraping the daemon;
-//! * [`outages`] — a frozen broker (stalled partition, not ready) and a silent
-//!   source (marked, hanging e-mails held), on a broker of its own;
+//! * [`outages`] — a broker frozen for 30 s (stalled partition, not ready, a
+//!   deadline inside it alerted, nothing lost) and a silent source (marked,
+//!   hanging e-mails held), on a broker of its own;
 //! * [`pages`] — the unit pages in a real browser (headless Chromium over
 //!   WebDriver): the e-mailed link, an acknowledgement, tampered and expired
 //!   links, a cross-site POST, a restart;
@@ -25,8 +26,8 @@
 //! * [`partition_handover`] — two daemons in one group: partitions move, no
 //!   alert is written twice;
 //! * [`durable_state`] — snapshots in the state topic: a restart after the
-//!   topic's past is gone, `kill -9` at random points while events stream in;
-//!   the result is `replay`'s.
+//!   topic's past is gone, `kill -9` at random points while events stream in,
+//!   three instances losing one; the result is `replay`'s.
 
 mod harness;
 #[path = "../smtp_harness/mod.rs"]

@@ -1,7 +1,10 @@
 //! Outages made visible, on a broker of the test's own (so that freezing it
-//! disturbs no other test): a frozen broker makes the partition stalled
-//! (`overdued_kafka_fetch_age_seconds` grows, `overdued_partition_stalled` 1,
-//! `/readyz` 503, one WARN) until it answers again; a source that sends nothing
+//! disturbs no other test): a broker frozen for 30 s makes the partition
+//! stalled (`overdued_kafka_fetch_age_seconds` grows, `overdued_partition_stalled`
+//! 1, `/readyz` 503, one WARN) until it answers again, and the daemon rides it
+//! out: a deadline that passes during the outage is alerted on time, an event
+//! sent during it is applied once the broker is back, snapshots resume; a
+//! source that sends nothing
 //! for `[rules] source_silence_after` of working time is marked
 //! (`overdued_source_silent`, a `/readyz` detail) until an event arrives.
 
@@ -92,6 +95,7 @@ topic = "{topic}"
 group_id = "outages"
 dead_letter_topic = "{topic}.dlq"
 stall_after = "8s"
+snapshot_interval = "2s"
 [kafka.properties]
 "statistics.interval.ms" = "1000"
 [http]
@@ -152,8 +156,34 @@ dir = "state"
     let stalled = "overdued_partition_stalled{partition=\"0\"}";
     assert_eq!(metric(&body, stalled), 0.0);
 
-    // frozen: no answer for 8 s makes the partition stalled and not ready
+    // a record due 12 s from now: its deadline passes while the broker is frozen
+    let now = chrono::Utc::now();
+    let rfc =
+        |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let v = format!(
+        r#"{{"event_id":"O1-1","record_id":"O1","type":"received","at":"{}","unit":"U1","procedure":"P1","due_at":"{}"}}"#,
+        rfc(now),
+        rfc(now + chrono::Duration::seconds(12))
+    );
+    producer
+        .send(BaseRecord::to(topic).key("O1").payload(&v))
+        .unwrap();
+    producer.flush(Duration::from_secs(10)).unwrap();
+    let events = || crate::durable_state::family_sum(&metrics(), "overdued_events_total");
+    wait_for("O1 applied", 30, || events() == 2.0);
+    let snapshots_ok = "overdued_snapshots_total{result=\"ok\"}";
+
+    // frozen for 30 s: no answer for 8 s makes the partition stalled and not ready
     signal(&broker.0, "-STOP");
+    let frozen = std::time::Instant::now();
+    // an event sent during the outage waits in the producer
+    let v = format!(
+        r#"{{"event_id":"O2-1","record_id":"O2","type":"received","at":"{}","unit":"U1","procedure":"P1"}}"#,
+        rfc(chrono::Utc::now())
+    );
+    producer
+        .send(BaseRecord::to(topic).key("O2").payload(&v))
+        .unwrap();
     wait_for("the partition stalled", 40, || {
         metric(&metrics(), stalled) == 1.0
     });
@@ -162,11 +192,34 @@ dir = "state"
     let (status, body) = readyz();
     assert_eq!(status, 503);
     assert!(body.contains("stalled"), "{body}");
-    // back: it moves again and is ready
+    // the deadline passed during the outage: alerted on time, from the local engine
+    wait_for("O1 overdue during the outage", 30, || {
+        std::fs::read_to_string(dir.join("state/alerts.ndjson"))
+            .unwrap_or_default()
+            .contains(r#""record_id": "O1", "kind": "overdue", "state": "firing""#)
+    });
+    while frozen.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let snapshots_before = metric(&metrics(), snapshots_ok);
+    // back: it moves again and is ready; nothing sent meanwhile is lost
     signal(&broker.0, "-CONT");
+    producer.flush(Duration::from_secs(60)).unwrap();
     wait_for("the partition moving again", 90, || {
         metric(&metrics(), stalled) == 0.0 && readyz().0 == 200
     });
+    wait_for("O2 applied after the outage", 60, || events() == 3.0);
+    wait_for("snapshots written again", 30, || {
+        metric(&metrics(), snapshots_ok) > snapshots_before
+    });
+    let alerts = std::fs::read_to_string(dir.join("state/alerts.ndjson")).unwrap();
+    assert_eq!(
+        alerts
+            .matches(r#""record_id": "O1", "kind": "overdue", "state": "firing""#)
+            .count(),
+        1,
+        "{alerts}"
+    );
     let text = std::fs::read_to_string(&log).unwrap();
     assert_eq!(text.matches("partition stalled").count(), 1, "{text}");
     assert_eq!(text.matches("partition moves again").count(), 1, "{text}");

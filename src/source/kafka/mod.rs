@@ -162,75 +162,82 @@ impl ClientContext for Ctx {
     }
 }
 
+impl Ctx {
+    /// Assigns `tpl`'s partitions, each at its latest snapshot's offset (or its
+    /// beginning), and queues what they resume from for the loop. Called in
+    /// the rebalance callback, or once at start-up without a group.
+    fn assign(&self, c: &BaseConsumer<Self>, tpl: &TopicPartitionList) {
+        let committed = c
+            .committed_offsets(tpl.clone(), Duration::from_secs(10))
+            .ok();
+        let mut parts = Vec::new();
+        let mut assign = TopicPartitionList::new();
+        for el in tpl.elements() {
+            let p = el.partition();
+            let found = committed
+                .as_ref()
+                .and_then(|t| t.find_partition(el.topic(), p));
+            let off = found
+                .as_ref()
+                .and_then(|e| e.offset().to_raw())
+                .filter(|&o| o >= 0)
+                .unwrap_or(0);
+            let wall = found
+                .as_ref()
+                .and_then(|e| e.metadata().strip_prefix("fired-until=")?.parse().ok());
+            let earliest = c
+                .fetch_watermarks(el.topic(), p, Duration::from_secs(10))
+                .map(|(low, _)| low)
+                .unwrap_or(0);
+            let t0 = std::time::Instant::now();
+            let snapshot = match self.snapshots.as_ref().map(|r| r.latest(p)) {
+                None | Some(Ok(None)) => None,
+                Some(Ok(Some(s))) => {
+                    tracing::info!(
+                        partition = p,
+                        offset = s.manifest.next,
+                        bytes = s.image.len(),
+                        read_secs = t0.elapsed().as_secs_f64(),
+                        "snapshot read"
+                    );
+                    Some(s)
+                }
+                Some(Err(e)) => {
+                    tracing::error!(partition = p, error = %e, "cannot read the partition's snapshot; rebuilding it from the topic's beginning");
+                    None
+                }
+            };
+            let start = match &snapshot {
+                Some(s) => Offset::Offset(s.manifest.next),
+                None => Offset::Beginning,
+            };
+            let _ = assign.add_partition_offset(el.topic(), p, start);
+            parts.push(Assignment {
+                partition: p,
+                committed: off,
+                committed_wall: wall,
+                snapshot,
+                earliest,
+            });
+        }
+        if let Err(e) = c.assign(&assign) {
+            tracing::error!(error = %e, "cannot assign partitions");
+        }
+        tracing::info!(
+            partitions = ?parts.iter().map(|a| (a.partition, a.committed, a.snapshot.as_ref().map(|s| s.manifest.next))).collect::<Vec<_>>(),
+            "partitions assigned (partition, committed offset, snapshot offset)"
+        );
+        self.events
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(RebalanceEvent::Assigned(parts));
+    }
+}
+
 impl ConsumerContext for Ctx {
     fn rebalance(&self, c: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
         match err {
-            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
-                let committed = c
-                    .committed_offsets(tpl.clone(), Duration::from_secs(10))
-                    .ok();
-                let mut parts = Vec::new();
-                let mut assign = TopicPartitionList::new();
-                for el in tpl.elements() {
-                    let p = el.partition();
-                    let found = committed
-                        .as_ref()
-                        .and_then(|t| t.find_partition(el.topic(), p));
-                    let off = found
-                        .as_ref()
-                        .and_then(|e| e.offset().to_raw())
-                        .filter(|&o| o >= 0)
-                        .unwrap_or(0);
-                    let wall = found
-                        .as_ref()
-                        .and_then(|e| e.metadata().strip_prefix("fired-until=")?.parse().ok());
-                    let earliest = c
-                        .fetch_watermarks(el.topic(), p, Duration::from_secs(10))
-                        .map(|(low, _)| low)
-                        .unwrap_or(0);
-                    let t0 = std::time::Instant::now();
-                    let snapshot = match self.snapshots.as_ref().map(|r| r.latest(p)) {
-                        None | Some(Ok(None)) => None,
-                        Some(Ok(Some(s))) => {
-                            tracing::info!(
-                                partition = p,
-                                offset = s.manifest.next,
-                                bytes = s.image.len(),
-                                read_secs = t0.elapsed().as_secs_f64(),
-                                "snapshot read"
-                            );
-                            Some(s)
-                        }
-                        Some(Err(e)) => {
-                            tracing::error!(partition = p, error = %e, "cannot read the partition's snapshot; rebuilding it from the topic's beginning");
-                            None
-                        }
-                    };
-                    let start = match &snapshot {
-                        Some(s) => Offset::Offset(s.manifest.next),
-                        None => Offset::Beginning,
-                    };
-                    let _ = assign.add_partition_offset(el.topic(), p, start);
-                    parts.push(Assignment {
-                        partition: p,
-                        committed: off,
-                        committed_wall: wall,
-                        snapshot,
-                        earliest,
-                    });
-                }
-                if let Err(e) = c.assign(&assign) {
-                    tracing::error!(error = %e, "cannot assign partitions");
-                }
-                tracing::info!(
-                    partitions = ?parts.iter().map(|a| (a.partition, a.committed, a.snapshot.as_ref().map(|s| s.manifest.next))).collect::<Vec<_>>(),
-                    "partitions assigned (partition, committed offset, snapshot offset)"
-                );
-                self.events
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .push(RebalanceEvent::Assigned(parts));
-            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => self.assign(c, tpl),
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
                 let durable = self
                     .durable
@@ -367,7 +374,26 @@ pub fn consumer(
         },
     };
     let consumer: BaseConsumer<Ctx> = c.create_with_context(ctx)?;
-    consumer.subscribe(&[&k.topic])?;
+    if !k.standalone {
+        consumer.subscribe(&[&k.topic])?;
+        return Ok(consumer);
+    }
+    // every partition, now: no group to join (and none to wait for)
+    let md = consumer.fetch_metadata(Some(&k.topic), Duration::from_secs(30))?;
+    let mut tpl = TopicPartitionList::new();
+    for t in md.topics() {
+        if let Some(e) = t.error() {
+            return Err(rdkafka::error::KafkaError::MetadataFetch(e.into()));
+        }
+        for p in t.partitions() {
+            tpl.add_partition(&k.topic, p.id());
+        }
+    }
+    tracing::info!(
+        partitions = tpl.count(),
+        "standalone: taking every partition (no consumer group)"
+    );
+    consumer.context().assign(&consumer, &tpl);
     Ok(consumer)
 }
 

@@ -38,6 +38,10 @@ pub struct KafkaConfig {
     pub instance_id: Option<String>,
     /// `session.timeout.ms`: how long a silent member keeps its partitions.
     pub session_timeout: i64,
+    /// `assignment = "all"`: no consumer group; this instance takes every
+    /// partition at start-up (a single instance restarts without waiting for
+    /// a group; two such instances would both alert).
+    pub standalone: bool,
 }
 
 /// `[kafka]` as written.
@@ -60,6 +64,7 @@ pub struct RawKafka {
     snapshot_interval: Option<Spanned<String>>,
     instance_id: Option<Spanned<String>>,
     session_timeout: Option<Spanned<String>>,
+    assignment: Option<Spanned<String>>,
 }
 
 /// The librdkafka properties overdued sets itself, and why: a value in
@@ -186,6 +191,20 @@ pub fn validate(src: &Src<'_>, base: &Path, k: &RawKafka) -> Result<KafkaConfig,
             45 * SECOND,
             SECOND,
         )?,
+        standalone: match &k.assignment {
+            None => false,
+            Some(a) => match a.get_ref().as_str() {
+                "group" => false,
+                "all" => true,
+                other => {
+                    return src.err(
+                        a.span(),
+                        "kafka.assignment",
+                        format!("{other:?} is not \"group\" (a consumer group, the default) or \"all\" (one instance, every partition, no group)"),
+                    )
+                }
+            },
+        },
         brokers: non_empty(src, &k.brokers, "kafka.brokers", "127.0.0.1:9092")?,
         topic: non_empty(src, &k.topic, "kafka.topic", "records.events")?,
         group_id: non_empty(src, &k.group_id, "kafka.group_id", "overdued")?,

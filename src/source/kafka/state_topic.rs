@@ -302,9 +302,24 @@ pub struct Latest {
 
 /// Reads snapshots (at assignment, before the source partition is assigned).
 pub struct Reader {
-    consumer: BaseConsumer,
+    consumer: BaseConsumer<Quiet>,
     topic: String,
 }
+
+/// The reader's client context: the end of a partition is how a read stops,
+/// not an error to log.
+pub struct Quiet;
+
+impl rdkafka::ClientContext for Quiet {
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        if error.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::PartitionEOF) {
+            return;
+        }
+        tracing::error!(error = %error, reason, "librdkafka error (state topic reader)");
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for Quiet {}
 
 impl Reader {
     /// A reader of the state topic (no group: it only assigns and reads).
@@ -318,10 +333,12 @@ impl Reader {
             // a restart waits for this read: do not let the broker hold fetches
             .set("fetch.wait.max.ms", "10")
             .set("fetch.queue.backoff.ms", "10");
-        let consumer = c.create().map_err(|source| StateTopicError::Kafka {
-            topic: topic.clone(),
-            source,
-        })?;
+        let consumer = c
+            .create_with_context(Quiet)
+            .map_err(|source| StateTopicError::Kafka {
+                topic: topic.clone(),
+                source,
+            })?;
         Ok(Reader { consumer, topic })
     }
 
