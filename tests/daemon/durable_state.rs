@@ -392,6 +392,23 @@ fn kill_9_at_random_points_while_events_stream_loses_and_repeats_nothing() {
     let n = check_against_replay(&dir, http, &events);
     assert!(n > 10_000, "{n} transitions");
     stop(&mut d);
+    // a clean stop leaves a snapshot of every partition at its end
+    let log = std::fs::read_to_string(dir.join("daemon-3.log")).unwrap();
+    let after = &log[log.find("shutdown requested").expect("a clean stop")..];
+    let mut ends: Vec<i64> = (0..3)
+        .map(|p| events.iter().filter(|e| e.1 == p).count() as i64)
+        .collect();
+    for l in after.lines().filter(|l| l.contains("snapshot written")) {
+        for (p, end) in ends.iter_mut().enumerate() {
+            if l.contains(&format!("partition={p} offset={end}")) {
+                *end = -1;
+            }
+        }
+    }
+    assert!(
+        ends.iter().all(|&e| e == -1),
+        "final snapshots missing: {ends:?}\n{after}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
