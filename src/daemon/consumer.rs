@@ -110,7 +110,7 @@ struct SnapshotWriter {
 }
 
 impl SnapshotWriter {
-    fn start(w: StateWriter) -> std::io::Result<SnapshotWriter> {
+    fn start(mut w: StateWriter) -> std::io::Result<SnapshotWriter> {
         let (jobs, rx) = std::sync::mpsc::sync_channel::<Vec<SnapshotJob>>(1);
         let (tx, done) = std::sync::mpsc::channel();
         std::thread::Builder::new()
@@ -768,33 +768,6 @@ impl<'s> Consumer<'s> {
         }
     }
 
-    /// A clean stop leaves a snapshot of every live partition as of its last
-    /// save, so that the next owner (a restart, another instance) reads no
-    /// tail and repeats nothing. Waits for the writer at most 30 s: a broker
-    /// that does not answer leaves the previous snapshot, which is still valid.
-    fn final_snapshots(&mut self, parts: &mut HashMap<i32, Part>) {
-        if self.snapshots.is_none() {
-            return;
-        }
-        let deadline = WallInstant::now() + Duration::from_secs(30);
-        let wait = |me: &mut Self, parts: &mut HashMap<i32, Part>| {
-            while me.snapshots.as_ref().is_some_and(|w| w.in_flight > 0)
-                && WallInstant::now() < deadline
-            {
-                me.snapshots_done(parts);
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        };
-        wait(self, parts);
-        self.take_snapshots(parts);
-        wait(self, parts);
-        if self.snapshots.as_ref().is_some_and(|w| w.in_flight > 0) {
-            tracing::warn!(
-                "the final snapshots were not acknowledged in 30 s; the previous ones stay"
-            );
-        }
-    }
-
     /// Takes in what the writer thread finished: generations move on, metrics
     /// and logs say how it went.
     fn snapshots_done(&mut self, parts: &mut HashMap<i32, Part>) {
@@ -926,7 +899,6 @@ impl<'s> Consumer<'s> {
             tracing::warn!("stopped without saving the state; offsets not committed");
             return Ok(());
         }
-        self.final_snapshots(parts);
         let topic = &self.settings.daemon.kafka.topic;
         let durable = self
             .durable

@@ -26,8 +26,8 @@
 //! * [`partition_handover`] — two daemons in one group: partitions move, no
 //!   alert is written twice;
 //! * [`durable_state`] — snapshots in the state topic: a restart after the
-//!   topic's past is gone, `kill -9` at random points while events stream in,
-//!   three instances losing one; the result is `replay`'s.
+//!   topic's past is gone, `kill -9` at random points while events stream in;
+//!   the result is `replay`'s.
 
 mod harness;
 #[path = "../smtp_harness/mod.rs"]

@@ -189,9 +189,10 @@ pub async fn ensure(k: &KafkaConfig) -> Result<(), StateTopicError> {
     Ok(())
 }
 
-/// Writes snapshots (the consumer thread; one at a time).
+/// Writes snapshots (the writer thread; one at a time).
 pub struct Writer {
     producer: BaseProducer<super::Deliveries>,
+    config: rdkafka::config::ClientConfig,
     topic: String,
 }
 
@@ -212,12 +213,34 @@ impl Writer {
                 topic: topic.clone(),
                 source,
             })?;
-        Ok(Writer { producer, topic })
+        Ok(Writer {
+            producer,
+            config: c,
+            topic,
+        })
+    }
+
+    /// Writes a snapshot (see [`Writer::write_once`]); after a failure the
+    /// producer is replaced, because an idempotent producer can be left
+    /// fenced for good (the test broker fences it after a freeze) and every
+    /// later snapshot would fail with it.
+    pub fn write(&mut self, p: i32, image: &[u8], m: &Manifest) -> Result<(), StateTopicError> {
+        let r = self.write_once(p, image, m);
+        if r.is_err() {
+            match self
+                .config
+                .create_with_context(super::Deliveries::default())
+            {
+                Ok(fresh) => self.producer = fresh,
+                Err(e) => tracing::warn!(error = %e, "cannot create a new state-topic producer"),
+            }
+        }
+        r
     }
 
     /// Writes `image` as partition `p`'s snapshot (generation `m.gen`), then its
     /// manifest; returns once the broker acknowledged all of it.
-    pub fn write(&self, p: i32, image: &[u8], m: &Manifest) -> Result<(), StateTopicError> {
+    fn write_once(&self, p: i32, image: &[u8], m: &Manifest) -> Result<(), StateTopicError> {
         use std::sync::atomic::Ordering;
         let ctx = self.producer.context();
         let (ok0, failed0) = (
