@@ -781,7 +781,6 @@ impl<'s> Consumer<'s> {
                     // a partition revoked meanwhile is another owner's now
                     if let Some(part) = parts.get_mut(&p) {
                         part.snapshot_gen = part.snapshot_gen.max(d.job.manifest.gen);
-                        part.snapshot_next = d.job.manifest.next;
                     }
                     SnapshotWritten {
                         partition: p,

@@ -57,8 +57,6 @@ pub(super) struct Part {
     pub stalled: bool,
     /// The generation of the partition's latest snapshot in the state topic.
     pub snapshot_gen: u64,
-    /// The source offset of the latest snapshot written or restored.
-    pub snapshot_next: i64,
 }
 
 impl Part {
@@ -79,7 +77,6 @@ impl Part {
             progress: (0, WallInstant::now()),
             stalled: false,
             snapshot_gen: 0,
-            snapshot_next: -1,
         }
     }
 
@@ -245,7 +242,6 @@ pub(super) fn rebalance(
                         part.next = m.next;
                         part.progress.0 = m.next;
                         part.snapshot_gen = m.gen;
-                        part.snapshot_next = m.next;
                         part
                     }
                     None => {
