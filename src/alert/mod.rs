@@ -37,6 +37,7 @@
 pub mod ack;
 pub mod settings;
 mod silence;
+pub mod stream;
 
 use crate::engine::calendar::Calendar;
 use crate::engine::directory::Directory;
@@ -228,6 +229,8 @@ pub struct Notifier {
     /// recorded" may only mean that no events arrive (not saved: the daemon
     /// decides it again every round).
     hanging_held: bool,
+    /// Acknowledgements made here since [`Notifier::take_new_acks`].
+    new_acks: Vec<Ack>,
 }
 
 impl Notifier {
@@ -239,6 +242,7 @@ impl Notifier {
             config_silences,
             state: State::default(),
             hanging_held: false,
+            new_acks: Vec::new(),
         }
     }
 
@@ -250,6 +254,7 @@ impl Notifier {
             config_silences,
             state,
             hanging_held: false,
+            new_acks: Vec::new(),
         }
     }
 
@@ -610,9 +615,15 @@ impl Notifier {
         })
     }
 
+    /// Keeps an acknowledgement made here (see [`Notifier::take_new_acks`]).
+    pub fn add_ack(&mut self, a: Ack) {
+        self.new_acks.push(a.clone());
+        self.keep_ack(a);
+    }
+
     /// Keeps an acknowledgement (and drops the oldest ended ones beyond
     /// [`ack::MAX_KEPT`]).
-    pub fn add_ack(&mut self, a: Ack) {
+    fn keep_ack(&mut self, a: Ack) {
         self.state
             .acks
             .entry(a.record_id.clone())
@@ -657,7 +668,7 @@ impl Notifier {
                 .get(&a.record_id)
                 .is_some_and(|v| v.iter().any(|x| x.id == a.id));
             if !known {
-                self.add_ack(a);
+                self.keep_ack(a);
             }
         }
     }

@@ -1228,3 +1228,100 @@ fn an_acknowledged_record_gets_no_reminder_or_escalation_until_its_next_event() 
     n3.merge_acks(n.acks().into_iter().cloned().collect());
     assert_eq!(n3.acks().len(), n.acks().len());
 }
+
+#[test]
+fn stream_keys_follow_the_unit_an_alert_is_emailed_to() {
+    let c = cfg();
+    let dir = &c.engine.directory;
+    let t0 = t("2026-03-02T09:00:00+07:00");
+    let mut unrouted = info("U", AlertKind::Unrouted, "NOWHERE", t0);
+    unrouted.forwarder = Some("VPDKDD".into());
+    let cases = [
+        (info("O", AlertKind::Overdue, "VPDKDD", t0), "VPDKDD"),
+        (info("H", AlertKind::Hanging, "VPDKDD", t0), "VPDKDD"),
+        // a holder missing from the directory: the administrator's stream
+        (info("H", AlertKind::Hanging, "NOWHERE", t0), "admin"),
+        // unrouted: the administrator's, although the forwarder is told too
+        (unrouted, "admin"),
+    ];
+    for (i, want) in cases {
+        assert_eq!(stream::stream_key(&i, dir), want, "{i:?}");
+    }
+}
+
+#[test]
+fn stream_ops_round_trip_as_json_and_repeats_change_nothing() {
+    use stream::Op;
+    let c = cfg();
+    let dir = &c.engine.directory;
+    let t0 = t("2026-03-02T09:00:00+07:00");
+    let ops = vec![
+        Op::Fire {
+            info: info("O", AlertKind::Overdue, "VPDKDD", t0),
+        },
+        Op::Event {
+            record_id: "O".into(),
+            at: t0 + SECOND,
+        },
+        Op::Resolve {
+            kind: AlertKind::Overdue,
+            record_id: "O".into(),
+            at: t0 + 2 * SECOND,
+        },
+    ];
+    for op in &ops {
+        let v = serde_json::to_vec(op).unwrap();
+        assert_eq!(&serde_json::from_slice::<Op>(&v).unwrap(), op);
+    }
+    // the engine side may send a batch again after a failed delivery: the
+    // same fire twice, a resolution of an alert already resolved
+    let mut once = Notifier::new(settings(), vec![]);
+    let mut twice = Notifier::new(settings(), vec![]);
+    for op in &ops[..1] {
+        once.apply(op.clone(), dir);
+        twice.apply(op.clone(), dir);
+        twice.apply(op.clone(), dir);
+    }
+    let a = once.advance(t0 + MINUTE, &c.engine.calendar, dir);
+    let b = twice.advance(t0 + MINUTE, &c.engine.calendar, dir);
+    assert_eq!(
+        a.iter().map(summary).collect::<Vec<_>>(),
+        b.iter().map(summary).collect::<Vec<_>>()
+    );
+    for op in &ops[1..] {
+        once.apply(op.clone(), dir);
+        twice.apply(op.clone(), dir);
+        twice.apply(op.clone(), dir);
+    }
+    assert_eq!(once.firing(), 0);
+    assert_eq!(twice.firing(), 0);
+}
+
+#[test]
+fn a_notifier_image_carries_firing_alerts_and_what_is_still_untold() {
+    let c = cfg();
+    let dir = &c.engine.directory;
+    let t0 = t("2026-03-02T09:00:00+07:00");
+    let mut n = Notifier::new(settings(), vec![]);
+    n.fire(info("A", AlertKind::Overdue, "VPDKDD", t0), dir);
+    let told = n.advance(t0 + MINUTE, &c.engine.calendar, dir);
+    assert_eq!(told.len(), 1);
+    // B fires after the last e-mail: the next owner must still tell it, and
+    // only it
+    n.fire(
+        info("B", AlertKind::Overdue, "VPDKDD", t0 + 2 * MINUTE),
+        dir,
+    );
+    let mut next = Notifier::from_image(settings(), vec![], &n.image(), dir).unwrap();
+    assert_eq!(next.firing(), 2);
+    let out = next.advance(t0 + 10 * MINUTE, &c.engine.calendar, dir);
+    assert_eq!(
+        out.iter().map(summary).collect::<Vec<_>>(),
+        vec![(
+            "unit:VPDKDD".to_string(),
+            Kind::Update,
+            vec![("B".to_string(), "overdue", Status::New)]
+        )]
+    );
+    assert!(Notifier::from_image(settings(), vec![], b"{not json", dir).is_err());
+}

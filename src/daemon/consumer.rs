@@ -11,6 +11,7 @@ use super::error::{Context, Error};
 use super::mail::Mail;
 use super::partition::{rebalance, Part};
 use super::{reload::reload, Reload, Settings, Shared};
+use crate::alert::stream::{stream_key, Op};
 use crate::alert::Notifier;
 use crate::engine::{Engine, Outcome};
 use crate::event::{decode, RejectReason};
@@ -20,6 +21,7 @@ use crate::metrics::events::{
 };
 use crate::metrics::Snapshot;
 use crate::sink::{queue_on_topic, write_alert, AlertsFile};
+use crate::source::kafka::notify_topic::{Publisher, Settled};
 use crate::source::kafka::state_topic::{Manifest, Writer as StateWriter};
 use crate::source::kafka::{self, Ctx, DeadLetter, Deliveries};
 use crate::state::Watermarks;
@@ -47,6 +49,14 @@ fn key_mismatch(key: Option<&[u8]>, record_id: &str) -> crate::event::Rejection 
         ),
     };
     crate::event::Rejection::new(RejectReason::KeyMismatch, detail)
+}
+
+/// Queues one op on the notify topic, keyed by its stream.
+fn publish(pb: &mut Publisher, key: String, op: &Op) {
+    match serde_json::to_vec(op) {
+        Ok(v) => pb.push(key, v),
+        Err(e) => tracing::error!(error = %e, "cannot encode a notify op"),
+    }
 }
 
 /// Everything the loop owns; the partitions and the notifier live in [`Shared`]
@@ -79,6 +89,12 @@ pub(super) struct Consumer<'s> {
     snapshots: Option<SnapshotWriter>,
     /// When snapshots were last taken.
     last_snapshot: WallInstant,
+    /// The notify topic's producer (`[kafka] notify_topic`): transitions go
+    /// there for the notifier group instead of to a local e-mail stage.
+    notify: Option<Publisher>,
+    /// When a save last waited in vain for the notify topic (logged once a
+    /// while, not every round).
+    notify_waiting_since: Option<WallInstant>,
 }
 
 /// One partition's snapshot, encoded by the loop, written by the writer thread.
@@ -168,7 +184,26 @@ impl<'s> Consumer<'s> {
             }
             None => None,
         };
-        let mail = match Mail::open(&settings, &mut marks, shared)? {
+        let notify = Publisher::new(&d.kafka).map_err(|source| Error::Kafka {
+            what: "notify topic producer",
+            source,
+        })?;
+        let opened = if notify.is_some() {
+            // e-mail is decided by the notifier group; this notifier only
+            // knows what fires here, for the pages and acknowledgements
+            if settings.email.enabled {
+                let n = super::mail::restore_notifier(&settings, &mut marks, shared)?;
+                *shared
+                    .api
+                    .notifier
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()) = Some(n);
+            }
+            None
+        } else {
+            Mail::open(&settings, &mut marks, shared)?
+        };
+        let mail = match opened {
             Some((mail, n)) => {
                 *shared
                     .api
@@ -201,6 +236,8 @@ impl<'s> Consumer<'s> {
             source_silent: None,
             snapshots,
             last_snapshot: WallInstant::now(),
+            notify,
+            notify_waiting_since: None,
         };
         Ok((state, consumer))
     }
@@ -300,6 +337,20 @@ impl<'s> Consumer<'s> {
                 }
             }
             self.watch_source(parts, ready, now, nguard.as_mut());
+            if let Some(n) = nguard.as_mut() {
+                // acknowledgements made on this instance's pages go to the
+                // notifier that owns the record's stream
+                for ack in n.take_new_acks() {
+                    if let Some(pb) = self.notify.as_mut() {
+                        let dir = &self.settings.engine.directory;
+                        let key = n
+                            .record_alerts(&ack.record_id)
+                            .first()
+                            .map_or_else(|| ack.unit.clone(), |i| stream_key(i, dir));
+                        publish(pb, key, &Op::Ack { ack });
+                    }
+                }
+            }
             if let (Some(n), Some(m), true) = (nguard.as_mut(), self.mail.as_mut(), ready) {
                 m.decide(n, &self.settings, now, &mut self.marks, shared);
             }
@@ -459,6 +510,15 @@ impl<'s> Consumer<'s> {
                 if let Some(n) = n.as_deref_mut() {
                     // the record's next event ends its acknowledgements
                     n.record_event(&ev.record_id, ev.at);
+                    if let (Some(pb), Some(info)) =
+                        (self.notify.as_mut(), n.record_alerts(&ev.record_id).first())
+                    {
+                        let op = Op::Event {
+                            record_id: ev.record_id.to_string(),
+                            at: ev.at,
+                        };
+                        publish(pb, stream_key(info, &self.settings.engine.directory), &op);
+                    }
                 }
                 if keep > 0 && !matches!(outcome, Outcome::Rejected(_)) {
                     part.remember(&ev, offset, &outcome, keep);
@@ -591,6 +651,31 @@ impl<'s> Consumer<'s> {
         if !muted {
             let dir = &self.settings.engine.directory;
             for t in &ts {
+                if let Some(pb) = self.notify.as_mut() {
+                    // a resolution goes to the stream its firing went to
+                    let known = notifier.as_deref().and_then(|n| {
+                        n.record_alerts(engine.record_id(t.slot))
+                            .into_iter()
+                            .find(|i| i.kind == t.kind)
+                            .map(|i| stream_key(i, dir))
+                    });
+                    let mut info = engine.alert_info(t);
+                    info.partition = Some(partition);
+                    let key = match known {
+                        Some(k) if !t.firing => k,
+                        _ => stream_key(&info, dir),
+                    };
+                    let op = if t.firing {
+                        Op::Fire { info }
+                    } else {
+                        Op::Resolve {
+                            kind: t.kind,
+                            record_id: engine.record_id(t.slot).to_string(),
+                            at: t.at,
+                        }
+                    };
+                    publish(pb, key, &op);
+                }
                 if let Some(n) = notifier.as_deref_mut() {
                     if t.firing {
                         let mut info = engine.alert_info(t);
@@ -654,6 +739,23 @@ impl<'s> Consumer<'s> {
                     if let Some(mut e) = tpl.find_partition(topic, p) {
                         e.set_metadata(format!("fired-until={fired}"));
                     }
+                }
+            }
+        }
+        if let Some(pb) = self.notify.as_mut() {
+            // the transitions must be on the notify topic before the state
+            // that made them is saved and the source committed past them
+            match pb.settle(Duration::from_secs(1)) {
+                Settled::Done => self.notify_waiting_since = None,
+                r => {
+                    let since = *self
+                        .notify_waiting_since
+                        .get_or_insert_with(WallInstant::now);
+                    if since.elapsed() >= Duration::from_secs(10) {
+                        tracing::warn!(resent = (r == Settled::Resent), waiting_secs = since.elapsed().as_secs(), "the notify topic has not acknowledged the alert transitions; state not saved, nothing committed");
+                        self.notify_waiting_since = Some(WallInstant::now());
+                    }
+                    return Ok(false);
                 }
             }
         }

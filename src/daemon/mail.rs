@@ -77,31 +77,7 @@ impl Mail {
             what: "starting the SMTP sender",
             source,
         })?;
-        let mut state: State = marks
-            .notifier
-            .take()
-            .and_then(|v| serde_json::from_value(v).ok())
-            .unwrap_or_default();
-        state.silences =
-            crate::state::load_silences(&shared.api.silences_file, crate::time::now())?;
-        if state.instance.is_empty() {
-            // a fresh state: its own Message-ID space
-            let seed = format!(
-                "{}-{}-{}",
-                crate::time::now(),
-                std::process::id(),
-                state_dir.display()
-            );
-            state.instance = format!("{:08x}", xxhash_rust::xxh3::xxh3_64(seed.as_bytes()) as u32);
-        }
-        let muted = state.muted;
-        let mut n = Notifier::with_state(s.email.grouping.clone(), s.email.silences.clone(), state);
-        // acknowledgements made after the last save are in their own file
-        if let Some(f) = &shared.api.acks_file {
-            n.merge_acks(crate::state::load_acks(f, crate::time::now())?);
-        }
-        // what came due while the daemon was down is grouped from now on
-        n.schedule_floor = crate::time::now();
+        let n = restore_notifier(s, marks, shared)?;
         tracing::info!(smtp = %s.email.delivery.smtp.url, "e-mail enabled");
         Ok(Some((
             Mail {
@@ -109,7 +85,7 @@ impl Mail {
                 sender,
                 to_submit: Vec::new(),
                 unstored: Vec::new(),
-                muted_counted: muted,
+                muted_counted: n.state.muted,
             },
             n,
         )))
@@ -221,4 +197,38 @@ impl Mail {
             self.sender.submit(id);
         }
     }
+}
+
+/// The notifier as the saved state left it: its silences, acknowledgements
+/// made after the save, and a Message-ID space of its own.
+pub(super) fn restore_notifier(
+    s: &Settings,
+    marks: &mut Watermarks,
+    shared: &Shared,
+) -> Result<Notifier, Error> {
+    let state_dir = &s.daemon.state_dir;
+    let mut state: State = marks
+        .notifier
+        .take()
+        .and_then(|v| serde_json::from_value(v).ok())
+        .unwrap_or_default();
+    state.silences = crate::state::load_silences(&shared.api.silences_file, crate::time::now())?;
+    if state.instance.is_empty() {
+        // a fresh state: its own Message-ID space
+        let seed = format!(
+            "{}-{}-{}",
+            crate::time::now(),
+            std::process::id(),
+            state_dir.display()
+        );
+        state.instance = format!("{:08x}", xxhash_rust::xxh3::xxh3_64(seed.as_bytes()) as u32);
+    }
+    let mut n = Notifier::with_state(s.email.grouping.clone(), s.email.silences.clone(), state);
+    // acknowledgements made after the last save are in their own file
+    if let Some(f) = &shared.api.acks_file {
+        n.merge_acks(crate::state::load_acks(f, crate::time::now())?);
+    }
+    // what came due while the daemon was down is grouped from now on
+    n.schedule_floor = crate::time::now();
+    Ok(n)
 }

@@ -22,6 +22,7 @@
 mod consumer;
 mod error;
 mod mail;
+mod notify_group;
 mod partition;
 mod reload;
 pub mod settings;
@@ -111,6 +112,10 @@ pub fn run(settings: Settings, reload: Reload) -> Result<(), Error> {
     if d.kafka.snapshot_interval > 0 {
         rt.block_on(crate::source::kafka::state_topic::ensure(&d.kafka))?;
     }
+    if let Some(k) = d.kafka.notify_side() {
+        rt.block_on(crate::source::kafka::notify_topic::ensure(&d.kafka))?;
+        rt.block_on(crate::source::kafka::state_topic::ensure(&k))?;
+    }
     let listener = rt
         .block_on(tokio::net::TcpListener::bind(d.http_listen))
         .ctx(format!("cannot listen on {}", d.http_listen))?;
@@ -150,8 +155,16 @@ pub fn run(settings: Settings, reload: Reload) -> Result<(), Error> {
             sh.reload.store(true, Ordering::Relaxed);
         }
     });
-    let result =
-        consumer::Consumer::new(settings, reload, &shared).and_then(|(state, kc)| state.run(&kc));
+    let notify = notify_group::start(&settings, shared.clone());
+    let result = notify.and_then(|notify| {
+        let r = consumer::Consumer::new(settings, reload, &shared)
+            .and_then(|(state, kc)| state.run(&kc));
+        shared.shutdown.store(true, Ordering::Relaxed);
+        if let Some(h) = notify {
+            let _ = h.join();
+        }
+        r
+    });
     shared.shutdown.store(true, Ordering::Relaxed);
     rt.shutdown_timeout(Duration::from_secs(5));
     result

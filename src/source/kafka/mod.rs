@@ -29,6 +29,7 @@
 //! * `fetch.queue.backoff.ms` defaults to 10 ms instead of librdkafka's 1 s (a
 //!   backlog is consumed about four times faster; see BENCHMARKS.md).
 
+pub mod notify_topic;
 pub mod retention;
 pub mod settings;
 pub mod state_topic;

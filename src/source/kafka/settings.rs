@@ -42,6 +42,31 @@ pub struct KafkaConfig {
     /// partition at start-up (a single instance restarts without waiting for
     /// a group; two such instances would both alert).
     pub standalone: bool,
+    /// The notify topic: alert transitions re-keyed by unit, e-mailed by the
+    /// notifier consumer group `<group_id>.notify` (`None`: each instance
+    /// e-mails what its own partitions fire).
+    pub notify_topic: Option<String>,
+    /// How often each notify partition's notifier state is written (instant
+    /// units): what a new owner may e-mail again after a crash.
+    pub notify_snapshot_interval: i64,
+}
+
+impl KafkaConfig {
+    /// The notify stage's view of the cluster: the notify topic, its own
+    /// consumer group and state topic (`<group_id>.notify`,
+    /// `<group_id>.notify.state`). `None` without `notify_topic`.
+    pub fn notify_side(&self) -> Option<KafkaConfig> {
+        let topic = self.notify_topic.clone()?;
+        Some(KafkaConfig {
+            topic,
+            group_id: format!("{}.notify", self.group_id),
+            state_topic: Some(format!("{}.notify.state", self.group_id)),
+            snapshot_interval: self.notify_snapshot_interval,
+            instance_id: self.instance_id.as_ref().map(|i| format!("{i}.notify")),
+            notify_topic: None,
+            ..self.clone()
+        })
+    }
 }
 
 /// `[kafka]` as written.
@@ -65,6 +90,8 @@ pub struct RawKafka {
     instance_id: Option<Spanned<String>>,
     session_timeout: Option<Spanned<String>>,
     assignment: Option<Spanned<String>>,
+    notify_topic: Option<Spanned<String>>,
+    notify_snapshot_interval: Option<Spanned<String>>,
 }
 
 /// The librdkafka properties overdued sets itself, and why: a value in
@@ -205,6 +232,17 @@ pub fn validate(src: &Src<'_>, base: &Path, k: &RawKafka) -> Result<KafkaConfig,
                 }
             },
         },
+        notify_topic: k
+            .notify_topic
+            .as_ref()
+            .map(|_| non_empty(src, &k.notify_topic, "kafka.notify_topic", ""))
+            .transpose()?,
+        notify_snapshot_interval: duration(
+            &k.notify_snapshot_interval,
+            "kafka.notify_snapshot_interval",
+            5 * SECOND,
+            SECOND,
+        )?,
         brokers: non_empty(src, &k.brokers, "kafka.brokers", "127.0.0.1:9092")?,
         topic: non_empty(src, &k.topic, "kafka.topic", "records.events")?,
         group_id: non_empty(src, &k.group_id, "kafka.group_id", "overdued")?,

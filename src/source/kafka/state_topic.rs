@@ -139,9 +139,26 @@ pub fn name(k: &KafkaConfig) -> String {
 /// source topic, `cleanup.policy=compact` (plus `[kafka.state_topic_config]`).
 /// A topic that exists is left as it is.
 pub async fn ensure(k: &KafkaConfig) -> Result<(), StateTopicError> {
-    let topic = name(k);
+    let mut configs: Vec<(String, String)> = vec![("cleanup.policy".into(), "compact".into())];
+    for (key, v) in &k.state_topic_config {
+        configs.retain(|(k2, _)| k2 != key);
+        configs.push((key.clone(), v.clone()));
+    }
+    ensure_topic(k, &name(k), "state topic", &configs).await
+}
+
+/// Creates `topic` if it does not exist, with as many partitions as `k`'s
+/// source topic, `configs` and `[kafka] state_topic_replication`; one that
+/// exists is left as it is (with an error logged when it has fewer partitions
+/// than the source: those beyond it would have nowhere to go).
+pub async fn ensure_topic(
+    k: &KafkaConfig,
+    topic: &str,
+    what: &str,
+    configs: &[(String, String)],
+) -> Result<(), StateTopicError> {
     let err = |source| StateTopicError::Kafka {
-        topic: topic.clone(),
+        topic: topic.to_string(),
         source,
     };
     let admin: AdminClient<DefaultClientContext> = client_config(k).create().map_err(err)?;
@@ -156,23 +173,24 @@ pub async fn ensure(k: &KafkaConfig) -> Result<(), StateTopicError> {
             .map(|x| x.partitions().len())
     };
     let source = count(&k.topic).unwrap_or(1).max(1);
-    if let Some(n) = count(&topic) {
+    if let Some(n) = count(topic) {
         if n < source {
-            tracing::error!(state_topic = %topic, partitions = n, source_partitions = source, "the state topic has fewer partitions than the source topic: the partitions beyond it cannot be snapshotted (add partitions to it)");
+            tracing::error!(
+                topic,
+                what,
+                partitions = n,
+                source_partitions = source,
+                "this topic has fewer partitions than the source topic: add partitions to it"
+            );
         }
         return Ok(());
     }
-    let mut configs: Vec<(&str, &str)> = vec![("cleanup.policy", "compact")];
-    for (key, v) in &k.state_topic_config {
-        configs.retain(|(k2, _)| k2 != key);
-        configs.push((key.as_str(), v.as_str()));
-    }
     let mut nt = NewTopic::new(
-        &topic,
+        topic,
         source as i32,
         TopicReplication::Fixed(k.state_topic_replication),
     );
-    for (key, v) in &configs {
+    for (key, v) in configs {
         nt = nt.set(key, v);
     }
     let opts = AdminOptions::new().request_timeout(Some(Duration::from_secs(10)));
@@ -180,7 +198,7 @@ pub async fn ensure(k: &KafkaConfig) -> Result<(), StateTopicError> {
     for r in res {
         match r {
             Ok(_) => {
-                tracing::info!(state_topic = %topic, partitions = source, ?configs, "state topic created")
+                tracing::info!(topic, what, partitions = source, ?configs, "topic created")
             }
             Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {}
             Err((_, code)) => return Err(err(rdkafka::error::KafkaError::AdminOp(code))),
