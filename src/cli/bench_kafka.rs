@@ -105,6 +105,12 @@ pub struct BenchKafkaOptions {
     pub properties: Vec<(String, String)>,
     /// Seed.
     pub seed: u64,
+    /// Also time a restart after `kill -9` (snapshots every 2 s).
+    pub restart: bool,
+    /// `[kafka] assignment` for the daemon (`None`: its default, a group).
+    pub assignment: Option<String>,
+    /// `[kafka] session_timeout` for the daemon (`None`: its default).
+    pub session_timeout: Option<String>,
 }
 
 /// Results (times in seconds unless named otherwise).
@@ -134,6 +140,8 @@ pub struct BenchKafkaResult {
     pub engine_only_eps: f64,
     /// The metrics pass over `gauge_open` open records: median ms, max ms.
     pub gauge_scan_ms: Option<(f64, f64)>,
+    /// With `restart`: start of the restarted daemon → first event applied.
+    pub restart_s: Option<f64>,
 }
 
 /// CPU seconds (user + system) a process has used, from `/proc/PID/stat`.
@@ -232,6 +240,15 @@ fn write_config(
     k.insert("topic".into(), topic.into());
     k.insert("group_id".into(), format!("{topic}.group").into());
     k.insert("dead_letter_topic".into(), format!("{topic}.dlq").into());
+    if opts.restart {
+        k.insert("snapshot_interval".into(), "2s".into());
+    }
+    if let Some(a) = &opts.assignment {
+        k.insert("assignment".into(), a.clone().into());
+    }
+    if let Some(t) = &opts.session_timeout {
+        k.insert("session_timeout".into(), t.clone().into());
+    }
     if !opts.properties.is_empty() {
         let mut p = toml::Table::new();
         for (key, v) in &opts.properties {
@@ -663,6 +680,11 @@ pub fn run(
         res.latency_ms[2]
     );
     res.daemon_peak_rss_mb = peak_rss_mb(pid);
+    if opts.restart {
+        res.restart_s = Some(restart(
+            opts, &cfg, &cfg_path, &topic, &run_id, http, &mut d, log,
+        )?);
+    }
     d.stop()?;
     drop(p);
 
@@ -693,6 +715,84 @@ pub fn run(
         res.gauge_scan_ms = Some(gauge_scan(&cfg, opts, log));
     }
     Ok(res)
+}
+
+/// 5. restart: once a snapshot of the caught-up state is written, new records
+/// arrive every 10 ms; the daemon is killed with SIGKILL and started again;
+/// returns the seconds from the new process's start to its first event
+/// applied (its partitions restored from their snapshots).
+#[allow(clippy::too_many_arguments)]
+fn restart(
+    opts: &BenchKafkaOptions,
+    cfg: &Config,
+    cfg_path: &Path,
+    topic: &str,
+    run_id: &str,
+    http: u16,
+    d: &mut Daemon,
+    log: &mut dyn Write,
+) -> Result<f64, BenchKafkaError> {
+    std::thread::sleep(Duration::from_secs(5)); // two snapshot intervals
+    let far = (overdued::time::now() / SECOND + 86_400) * SECOND;
+    let (lines, keys) = deadline_records(cfg, 100_000, far, 0, &format!("{run_id}r"));
+    let stop = Arc::new(AtomicBool::new(false));
+    let probe = {
+        let (stop, brokers, topic) = (stop.clone(), opts.brokers.clone(), topic.to_string());
+        std::thread::spawn(move || -> Result<(), BenchKafkaError> {
+            let p = producer(&brokers)?;
+            let lines: Vec<&[u8]> = lines
+                .split(|&b| b == b'\n')
+                .filter(|l| !l.is_empty())
+                .collect();
+            for (line, key) in lines.iter().zip(&keys) {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                let _ = p.send(BaseRecord::<str, [u8]>::to(&topic).key(key).payload(line));
+                p.poll(Duration::ZERO);
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let _ = p.flush(Duration::from_secs(10));
+            Ok(())
+        })
+    };
+    std::thread::sleep(Duration::from_secs(1));
+    let _ = d.child.kill(); // SIGKILL
+    let _ = d.child.wait();
+    let daemon_log = std::fs::OpenOptions::new()
+        .append(true)
+        .open(opts.dir.join("daemon.log"))
+        .map_err(io("opening the daemon log"))?;
+    let level = std::env::var("OVERDUED_BENCH_LOG").unwrap_or_else(|_| "warn".into());
+    let started = WallInstant::now();
+    d.child = Command::new(&opts.exe)
+        .args(["--log-level", &level, "run", "--config"])
+        .arg(cfg_path)
+        .stdout(Stdio::null())
+        .stderr(daemon_log)
+        .spawn()
+        .map_err(io(format!("starting {}", opts.exe.display())))?;
+    let took = loop {
+        if let Some(st) = d.child.try_wait().map_err(io("waiting for the daemon"))? {
+            return Err(BenchKafkaError::Daemon(format!("exited: {st}")));
+        }
+        if applied(http).unwrap_or(0) > 0 {
+            break started.elapsed().as_secs_f64();
+        }
+        if started.elapsed() > Duration::from_secs(180) {
+            return Err(BenchKafkaError::Daemon(
+                "no event applied in 180 s after the restart".into(),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    stop.store(true, Ordering::Relaxed);
+    let _ = probe.join();
+    let _ = writeln!(
+        log,
+        "restart after kill -9: first event applied {took:.2} s after the new process started"
+    );
+    Ok(took)
 }
 
 /// Times the daemon's metrics pass ([`Snapshot::add_engine`] over every
@@ -783,6 +883,15 @@ pub struct Args {
     /// Random seed.
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
+    /// Also time a restart after `kill -9` (the daemon snapshots every 2 s).
+    #[arg(long)]
+    pub restart: bool,
+    /// The daemon's `[kafka] assignment` (`group` or `all`).
+    #[arg(long)]
+    pub assignment: Option<String>,
+    /// The daemon's `[kafka] session_timeout` (e.g. `6s`).
+    #[arg(long)]
+    pub session_timeout: Option<String>,
 }
 
 /// `overdued bench-kafka`: runs and prints the figures.
@@ -799,6 +908,9 @@ pub fn command(args: Args) -> Result<(), crate::cli::error::Error> {
         properties,
         dir,
         seed,
+        restart,
+        assignment,
+        session_timeout,
     } = args;
     let properties = properties
         .iter()
@@ -823,6 +935,9 @@ pub fn command(args: Args) -> Result<(), crate::cli::error::Error> {
         gauge_open,
         properties,
         seed,
+        restart,
+        assignment,
+        session_timeout,
     };
     let r = run(&opts, &mut std::io::stderr())
         .map_err(|e| super::error::Error::Usage(format!("bench-kafka: {e}")))?;
@@ -854,6 +969,11 @@ pub fn command(args: Args) -> Result<(), crate::cli::error::Error> {
         "daemon peak RSS                 {:.0} MB",
         r.daemon_peak_rss_mb
     );
+    if let Some(t) = r.restart_s {
+        println!(
+            "restart after kill -9           {t:.2} s  (new process start → first event applied)"
+        );
+    }
     if let Some((med, max)) = r.gauge_scan_ms {
         println!("metrics pass, {gauge_open} open         median {med:.1} ms, max {max:.1} ms");
     }
