@@ -717,7 +717,7 @@ pub fn run(
     Ok(res)
 }
 
-/// 5. restart: once a snapshot of the caught-up state is written, new records
+/// Restart (step 5): once a snapshot of the caught-up state is written, new records
 /// arrive every 10 ms; the daemon is killed with SIGKILL and started again;
 /// returns the seconds from the new process's start to its first event
 /// applied (its partitions restored from their snapshots).
