@@ -16,8 +16,9 @@
 //! and decides again what came after it: no e-mail is lost; one sent after
 //! the image and before a crash may be sent again (the window is
 //! `notify_snapshot_interval` plus the sending time, README). For the same
-//! reason the local outbox is emptied at start: what it holds was decided
-//! after the last image and will be decided again.
+//! reason the local outbox is emptied at start, and a revoked partition's
+//! unsent e-mails are withdrawn: they were decided after the last image and
+//! will be decided again by the next owner.
 
 use super::error::Error;
 use super::{Settings, Shared};
@@ -224,10 +225,16 @@ impl Group {
                 }
                 RebalanceEvent::Revoked(ps) => {
                     for p in ps {
-                        // e-mails it decided still go (they are in the outbox);
-                        // the next owner may decide them again (README: the
-                        // hand-over window)
-                        self.streams.remove(&p);
+                        // What it decided and the server has not accepted came
+                        // after its last written image (an image waits for
+                        // the e-mails decided before it): the next owner
+                        // decides them again, so they must not go from here.
+                        if let Some(st) = self.streams.remove(&p) {
+                            let owed = st.unsent.iter().chain(st.unstored.iter().map(|e| &e.id));
+                            if let Err(e) = self.outbox.withdraw(owed) {
+                                tracing::error!(partition = p, error = %e, "cannot withdraw the unsent e-mails of a stream handed over; they may be sent twice");
+                            }
+                        }
                         self.durable
                             .lock()
                             .unwrap_or_else(|e| e.into_inner())

@@ -638,6 +638,32 @@ impl Outbox {
         Ok(n)
     }
 
+    /// Moves pending e-mails that another owner will decide again (their
+    /// stream was handed over before they were sent) to `outbox/orphans/`:
+    /// the sender drops an id it no longer finds. Returns how many moved.
+    pub fn withdraw<'a>(
+        &self,
+        ids: impl IntoIterator<Item = &'a String>,
+    ) -> Result<usize, NotifyError> {
+        let orphans = self.inner.dir.join("orphans");
+        let mut n = 0;
+        for id in ids {
+            if !self.contains(id) {
+                continue;
+            }
+            fs::create_dir_all(&orphans).map_err(io(format!("creating {}", orphans.display())))?;
+            rename_if_exists(&self.path(id, MSG), &orphans.join(format!("{id}.{MSG}")))?;
+            rename_if_exists(&self.path(id, ENV), &orphans.join(format!("{id}.{ENV}")))?;
+            tracing::info!(id = %id, kept_in = %orphans.display(), "an unsent e-mail of a stream handed over: withdrawn, its new owner decides it again");
+            n += 1;
+        }
+        if n > 0 {
+            sync_dir(&orphans)?;
+            sync_dir(&self.inner.dir)?;
+        }
+        Ok(n)
+    }
+
     /// Operator side: queues a failed e-mail to be sent again, by moving its
     /// files from `failed/` to `requeue/`; the daemon (running or at its next
     /// start) takes it from there ([`Outbox::take_requeued`]). Returns whether

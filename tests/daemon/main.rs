@@ -16,9 +16,9 @@
 //!   once;
 //! * [`observability`] — an independent client's events, `promtool`, a real
 //!   Prometheus scraping the daemon;
-//! * [`notify_group`] — two daemons with a notify topic: one e-mail stream per
-//!   unit across them; SMTP down and a `kill -9` during the hand-over, every
-//!   record told exactly once;
+//! * [`notify_group`] — three daemons with a notify topic: one e-mail stream
+//!   per unit across them; SMTP down and a `kill -9` during the hand-over,
+//!   every record told exactly once;
 //! * [`outages`] — a broker frozen for 30 s (stalled partition, not ready, a
 //!   deadline inside it alerted, nothing lost) and a silent source (marked,
 //!   hanging e-mails held), on a broker of its own;

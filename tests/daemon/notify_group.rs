@@ -1,12 +1,13 @@
-//! Two daemons with `[kafka] notify_topic`: alert transitions re-keyed by unit
-//! and e-mailed by the notifier consumer group. Each unit's records are spread
-//! over both daemons' source partitions, yet each unit gets one e-mail per
-//! batch listing all of them (its grouping is whole). Then the SMTP server
-//! goes down, alerts are decided, one daemon is killed with SIGKILL (its
-//! engine and notify partitions move to the other) and the server comes back:
-//! every record is told exactly once, nothing earlier is sent again, and
-//! alerts go on after the hand-over. Needs the broker and SMTP server of
-//! `scripts/test.sh`.
+//! Three daemons in one group with `[kafka] notify_topic`: alert transitions
+//! re-keyed by unit and e-mailed by the notifier consumer group. Each unit's
+//! records are spread over the daemons' source partitions, yet each unit gets
+//! one e-mail per batch listing all of them (its grouping is whole). Then the
+//! SMTP server goes down, alerts are decided, one daemon is killed with
+//! SIGKILL (its engine and notify partitions move to the others, and streams
+//! may move between the survivors, whose unsent e-mails are then withdrawn)
+//! and the server comes back: every record is told exactly once, nothing
+//! earlier is sent again, and alerts go on after the hand-over. Needs the
+//! broker and SMTP server of `scripts/test.sh`.
 
 use crate::harness::{create_topics, free_port, get, service, unique_suffix, wait_for};
 use crate::smtp_harness::{python, received, SmtpSink};
@@ -35,7 +36,7 @@ fn crc32(b: &[u8]) -> u32 {
 }
 
 /// Four unit codes whose streams land on notify partitions 0, 1, 2 and 3, so
-/// that each daemon e-mails some of them.
+/// that each daemon e-mails at least one of them.
 fn units() -> Vec<String> {
     let mut out = vec![String::new(); 4];
     let mut i = 0;
@@ -196,7 +197,7 @@ fn times_told(all: &[(String, Vec<String>)], record: &str) -> (usize, Vec<String
 }
 
 #[test]
-fn one_email_stream_per_unit_across_instances_survives_a_kill_with_smtp_down() {
+fn one_email_stream_per_unit_across_three_instances_survives_a_kill_with_smtp_down() {
     let Some(brokers) = service("OVERDUED_TEST_KAFKA") else {
         return;
     };
@@ -224,15 +225,15 @@ fn one_email_stream_per_unit_across_instances_survives_a_kill_with_smtp_down() {
 
     let mut a = D::start(&base.join("a"), &brokers, &topic, smtp, &units);
     let b = D::start(&base.join("b"), &brokers, &topic, smtp, &units);
-    wait_for("both daemons ready, each with notify streams", 150, || {
-        a.ready()
-            && b.ready()
-            && a.log().contains("notify stream assigned")
-            && b.log().contains("notify stream assigned")
+    let c = D::start(&base.join("c"), &brokers, &topic, smtp, &units);
+    let all3 = [&a, &b, &c];
+    wait_for("three daemons ready, each with notify streams", 180, || {
+        all3.iter()
+            .all(|d| d.ready() && d.log().contains("notify stream assigned"))
     });
     // let a late rebalance of either group settle
     std::thread::sleep(Duration::from_secs(8));
-    assert!(a.ready() && b.ready());
+    assert!(all3.iter().all(|d| d.ready()));
 
     // 1. six records per unit, spread over both daemons' partitions: one
     //    e-mail per unit, listing all six
@@ -256,17 +257,23 @@ fn one_email_stream_per_unit_across_instances_survives_a_kill_with_smtp_down() {
     wait_for("daemon A decided its units' e-mails", 60, || {
         a.outbox_holds_mail()
     });
-    wait_for("daemon B decided its units' e-mails", 30, || {
-        b.outbox_holds_mail()
+    wait_for("daemons B and C decided their units' e-mails", 30, || {
+        b.outbox_holds_mail() && c.outbox_holds_mail()
     });
+    let (b_before, c_before) = (
+        b.log().matches("notify stream assigned").count(),
+        c.log().matches("notify stream assigned").count(),
+    );
     let _ = a.child.kill();
     let _ = a.child.wait();
 
-    // 3. B takes over A's partitions (engine and notify), the server comes
-    //    back: every record told once, nothing of batch 1 again
-    wait_for("B takes over", 120, || {
-        let log = b.log();
-        log.matches("notify stream assigned").count() >= 3 && b.ready()
+    // 3. B and C take over A's partitions (engine and notify), the server
+    //    comes back: every record told once, nothing of batch 1 again
+    wait_for("B and C take over", 150, || {
+        b.log().matches("notify stream assigned").count() > b_before
+            && c.log().matches("notify stream assigned").count() > c_before
+            && b.ready()
+            && c.ready()
     });
     let sink = SmtpSink::start(&py, smtp, &sink_dir, &[]);
     wait_for("batch 2 delivered", 90, || {
@@ -294,6 +301,15 @@ fn one_email_stream_per_unit_across_instances_survives_a_kill_with_smtp_down() {
         }
     }
     assert_eq!(all.len(), 12, "one e-mail per unit and batch: {all:?}");
+    let withdrawn: usize = [&b, &c]
+        .iter()
+        .map(|d| {
+            d.log()
+                .matches("withdrawn, its new owner decides it again")
+                .count()
+        })
+        .sum();
+    eprintln!("unsent e-mails withdrawn at the hand-over: {withdrawn}");
     drop(sink);
     let _ = std::fs::remove_dir_all(&base);
 }
