@@ -48,6 +48,9 @@ struct Shared {
     shutdown: AtomicBool,
     /// Set by SIGHUP: reload the configuration.
     reload: AtomicBool,
+    /// The settings of the last accepted reload, for the notifier group's
+    /// thread to take.
+    reloaded: Mutex<Option<Settings>>,
     /// The process's own metrics (also behind `api`).
     metrics: Metrics,
 }
@@ -77,6 +80,7 @@ impl Shared {
             metrics,
             shutdown: AtomicBool::new(false),
             reload: AtomicBool::new(false),
+            reloaded: Mutex::new(None),
         }
     }
 }

@@ -154,11 +154,30 @@ impl Group {
                 }
             }
             self.rebalances(&kc);
+            self.take_reload();
             self.decide();
             self.images(&kc);
         }
         if !self.sender.shutdown(Duration::from_secs(5)) {
             tracing::warn!("the SMTP sender did not stop in time; unsent e-mails are decided again by the next owner");
+        }
+    }
+
+    /// A SIGHUP the consumer loop accepted: every stream's notifier gets the
+    /// new grouping and silences; rendering the new templates and directory.
+    fn take_reload(&mut self) {
+        let new = self
+            .shared
+            .reloaded
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(new) = new {
+            for st in self.streams.values_mut() {
+                st.n.reconfigure(new.email.grouping.clone(), new.email.silences.clone());
+            }
+            self.s = new;
+            tracing::info!("notifier group: reloaded settings taken");
         }
     }
 

@@ -4,7 +4,8 @@
 //! rules: applied to every partition at once), the notifier (grouping, silences),
 //! delivery (sender and templates at once; the SMTP connection at the next
 //! restart). The daemon's own sections (`[kafka]`, `[http]`, `[state]`,
-//! `[alerts]`) need a restart: a change there is logged, not applied.
+//! `[alerts]`) need a restart: a change there is logged, not applied. The
+//! notifier group's thread takes the accepted settings at its next round.
 
 use super::partition::Part;
 use super::{Reload, Settings, Shared};
@@ -54,6 +55,8 @@ pub(super) fn reload(
     settings.email.delivery.smtp = smtp;
     // the pages name units and count working time as the engines now do
     shared.set_ui(settings);
+    // the notifier group's thread (if any) takes them at its next round
+    *shared.reloaded.lock().unwrap_or_else(|p| p.into_inner()) = Some(settings.clone());
     ConfigReloaded {
         changes: &[("engine", engine), ("alert", alert), ("delivery", delivery)],
         units: settings.engine.directory.units.len(),

@@ -6,8 +6,9 @@
 //! SIGKILL (its engine and notify partitions move to the others, and streams
 //! may move between the survivors, whose unsent e-mails are then withdrawn)
 //! and the server comes back: every record is told exactly once, nothing
-//! earlier is sent again, and alerts go on after the hand-over. Needs the
-//! broker and SMTP server of `scripts/test.sh`.
+//! earlier is sent again, and alerts go on after the hand-over; a SIGHUP
+//! that adds a silence reaches the notifier group. Needs the broker and SMTP
+//! server of `scripts/test.sh`.
 
 use crate::harness::{create_topics, free_port, get, service, unique_suffix, wait_for};
 use crate::smtp_harness::{python, received, SmtpSink};
@@ -301,6 +302,40 @@ fn one_email_stream_per_unit_across_three_instances_survives_a_kill_with_smtp_do
         }
     }
     assert_eq!(all.len(), 12, "one e-mail per unit and batch: {all:?}");
+    // 5. SIGHUP on the survivors: a configuration silence of one unit
+    //    reaches the notifier group (its next record is not e-mailed)
+    for d in [&b, &c] {
+        let cfg = d.dir.join("overdued.toml");
+        let mut text = std::fs::read_to_string(&cfg).unwrap();
+        text += &format!(
+            "\n[[email.silence]]\nunit = \"{}\"\nends_at = \"2099-01-01T00:00:00Z\"\n",
+            units[0]
+        );
+        std::fs::write(&cfg, text).unwrap();
+        let _ = Command::new("kill")
+            .args(["-HUP", &d.child.id().to_string()])
+            .status();
+    }
+    wait_for("both survivors took the reload", 30, || {
+        [&b, &c]
+            .iter()
+            .all(|d| d.log().contains("notifier group: reloaded settings taken"))
+    });
+    receive(&producer, &topic, "S", 1, &units);
+    wait_for("batch 4 delivered to the units not silenced", 60, || {
+        let all = told(&sink_dir);
+        units[1..]
+            .iter()
+            .all(|u| times_told(&all, &format!("S{u}-0")).0 >= 1)
+    });
+    std::thread::sleep(Duration::from_secs(4));
+    let all = told(&sink_dir);
+    assert_eq!(
+        times_told(&all, &format!("S{}-0", units[0])).0,
+        0,
+        "silenced by the reload"
+    );
+    assert_eq!(all.len(), 15, "{all:?}");
     let withdrawn: usize = [&b, &c]
         .iter()
         .map(|d| {
