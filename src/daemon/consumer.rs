@@ -20,7 +20,7 @@ use crate::metrics::events::{
     SnapshotFailed, SnapshotWritten, SourceSilence,
 };
 use crate::metrics::Snapshot;
-use crate::sink::{queue_on_topic, write_alert, AlertsFile};
+use crate::sink::{write_alert, AlertsFile};
 use crate::source::kafka::notify_topic::{Publisher, Settled};
 use crate::source::kafka::state_topic::{Manifest, Writer as StateWriter};
 use crate::source::kafka::{self, Ctx, DeadLetter, Deliveries};
@@ -92,8 +92,11 @@ pub(super) struct Consumer<'s> {
     /// The notify topic's producer (`[kafka] notify_topic`): transitions go
     /// there for the notifier group instead of to a local e-mail stage.
     notify: Option<Publisher>,
-    /// When a save last waited in vain for the notify topic (logged once a
-    /// while, not every round).
+    /// The alerts topic's producer (`[alerts] topic`), acknowledged before a
+    /// save like the notify topic.
+    alerts_topic: Option<Publisher>,
+    /// When a save last waited in vain for a topic (logged once a while, not
+    /// every round).
     notify_waiting_since: Option<WallInstant>,
 }
 
@@ -188,6 +191,13 @@ impl<'s> Consumer<'s> {
             what: "notify topic producer",
             source,
         })?;
+        let alerts_topic = match &d.alerts_topic {
+            Some(t) => Some(Publisher::to(&d.kafka, t).map_err(|source| Error::Kafka {
+                what: "alerts topic producer",
+                source,
+            })?),
+            None => None,
+        };
         let opened = if notify.is_some() {
             // e-mail is decided by the notifier group; this notifier only
             // knows what fires here, for the pages and acknowledgements
@@ -237,6 +247,7 @@ impl<'s> Consumer<'s> {
             snapshots,
             last_snapshot: WallInstant::now(),
             notify,
+            alerts_topic,
             notify_waiting_since: None,
         };
         Ok((state, consumer))
@@ -694,9 +705,9 @@ impl<'s> Consumer<'s> {
                     unit = engine.unit_code(t.unit),
                     "alert"
                 );
-                if let Some(topic) = &self.settings.daemon.alerts_topic {
-                    let line = &self.out[start..self.out.len() - 1];
-                    queue_on_topic(&self.producer, topic, engine.record_id(t.slot), line);
+                if let Some(pb) = self.alerts_topic.as_mut() {
+                    let line = self.out[start..self.out.len() - 1].to_vec();
+                    pb.push(engine.record_id(t.slot).to_string(), line);
                 }
             }
         }
@@ -742,23 +753,27 @@ impl<'s> Consumer<'s> {
                 }
             }
         }
-        if let Some(pb) = self.notify.as_mut() {
-            // the transitions must be on the notify topic before the state
-            // that made them is saved and the source committed past them
-            match pb.settle(Duration::from_secs(1)) {
-                Settled::Done => self.notify_waiting_since = None,
-                r => {
-                    let since = *self
-                        .notify_waiting_since
-                        .get_or_insert_with(WallInstant::now);
-                    if since.elapsed() >= Duration::from_secs(10) {
-                        tracing::warn!(resent = (r == Settled::Resent), waiting_secs = since.elapsed().as_secs(), "the notify topic has not acknowledged the alert transitions; state not saved, nothing committed");
-                        self.notify_waiting_since = Some(WallInstant::now());
-                    }
-                    return Ok(false);
+        // the transitions must be on the notify and alerts topics before the
+        // state that made them is saved and the source committed past them
+        for (what, pb) in [
+            ("notify", &mut self.notify),
+            ("alerts", &mut self.alerts_topic),
+        ] {
+            let Some(pb) = pb.as_mut() else {
+                continue;
+            };
+            if let r @ (Settled::InFlight | Settled::Resent) = pb.settle(Duration::from_secs(1)) {
+                let since = *self
+                    .notify_waiting_since
+                    .get_or_insert_with(WallInstant::now);
+                if since.elapsed() >= Duration::from_secs(10) {
+                    tracing::warn!(topic = what, resent = (r == Settled::Resent), "a topic has not acknowledged the alert transitions; state not saved, nothing committed");
+                    self.notify_waiting_since = Some(WallInstant::now());
                 }
+                return Ok(false);
             }
         }
+        self.notify_waiting_since = None;
         if let Some(m) = self.mail.as_ref() {
             m.finished(&mut self.marks);
         }

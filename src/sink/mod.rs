@@ -1,7 +1,8 @@
 //! Output writers shared by `replay` and `run`: the alert transition line (one
 //! NDJSON object, the same bytes in the alerts file and on the alerts topic), the
-//! alerts file ([`AlertsFile`]), the alerts topic ([`queue_on_topic`]) and `.eml`
-//! files ([`eml`]).
+//! alerts file ([`AlertsFile`]) and `.eml` files ([`eml`]). The daemon
+//! produces the same lines to the alerts topic
+//! (`source::kafka::notify_topic::Publisher`).
 
 pub mod eml;
 
@@ -108,23 +109,6 @@ impl AlertsFile {
     /// The file.
     pub fn path(&self) -> &std::path::Path {
         &self.path
-    }
-}
-
-/// Queues one alert line (without its newline) on the alerts topic, keyed by
-/// record id so that a record's transitions stay in order. A refusal to queue
-/// is logged; the alerts file stays the record of what fired.
-pub fn queue_on_topic(
-    producer: &rdkafka::producer::BaseProducer<crate::source::kafka::Deliveries>,
-    topic: &str,
-    record_id: &str,
-    line: &[u8],
-) {
-    let rec = rdkafka::producer::BaseRecord::<[u8], [u8]>::to(topic)
-        .key(record_id.as_bytes())
-        .payload(line);
-    if let Err((e, _)) = producer.send(rec) {
-        tracing::error!(error = %e, "cannot queue an alert for the alerts topic");
     }
 }
 

@@ -1,6 +1,7 @@
-//! The notify topic's producer side: alert transitions re-keyed by stream
-//! (unit code or `admin`), produced by the instance whose engine made them and
-//! consumed by the notifier group (docs/spec.md §9.3b).
+//! Outputs on topics that the state waits for: the notify topic (alert
+//! transitions re-keyed by stream — unit code or `admin` — produced by the
+//! instance whose engine made them and consumed by the notifier group,
+//! docs/spec.md §9.3b) and the alerts topic (§9.4).
 //!
 //! Nothing is lost: the daemon saves its state and commits source offsets
 //! only once every message of the batch since the last save is acknowledged
@@ -44,7 +45,7 @@ impl ProducerContext for BatchAcks {
         match r {
             Ok(_) => s.1 += 1,
             Err((e, _)) => {
-                tracing::warn!(error = %e, "notify topic: delivery failed");
+                tracing::warn!(error = %e, "delivery failed (sent again with its batch)");
                 s.2 += 1;
             }
         }
@@ -76,9 +77,17 @@ pub struct Publisher {
 impl Publisher {
     /// A publisher to `[kafka] notify_topic` (`None` without one).
     pub fn new(k: &KafkaConfig) -> rdkafka::error::KafkaResult<Option<Publisher>> {
-        let Some(topic) = k.notify_topic.clone() else {
-            return Ok(None);
-        };
+        match &k.notify_topic {
+            Some(t) => Publisher::to(k, t).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// A publisher to `topic` (the notify topic, or the alerts topic: any
+    /// output that must be acknowledged before the state that made it is
+    /// saved).
+    pub fn to(k: &KafkaConfig, topic: &str) -> rdkafka::error::KafkaResult<Publisher> {
+        let topic = topic.to_string();
         let mut c = client_config(k);
         // not idempotent (a broker freeze can fence an idempotent producer for
         // good); one request in flight keeps retries from reordering a stream
@@ -89,13 +98,13 @@ impl Publisher {
             c.set("message.timeout.ms", "10000");
         }
         let producer = c.create_with_context(BatchAcks::default())?;
-        Ok(Some(Publisher {
+        Ok(Publisher {
             producer,
             topic,
             batch: Vec::new(),
             queued: 0,
             gen: 0,
-        }))
+        })
     }
 
     /// Adds a message to the batch and hands it to librdkafka if there is room.
@@ -119,7 +128,7 @@ impl Publisher {
                 Ok(()) => self.queued += 1,
                 // full: the rest goes at the next call
                 Err((e, _)) => {
-                    tracing::debug!(error = %e, "notify topic: local queue full");
+                    tracing::debug!(error = %e, "local producer queue full");
                     return;
                 }
             }
