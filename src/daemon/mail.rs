@@ -108,65 +108,24 @@ impl Mail {
             links: s.daemon.links.as_ref(),
         };
         // e-mails an operator requeued while running: sent like new decisions
-        match self.outbox.take_requeued() {
-            Ok(ids) => {
-                for id in ids {
-                    tracing::info!(id = %id, "requeued e-mail taken back");
-                    marks.outbox.insert(id.clone());
-                    self.to_submit.push(id);
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "cannot take requeued e-mails; will retry"),
+        for id in take_requeued(&self.outbox) {
+            marks.outbox.insert(id.clone());
+            self.to_submit.push(id);
         }
         // what an earlier round could not store goes first, in order
-        for email in std::mem::take(&mut self.unstored) {
-            self.store(email, marks, shared);
-        }
-        for o in n.advance(now, &s.engine.calendar, &s.engine.directory) {
-            match render(&ctx, &o) {
-                Ok(email) => {
-                    tracing::info!(id = %email.id, to = %email.to.join(", "), items = o.items.len(), "e-mail decided");
-                    self.store(email, marks, shared);
-                }
-                Err(e) => EmailFailed {
-                    what: &o.recipient,
-                    reason: &e,
-                    stage: "cannot render it",
-                }
-                .emit(&shared.metrics),
+        let mut decided = std::mem::take(&mut self.unstored);
+        decided.extend(render_decided(
+            &ctx,
+            n.advance(now, &s.engine.calendar, &s.engine.directory),
+            shared,
+        ));
+        for email in decided {
+            if let Some(id) = store_in_order(&self.outbox, &mut self.unstored, email, shared) {
+                marks.outbox.insert(id.clone());
+                self.to_submit.push(id);
             }
         }
-        let muted = n.state.muted;
-        if muted > self.muted_counted {
-            AlertsSilenced {
-                n: muted - self.muted_counted,
-            }
-            .emit(&shared.metrics);
-            self.muted_counted = muted;
-        }
-    }
-
-    /// Puts a decided e-mail in the outbox, or keeps it to retry.
-    fn store(&mut self, email: crate::notify::Email, marks: &mut Watermarks, shared: &Shared) {
-        if !self.unstored.is_empty() {
-            // keep the order: one refused, the later ones wait behind it
-            self.unstored.push(email);
-            return;
-        }
-        match self.outbox.put(&email) {
-            Ok(_) => {
-                marks.outbox.insert(email.id.clone());
-                self.to_submit.push(email.id);
-            }
-            Err(e) => {
-                EmailNotStored {
-                    id: &email.id,
-                    error: &e,
-                }
-                .emit(&shared.metrics);
-                self.unstored.push(email);
-            }
-        }
+        count_muted(n, &mut self.muted_counted, shared);
     }
 
     /// Whether decided e-mails wait to be stored: the state must not be saved.
@@ -231,4 +190,84 @@ pub(super) fn restore_notifier(
     // what came due while the daemon was down is grouped from now on
     n.schedule_floor = crate::time::now();
     Ok(n)
+}
+
+/// E-mails an operator requeued (`overdued outbox retry`): sent like new
+/// decisions.
+pub(super) fn take_requeued(outbox: &Outbox) -> Vec<String> {
+    match outbox.take_requeued() {
+        Ok(ids) => {
+            for id in &ids {
+                tracing::info!(id = %id, "requeued e-mail taken back");
+            }
+            ids
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot take requeued e-mails; will retry");
+            Vec::new()
+        }
+    }
+}
+
+/// Renders what a notifier decided; one that cannot be rendered is counted as
+/// failed.
+pub(super) fn render_decided(
+    ctx: &Context<'_>,
+    decided: Vec<crate::alert::Outgoing>,
+    shared: &Shared,
+) -> Vec<crate::notify::Email> {
+    let mut out = Vec::with_capacity(decided.len());
+    for o in decided {
+        match render(ctx, &o) {
+            Ok(email) => {
+                tracing::info!(id = %email.id, to = %email.to.join(", "), items = o.items.len(), "e-mail decided");
+                out.push(email);
+            }
+            Err(e) => EmailFailed {
+                what: &o.recipient,
+                reason: &e,
+                stage: "cannot render it",
+            }
+            .emit(&shared.metrics),
+        }
+    }
+    out
+}
+
+/// Puts a decided e-mail in the outbox and returns its id, or keeps it in
+/// `unstored` to retry (behind any already waiting there: the order is kept).
+pub(super) fn store_in_order(
+    outbox: &Outbox,
+    unstored: &mut Vec<crate::notify::Email>,
+    email: crate::notify::Email,
+    shared: &Shared,
+) -> Option<String> {
+    if !unstored.is_empty() {
+        unstored.push(email);
+        return None;
+    }
+    match outbox.put(&email) {
+        Ok(_) => Some(email.id),
+        Err(e) => {
+            EmailNotStored {
+                id: &email.id,
+                error: &e,
+            }
+            .emit(&shared.metrics);
+            unstored.push(email);
+            None
+        }
+    }
+}
+
+/// Counts the alerts a notifier muted since the last call.
+pub(super) fn count_muted(n: &Notifier, counted: &mut u64, shared: &Shared) {
+    let muted = n.state.muted;
+    if muted > *counted {
+        AlertsSilenced {
+            n: muted - *counted,
+        }
+        .emit(&shared.metrics);
+        *counted = muted;
+    }
 }

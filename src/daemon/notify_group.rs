@@ -21,11 +21,12 @@
 //! will be decided again by the next owner.
 
 use super::error::Error;
+use super::mail::{count_muted, render_decided, store_in_order};
 use super::{Settings, Shared};
 use crate::alert::stream::Op;
 use crate::alert::Notifier;
 use crate::notify::outbox::Outbox;
-use crate::notify::render::{render, Context};
+use crate::notify::render::Context;
 use crate::notify::smtp::{Sender, SenderHandle};
 use crate::source::kafka::state_topic::{Manifest, Writer as StateWriter};
 use crate::source::kafka::{self, Ctx, KafkaConfig, RebalanceEvent};
@@ -51,6 +52,8 @@ struct Stream {
     /// Decided, but the outbox refused them (a full disk): stored again
     /// every round, in order; no image is written meanwhile.
     unstored: Vec<crate::notify::Email>,
+    /// `n.state.muted` already counted in the metrics.
+    muted_counted: u64,
 }
 
 /// Starts the notifier group's thread. `None` without `[kafka] notify_topic`
@@ -229,6 +232,7 @@ impl Group {
                             alerts = n.firing(),
                             "notify stream assigned"
                         );
+                        let muted_counted = n.state.muted;
                         self.streams.insert(
                             p,
                             Stream {
@@ -238,6 +242,7 @@ impl Group {
                                 unsent: BTreeSet::new(),
                                 waiting: None,
                                 unstored: Vec::new(),
+                                muted_counted,
                             },
                         );
                     }
@@ -293,14 +298,8 @@ impl Group {
             settings: &self.s.email.delivery,
             links: self.s.daemon.links.as_ref(),
         };
-        match self.outbox.take_requeued() {
-            Ok(ids) => {
-                for id in ids {
-                    tracing::info!(id = %id, "requeued e-mail taken back");
-                    self.sender.submit(id);
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "cannot take requeued e-mails; will retry"),
+        for id in super::mail::take_requeued(&self.outbox) {
+            self.sender.submit(id);
         }
         let done: BTreeSet<String> = self
             .sender
@@ -311,44 +310,20 @@ impl Group {
         for st in self.streams.values_mut() {
             st.unsent.retain(|id| !done.contains(id));
             st.n.hold_hanging(silent, now);
+            // what an earlier round could not store goes first, in order
             let mut decided = std::mem::take(&mut st.unstored);
-            for o in
-                st.n.advance(now, &self.s.engine.calendar, &self.s.engine.directory)
-            {
-                match render(&ctx, &o) {
-                    Ok(email) => {
-                        tracing::info!(id = %email.id, to = %email.to.join(", "), items = o.items.len(), "e-mail decided");
-                        decided.push(email);
-                    }
-                    Err(e) => crate::metrics::events::EmailFailed {
-                        what: &o.recipient,
-                        reason: &e,
-                        stage: "cannot render it",
-                    }
-                    .emit(&self.shared.metrics),
-                }
-            }
+            let outs =
+                st.n.advance(now, &self.s.engine.calendar, &self.s.engine.directory);
+            decided.extend(render_decided(&ctx, outs, &self.shared));
             for email in decided {
-                if !st.unstored.is_empty() {
-                    // one refused: the later ones wait behind it
-                    st.unstored.push(email);
-                    continue;
-                }
-                match self.outbox.put(&email) {
-                    Ok(_) => {
-                        st.unsent.insert(email.id.clone());
-                        self.sender.submit(email.id);
-                    }
-                    Err(e) => {
-                        crate::metrics::events::EmailNotStored {
-                            id: &email.id,
-                            error: &e,
-                        }
-                        .emit(&self.shared.metrics);
-                        st.unstored.push(email);
-                    }
+                if let Some(id) =
+                    store_in_order(&self.outbox, &mut st.unstored, email, &self.shared)
+                {
+                    st.unsent.insert(id.clone());
+                    self.sender.submit(id);
                 }
             }
+            count_muted(&st.n, &mut st.muted_counted, &self.shared);
         }
     }
 

@@ -619,23 +619,12 @@ impl Outbox {
     /// durable state decides, at start-up) to `outbox/orphans/`, each logged at
     /// WARN: never deleted, an operator may want them. Returns how many.
     pub fn set_aside_orphans(&self, keep: &HashSet<String>) -> Result<usize, NotifyError> {
-        let orphans = self.inner.dir.join("orphans");
-        let mut n = 0;
-        for id in self.pending()? {
-            if keep.contains(&id) {
-                continue;
-            }
-            fs::create_dir_all(&orphans).map_err(io(format!("creating {}", orphans.display())))?;
-            rename_if_exists(&self.path(&id, MSG), &orphans.join(format!("{id}.{MSG}")))?;
-            rename_if_exists(&self.path(&id, ENV), &orphans.join(format!("{id}.{ENV}")))?;
-            tracing::warn!(id = %id, kept_in = %orphans.display(), "an outbox e-mail no saved decision lists (a crash before the save): moved aside, it will be decided again");
-            n += 1;
-        }
-        if n > 0 {
-            sync_dir(&orphans)?;
-            sync_dir(&self.inner.dir)?;
-        }
-        Ok(n)
+        let ids: Vec<String> = self
+            .pending()?
+            .into_iter()
+            .filter(|id| !keep.contains(id))
+            .collect();
+        self.set_aside(&ids, "an outbox e-mail no saved decision lists (a crash before the save): moved aside, it will be decided again")
     }
 
     /// Moves pending e-mails that another owner will decide again (their
@@ -645,23 +634,32 @@ impl Outbox {
         &self,
         ids: impl IntoIterator<Item = &'a String>,
     ) -> Result<usize, NotifyError> {
+        let ids: Vec<String> = ids
+            .into_iter()
+            .filter(|id| self.contains(id))
+            .cloned()
+            .collect();
+        self.set_aside(
+            &ids,
+            "an unsent e-mail of a stream handed over: withdrawn, its new owner decides it again",
+        )
+    }
+
+    /// Moves `ids` to `outbox/orphans/` (never deleted: an operator may want
+    /// them), each logged at WARN with `why`.
+    fn set_aside(&self, ids: &[String], why: &str) -> Result<usize, NotifyError> {
         let orphans = self.inner.dir.join("orphans");
-        let mut n = 0;
         for id in ids {
-            if !self.contains(id) {
-                continue;
-            }
             fs::create_dir_all(&orphans).map_err(io(format!("creating {}", orphans.display())))?;
             rename_if_exists(&self.path(id, MSG), &orphans.join(format!("{id}.{MSG}")))?;
             rename_if_exists(&self.path(id, ENV), &orphans.join(format!("{id}.{ENV}")))?;
-            tracing::info!(id = %id, kept_in = %orphans.display(), "an unsent e-mail of a stream handed over: withdrawn, its new owner decides it again");
-            n += 1;
+            tracing::warn!(id = %id, kept_in = %orphans.display(), "{why}");
         }
-        if n > 0 {
+        if !ids.is_empty() {
             sync_dir(&orphans)?;
             sync_dir(&self.inner.dir)?;
         }
-        Ok(n)
+        Ok(ids.len())
     }
 
     /// Operator side: queues a failed e-mail to be sent again, by moving its

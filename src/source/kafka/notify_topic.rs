@@ -153,29 +153,28 @@ impl Publisher {
             (s.1, s.2)
         };
         if failed > 0 {
-            self.gen += 1;
-            *self
-                .producer
-                .context()
-                .state
-                .lock()
-                .unwrap_or_else(|p| p.into_inner()) = (self.gen, 0, 0);
-            self.queued = 0;
+            self.next_generation();
             self.queue();
             return Settled::Resent;
         }
         if ok >= self.batch.len() {
             self.batch.clear();
-            self.queued = 0;
-            self.gen += 1;
-            *self
-                .producer
-                .context()
-                .state
-                .lock()
-                .unwrap_or_else(|p| p.into_inner()) = (self.gen, 0, 0);
+            self.next_generation();
             return Settled::Done;
         }
         Settled::InFlight
+    }
+
+    /// Starts counting delivery reports afresh: late reports of earlier
+    /// messages no longer count, and the whole batch is to be queued again.
+    fn next_generation(&mut self) {
+        self.gen += 1;
+        self.queued = 0;
+        *self
+            .producer
+            .context()
+            .state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = (self.gen, 0, 0);
     }
 }
