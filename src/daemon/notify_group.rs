@@ -157,6 +157,7 @@ impl Group {
                 }
             }
             self.rebalances(&kc);
+            crate::metrics::events::NotifyStreams(self.streams.len()).emit(&self.shared.metrics);
             self.take_reload();
             self.decide();
             self.images(&kc);
@@ -362,25 +363,22 @@ impl Group {
             let Some((image, m, _)) = st.waiting.take() else {
                 continue;
             };
-            match self.writer.write(p, &image, &m) {
-                Ok(()) => {
-                    st.gen = m.gen;
-                    tracing::debug!(
-                        partition = p,
-                        offset = m.next,
-                        bytes = image.len(),
-                        "notifier image written"
-                    );
-                    self.durable
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .insert(p, (m.next, 0));
-                    let _ = commit.add_partition_offset(&self.k.topic, p, Offset::Offset(m.next));
-                }
-                // the previous image stays whole; the next interval tries again
-                Err(e) => {
-                    tracing::warn!(partition = p, error = %e, "cannot write the notifier image")
-                }
+            let r = self.writer.write(p, &image, &m);
+            crate::metrics::events::NotifierImage {
+                partition: p,
+                offset: m.next,
+                bytes: image.len(),
+                error: r.as_ref().err().map(|e| e as &dyn std::fmt::Display),
+            }
+            .emit(&self.shared.metrics);
+            // failed: the previous image stays whole; the next interval tries again
+            if r.is_ok() {
+                st.gen = m.gen;
+                self.durable
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(p, (m.next, 0));
+                let _ = commit.add_partition_offset(&self.k.topic, p, Offset::Offset(m.next));
             }
         }
         if commit.count() > 0 {

@@ -388,3 +388,46 @@ impl SnapshotFailed<'_> {
         tracing::error!(partition = self.partition, error = %self.error, "cannot write the partition's snapshot; retried at the next interval");
     }
 }
+
+/// The notifier group's partitions changed (assigned or revoked).
+pub struct NotifyStreams(pub usize);
+
+impl NotifyStreams {
+    /// Sets the gauge (the assignment itself is logged where it happens).
+    pub fn emit(&self, m: &Metrics) {
+        m.notify_streams.set(self.0 as i64);
+    }
+}
+
+/// A notify partition's notifier image written, or not.
+pub struct NotifierImage<'a> {
+    /// The notify partition.
+    pub partition: i32,
+    /// The notify offset it reflects.
+    pub offset: i64,
+    /// Its size.
+    pub bytes: usize,
+    /// Why it failed (none: written).
+    pub error: Option<&'a dyn std::fmt::Display>,
+}
+
+impl NotifierImage<'_> {
+    /// Logs and counts.
+    pub fn emit(&self, m: &Metrics) {
+        match self.error {
+            None => {
+                m.notifier_images.with_label_values(&["ok"]).inc();
+                tracing::debug!(
+                    partition = self.partition,
+                    offset = self.offset,
+                    bytes = self.bytes,
+                    "notifier image written"
+                );
+            }
+            Some(e) => {
+                m.notifier_images.with_label_values(&["failed"]).inc();
+                tracing::warn!(partition = self.partition, error = %e, "cannot write the notifier image; retried at the next interval (the previous one stays whole)");
+            }
+        }
+    }
+}

@@ -378,6 +378,8 @@ mod tests {
                 "overdued_event_apply_seconds",
                 "overdued_notification_send_seconds",
                 "overdued_notifications_total",
+                "overdued_notifier_images_total",
+                "overdued_notify_streams",
                 "overdued_outbox_depth",
                 "overdued_partitions_blocked",
                 "overdued_snapshot_bytes",

@@ -33,6 +33,10 @@ pub struct Metrics {
     pub(super) snapshot_last_success: prometheus::Gauge,
     /// `overdued_snapshot_bytes`: size of the last snapshot written.
     pub(super) snapshot_bytes: IntGauge,
+    /// `overdued_notify_streams`: notify partitions this instance e-mails.
+    pub(super) notify_streams: IntGauge,
+    /// `overdued_notifier_images_total{result}`: notifier images written or failed.
+    pub(super) notifier_images: IntCounterVec,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -69,6 +73,8 @@ impl Metrics {
             .registry
             .register(Box::new(m.snapshot_last_success.clone()));
         let _ = m.registry.register(Box::new(m.snapshot_bytes.clone()));
+        let _ = m.registry.register(Box::new(m.notify_streams.clone()));
+        let _ = m.registry.register(Box::new(m.notifier_images.clone()));
         m
     }
 
@@ -156,7 +162,25 @@ impl Metrics {
             "Size of the last partition snapshot written.",
         )
         .expect("static metric options");
+        let notify_streams = IntGauge::new(
+            "overdued_notify_streams",
+            "Partitions of the notify topic whose e-mail this instance decides (0 without a notify topic).",
+        )
+        .expect("static metric options");
+        let notifier_images = IntCounterVec::new(
+            Opts::new(
+                "overdued_notifier_images_total",
+                "Notifier images written to the notify state topic, by result (ok, failed).",
+            ),
+            &["result"],
+        )
+        .expect("static metric options");
+        for r in ["ok", "failed"] {
+            notifier_images.with_label_values(&[r]);
+        }
         Metrics {
+            notify_streams,
+            notifier_images,
             acknowledgements,
             registry: Registry::new(),
             dead_letter_failures,

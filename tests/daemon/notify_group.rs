@@ -10,7 +10,7 @@
 //! that adds a silence reaches the notifier group. Needs the broker and SMTP
 //! server of `scripts/test.sh`.
 
-use crate::harness::{create_topics, free_port, get, service, unique_suffix, wait_for};
+use crate::harness::{create_topics, free_port, get, metric, service, unique_suffix, wait_for};
 use crate::smtp_harness::{python, received, SmtpSink};
 
 use rdkafka::admin::{NewTopic, TopicReplication};
@@ -275,6 +275,16 @@ fn one_email_stream_per_unit_across_three_instances_survives_a_kill_with_smtp_do
             && c.log().matches("notify stream assigned").count() > c_before
             && b.ready()
             && c.ready()
+    });
+    // the four notify partitions are now the two survivors', and their
+    // notifier images are being written
+    wait_for("the survivors own every notify partition", 30, || {
+        let m = |d: &D| get(d.http, "/metrics").map(|r| r.1).unwrap_or_default();
+        let (mb, mc) = (m(&b), m(&c));
+        metric(&mb, "overdued_notify_streams") + metric(&mc, "overdued_notify_streams") == 4.0
+            && metric(&mb, "overdued_notifier_images_total{result=\"ok\"}")
+                + metric(&mc, "overdued_notifier_images_total{result=\"ok\"}")
+                > 0.0
     });
     let sink = SmtpSink::start(&py, smtp, &sink_dir, &[]);
     wait_for("batch 2 delivered", 90, || {
