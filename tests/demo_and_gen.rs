@@ -711,3 +711,67 @@ fn replay_continues_from_a_snapshot_as_if_never_stopped() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// An image written by the first snapshot format (8-byte event-id hashes,
+/// timers as deltas; `tests/fixtures/snapshot-v1`, made by that version's
+/// `replay --snapshot-out` from `a.ndjson`) still restores, and the replay of
+/// `b.ndjson` goes on as one replay of both files would.
+#[test]
+fn a_version_1_snapshot_still_restores_and_goes_on() {
+    let fx = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/snapshot-v1");
+    let dir = tmp("snapshot-v1");
+    let cfg = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/overdued.toml");
+    let snap = std::fs::read(fx.join("engine-v1.snap")).unwrap();
+    assert_eq!(&snap[..4], b"OVS\x01", "the fixture is a version 1 image");
+    let replay = |extra: &[&str], inputs: &[&str], alerts: &str| {
+        let out = Command::new(bin())
+            .args(["replay", "--config"])
+            .arg(&cfg)
+            .args(extra)
+            .arg("--alerts")
+            .arg(dir.join(alerts))
+            .args(inputs.iter().map(|i| fx.join(i)))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let until = ["--until", "2026-01-01T00:00:00+07:00", "--report"];
+    let full_report = dir.join("full.json").display().to_string();
+    let split_report = dir.join("split.json").display().to_string();
+    let snap_path = fx.join("engine-v1.snap").display().to_string();
+    replay(
+        &[until[0], until[1], until[2], &full_report],
+        &["a.ndjson", "b.ndjson"],
+        "full.ndjson",
+    );
+    replay(&[], &["a.ndjson"], "a-alerts.ndjson");
+    replay(
+        &[
+            "--restore",
+            &snap_path,
+            until[0],
+            until[1],
+            until[2],
+            &split_report,
+        ],
+        &["b.ndjson"],
+        "b-alerts.ndjson",
+    );
+    let full = std::fs::read_to_string(dir.join("full.ndjson")).unwrap();
+    let split = std::fs::read_to_string(dir.join("a-alerts.ndjson")).unwrap()
+        + &std::fs::read_to_string(dir.join("b-alerts.ndjson")).unwrap();
+    assert!(full.lines().count() > 100, "a stream with alerts");
+    assert!(
+        full == split,
+        "alerts differ after restoring a version 1 image"
+    );
+    assert_eq!(
+        read_json(&dir.join("split.json")),
+        read_json(&dir.join("full.json"))
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
