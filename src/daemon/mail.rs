@@ -68,15 +68,7 @@ impl Mail {
         }
         // ids no longer in the outbox were sent (or failed) before the crash
         marks.outbox.retain(|id| outbox.contains(id));
-        let sender = Sender::start(
-            s.email.delivery.smtp.clone(),
-            outbox.clone(),
-            shared.metrics.clone(),
-        )
-        .map_err(|source| Error::Mail {
-            what: "starting the SMTP sender",
-            source,
-        })?;
+        let sender = start_sender(s, &outbox, shared)?;
         let n = restore_notifier(s, marks, shared)?;
         tracing::info!(smtp = %s.email.delivery.smtp.url, "e-mail enabled");
         Ok(Some((
@@ -270,4 +262,21 @@ pub(super) fn count_muted(n: &Notifier, counted: &mut u64, shared: &Shared) {
         .emit(&shared.metrics);
         *counted = muted;
     }
+}
+
+/// Starts the SMTP sender on `outbox` (it first sends what the outbox holds).
+pub(super) fn start_sender(
+    s: &Settings,
+    outbox: &Outbox,
+    shared: &Shared,
+) -> Result<SenderHandle, Error> {
+    Sender::start(
+        s.email.delivery.smtp.clone(),
+        outbox.clone(),
+        shared.metrics.clone(),
+    )
+    .map_err(|source| Error::Mail {
+        what: "starting the SMTP sender",
+        source,
+    })
 }

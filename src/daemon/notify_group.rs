@@ -27,7 +27,7 @@ use crate::alert::stream::Op;
 use crate::alert::Notifier;
 use crate::notify::outbox::Outbox;
 use crate::notify::render::Context;
-use crate::notify::smtp::{Sender, SenderHandle};
+use crate::notify::smtp::SenderHandle;
 use crate::source::kafka::state_topic::{Manifest, Writer as StateWriter};
 use crate::source::kafka::{self, Ctx, KafkaConfig, RebalanceEvent};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer as _};
@@ -94,15 +94,7 @@ pub(super) fn start(
             "outbox entries decided after the last notifier image moved to outbox/orphans (they are decided again)"
         );
     }
-    let sender = Sender::start(
-        s.email.delivery.smtp.clone(),
-        outbox.clone(),
-        shared.metrics.clone(),
-    )
-    .map_err(|source| Error::Mail {
-        what: "starting the SMTP sender",
-        source,
-    })?;
+    let sender = super::mail::start_sender(&s, &outbox, &shared)?;
     tracing::info!(topic = %k.topic, group = %k.group_id, smtp = %s.email.delivery.smtp.url, "notifier group: e-mail enabled");
     let group = Group {
         s,
