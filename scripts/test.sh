@@ -8,7 +8,9 @@
 #   used by the interoperability test);
 # - Debian's prometheus and promtool (a real Prometheus scrapes the daemon);
 # - Debian's chromium and chromium-driver (a real headless browser opens the
-#   unit pages over WebDriver).
+#   unit pages over WebDriver);
+# - node and npm: npm ci installs @grafana/schema and typescript
+#   (deploy/grafana/check) to type-check the Grafana dashboard.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -20,6 +22,9 @@ missing=()
 for pkg in libssl-dev zlib1g-dev pkg-config python3-venv prometheus openssl chromium chromium-driver; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
+# node and npm type-check the Grafana dashboard (@grafana/schema, tsc); a
+# NodeSource nodejs ships npm inside, so look for the commands
+command -v npm >/dev/null || missing+=(nodejs npm)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "== installing ${missing[*]}"
   apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}"

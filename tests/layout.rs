@@ -344,6 +344,12 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
     };
     for e in rd.flatten() {
         let p = e.path();
+        // installed tools (npm) and generated checks are not ours
+        if p.file_name()
+            .is_some_and(|n| n == "node_modules" || n == "generated")
+        {
+            continue;
+        }
         if p.is_dir() {
             walk(&p, out);
         } else {

@@ -117,6 +117,7 @@ async fn metrics(State(s): State<Arc<ApiState>>) -> impl IntoResponse {
         let snap = s.snapshot.lock().unwrap_or_else(|p| p.into_inner());
         crate::metrics::render(&snap)
     };
+    crate::metrics::render_ready(&mut body, readiness(&s).is_ok());
     body.push_str(&s.metrics.encode());
     (
         [(
@@ -131,31 +132,29 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
-async fn readyz(State(s): State<Arc<ApiState>>) -> (StatusCode, String) {
+/// What `/readyz` answers: `Ok(detail)` when ready, `Err(why)` when not.
+fn readiness(s: &ApiState) -> Result<&'static str, String> {
     let blocked = s.blocked.load(Ordering::Relaxed);
     let stalled = s.stalled.load(Ordering::Relaxed);
     if blocked > 0 {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("not ready: {blocked} partition(s) wait for a dead-letter write (overdued_dead_letter_failures_total)\n"),
-        )
+        Err(format!("not ready: {blocked} partition(s) wait for a dead-letter write (overdued_dead_letter_failures_total)\n"))
     } else if stalled > 0 {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("not ready: {stalled} partition(s) stalled (overdued_partition_stalled, overdued_kafka_fetch_age_seconds)\n"),
-        )
+        Err(format!("not ready: {stalled} partition(s) stalled (overdued_partition_stalled, overdued_kafka_fetch_age_seconds)\n"))
     } else if s.ready.load(Ordering::Relaxed) {
-        let detail = if s.source_silent.load(Ordering::Relaxed) {
+        Ok(if s.source_silent.load(Ordering::Relaxed) {
             "; the source is silent, hanging e-mails held (overdued_source_silent)"
         } else {
             ""
-        };
-        (StatusCode::OK, format!("ready{detail}\n"))
+        })
     } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: partitions not assigned or not caught up\n".into(),
-        )
+        Err("not ready: partitions not assigned or not caught up\n".into())
+    }
+}
+
+async fn readyz(State(s): State<Arc<ApiState>>) -> (StatusCode, String) {
+    match readiness(&s) {
+        Ok(detail) => (StatusCode::OK, format!("ready{detail}\n")),
+        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, why),
     }
 }
 

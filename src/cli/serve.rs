@@ -97,7 +97,14 @@ fn history_of(path: &Path, keep: &HashSet<String>) -> Result<History, Error> {
 pub fn serve(s: Served<'_>) -> Result<(), Error> {
     let keep: HashSet<String> = s.notifier.alerts().map(|i| i.record_id.clone()).collect();
     let history = history_of(s.events, &keep)?;
-    let mut snap = Snapshot::default();
+    let mut snap = Snapshot {
+        units: Arc::new(overdued::metrics::UnitInfo::of_directory(
+            &s.cfg.engine.directory,
+            s.cfg.report.area_level.as_deref(),
+        )),
+        late_threshold: Some(s.cfg.report.late_threshold_percent / 100.0),
+        ..Snapshot::default()
+    };
     snap.add_engine(&s.engine);
     // the unit with the most open alerts: the head link printed
     let mut per_unit: std::collections::HashMap<&str, usize> = Default::default();

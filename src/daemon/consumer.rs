@@ -19,7 +19,7 @@ use crate::metrics::events::{
     DeadLetterFailed, DeadLetterWritten, EventApplied, PartitionStalled, PartitionsBlocked,
     SnapshotFailed, SnapshotWritten, SourceSilence,
 };
-use crate::metrics::Snapshot;
+use crate::metrics::{Snapshot, UnitInfo};
 use crate::sink::{write_alert, AlertsFile};
 use crate::source::kafka::notify_topic::{Publisher, Settled};
 use crate::source::kafka::state_topic::{Manifest, Writer as StateWriter};
@@ -98,6 +98,8 @@ pub(super) struct Consumer<'s> {
     /// When a save last waited in vain for a topic (logged once a while, not
     /// every round).
     notify_waiting_since: Option<WallInstant>,
+    /// `overdued_unit_info`'s series, rebuilt when the configuration changes.
+    unit_info: Arc<Vec<UnitInfo>>,
 }
 
 /// One partition's snapshot, encoded by the loop, written by the writer thread.
@@ -231,6 +233,10 @@ impl<'s> Consumer<'s> {
             None
         };
         let state = Consumer {
+            unit_info: Arc::new(UnitInfo::of_directory(
+                &settings.engine.directory,
+                settings.report.area_level.as_deref(),
+            )),
             settings,
             load,
             shared,
@@ -287,6 +293,10 @@ impl<'s> Consumer<'s> {
                     shared,
                     nguard.as_mut(),
                 );
+                self.unit_info = Arc::new(UnitInfo::of_directory(
+                    &self.settings.engine.directory,
+                    self.settings.report.area_level.as_deref(),
+                ));
             }
             let mut polled = 0;
             while polled < 1000 {
@@ -926,6 +936,8 @@ impl<'s> Consumer<'s> {
             rejected: self.decoder_rejected,
             source_silent: self.source_silent.is_some(),
             calendar: Some((coverage.covered_until, coverage.needed_until)),
+            units: Arc::clone(&self.unit_info),
+            late_threshold: Some(self.settings.report.late_threshold_percent / 100.0),
             brokers: kc
                 .context()
                 .brokers

@@ -104,6 +104,8 @@ pub struct Directory {
     pub procedure_ids: HashMap<String, u32>,
     /// Sector codes: the catalogue's first, then codes seen in events.
     pub sectors: Names,
+    /// How many of `sectors` the catalogue gives (ids below it).
+    pub catalogue_sectors: u32,
 }
 
 impl Directory {
@@ -133,7 +135,13 @@ impl Directory {
                 duration,
             });
         }
+        d.catalogue_sectors = d.sectors.len() as u32;
         d
+    }
+
+    /// Whether sector id `s` is one of the catalogue's (not only named by events).
+    pub fn is_catalogue_sector(&self, s: u32) -> bool {
+        s < self.catalogue_sectors
     }
 
     /// Whether unit id `u` is in the directory.

@@ -47,6 +47,9 @@ pub enum ReloadResult {
 }
 
 impl ReloadResult {
+    /// Every result, in label order.
+    pub const ALL: [ReloadResult; 2] = [ReloadResult::Ok, ReloadResult::Refused];
+
     /// The label value.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -61,7 +61,68 @@ pub struct Snapshot {
     /// The calendar files' reach and what today's receipts need (instants):
     /// [`crate::engine::Coverage`].
     pub calendar: Option<(i64, i64)>,
+    /// The directory's units, for `overdued_unit_info` (shared: rebuilt only
+    /// when the configuration changes).
+    pub units: std::sync::Arc<Vec<UnitInfo>>,
+    /// `[report] late_threshold_percent` as a ratio (`None`: not configured here).
+    pub late_threshold: Option<f64>,
 }
+
+/// One directory unit's labels in `overdued_unit_info`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnitInfo {
+    /// Unit code.
+    pub unit: String,
+    /// Level name.
+    pub level: String,
+    /// Area code (`[report] area_level`); empty for a unit in no area.
+    pub area: String,
+    /// Display name.
+    pub name: String,
+}
+
+impl UnitInfo {
+    /// Every unit of `dir`, with its area when `area_level` is set.
+    pub fn of_directory(
+        dir: &crate::engine::directory::Directory,
+        area_level: Option<&str>,
+    ) -> Vec<UnitInfo> {
+        dir.units
+            .iter()
+            .map(|u| UnitInfo {
+                unit: u.code.clone(),
+                level: dir.level_name(u.level).to_string(),
+                area: area_level
+                    .and_then(|a| dir.area_and_level(&u.code, a))
+                    .map(|(area, _, _)| area.to_string())
+                    .unwrap_or_default(),
+                name: u.name.clone(),
+            })
+            .collect()
+    }
+}
+
+/// The label a unit gets: its code when the directory knows it, else
+/// `unknown`, so event strings never make series (docs/spec.md §5.1).
+fn unit_label(e: &Engine, u: u32) -> String {
+    if e.directory().is_known(u) {
+        e.unit_code(u).to_string()
+    } else {
+        UNKNOWN.to_string()
+    }
+}
+
+/// The label a sector gets: a catalogue sector's code, else `unknown`.
+fn sector_label(e: &Engine, s: u32) -> String {
+    if e.directory().is_catalogue_sector(s) {
+        e.sector_code(s).to_string()
+    } else {
+        UNKNOWN.to_string()
+    }
+}
+
+/// The label value of units, sectors and levels outside the configuration.
+pub const UNKNOWN: &str = "unknown";
 
 impl Snapshot {
     /// Adds one engine's state (counters are cumulative per engine).
@@ -69,11 +130,7 @@ impl Snapshot {
         let mut g = Default::default();
         e.gauges(&mut g);
         for ((u, s), v) in g {
-            let key = (
-                e.level(u).to_string(),
-                e.unit_code(u).to_string(),
-                e.sector_code(s).to_string(),
-            );
+            let key = (e.level(u).to_string(), unit_label(e, u), sector_label(e, s));
             let slot = self.gauges.entry(key).or_default();
             for k in 0..5 {
                 slot[k] += v[k];
@@ -88,8 +145,8 @@ impl Snapshot {
                 .received
                 .entry((
                     e.level(u).into(),
-                    e.unit_code(u).into(),
-                    e.sector_code(s).into(),
+                    unit_label(e, u),
+                    sector_label(e, s),
                     ch.into(),
                 ))
                 .or_default() += n;
@@ -100,8 +157,8 @@ impl Snapshot {
                 .judged
                 .entry((
                     e.level(u).into(),
-                    e.unit_code(u).into(),
-                    e.sector_code(s).into(),
+                    unit_label(e, u),
+                    sector_label(e, s),
                     tl.into(),
                 ))
                 .or_default() += n;
@@ -329,31 +386,71 @@ pub fn render(s: &Snapshot) -> String {
         "1 while no event has arrived for [rules] source_silence_after of working time (hanging e-mails held).",
     );
     let _ = writeln!(out, "overdued_source_silent {}", u8::from(s.source_silent));
-    if let Some((covered, needed)) = s.calendar {
-        family(
-            &mut out,
-            "overdued_calendar_covered_until_seconds",
-            "gauge",
-            "End of the last year whose days off a calendar file gives, without a gap from the current year.",
-        );
+    // declared even before the first pass, so rules and dashboards never
+    // name a family that appears only later
+    family(
+        &mut out,
+        "overdued_calendar_covered_until_seconds",
+        "gauge",
+        "End of the last year whose days off a calendar file gives, without a gap from the current year.",
+    );
+    if let Some((covered, _)) = s.calendar {
         let _ = writeln!(
             out,
             "overdued_calendar_covered_until_seconds {:.0}",
             secs(covered)
         );
-        family(
-            &mut out,
-            "overdued_calendar_needed_until_seconds",
-            "gauge",
-            "Latest due time a record received now can get (the longest procedure): the calendar must cover it.",
-        );
+    }
+    family(
+        &mut out,
+        "overdued_calendar_needed_until_seconds",
+        "gauge",
+        "Latest due time a record received now can get (the longest procedure): the calendar must cover it.",
+    );
+    if let Some((_, needed)) = s.calendar {
         let _ = writeln!(
             out,
             "overdued_calendar_needed_until_seconds {:.0}",
             secs(needed)
         );
     }
+    family(
+        &mut out,
+        "overdued_unit_info",
+        "gauge",
+        "1 for every unit of the directory, with its level, area and name (join on unit).",
+    );
+    for u in s.units.iter() {
+        let _ = writeln!(
+            out,
+            "overdued_unit_info{{unit=\"{}\",level=\"{}\",area=\"{}\",name=\"{}\"}} 1",
+            esc(&u.unit),
+            esc(&u.level),
+            esc(&u.area),
+            esc(&u.name)
+        );
+    }
+    family(
+        &mut out,
+        "overdued_late_threshold_ratio",
+        "gauge",
+        "[report] late_threshold_percent as a ratio: a unit or area whose late rate is over it is marked.",
+    );
+    if let Some(t) = s.late_threshold {
+        let _ = writeln!(out, "overdued_late_threshold_ratio {t}");
+    }
     out
+}
+
+/// `overdued_ready`: the answer of `/readyz` as a series (1 ready, 0 not).
+pub fn render_ready(out: &mut String, ready: bool) {
+    family(
+        out,
+        "overdued_ready",
+        "gauge",
+        "1 while /readyz answers 200: partitions assigned and caught up, none blocked or stalled.",
+    );
+    let _ = writeln!(out, "overdued_ready {}", u8::from(ready));
 }
 
 #[cfg(test)]
@@ -374,6 +471,7 @@ mod tests {
             names,
             [
                 "overdued_acknowledgements_total",
+                "overdued_config_reloads_total",
                 "overdued_dead_letter_failures_total",
                 "overdued_event_apply_seconds",
                 "overdued_notification_send_seconds",

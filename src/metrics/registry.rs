@@ -96,6 +96,10 @@ impl Metrics {
             &["result"],
         )
         .expect("static metric options");
+        // present at 0 from start-up, like every family (docs/spec.md §5.1)
+        for r in ReloadResult::ALL {
+            reloads.with_label_values(&[r.as_str()]);
+        }
         let notifications = IntCounterVec::new(
             Opts::new(
                 "overdued_notifications_total",
