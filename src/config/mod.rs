@@ -39,6 +39,8 @@ pub struct Config {
     /// `[email]`: how alerts become e-mails (defaults when the section is absent;
     /// `enabled` says whether it was given).
     pub email: Email,
+    /// `[alertmanager]`, `[[webhook]]` (`run` only).
+    pub forwarding: crate::notify::Forwarding,
     /// Non-fatal findings (e.g. the calendar does not cover the current year).
     pub warnings: Vec<String>,
 }
@@ -59,6 +61,9 @@ struct RawConfig {
     #[serde(default)]
     alerts: RawAlerts,
     email: Option<RawEmail>,
+    alertmanager: Option<crate::notify::alertmanager::RawAlertmanager>,
+    #[serde(default)]
+    webhook: Vec<Spanned<crate::notify::webhook::RawWebhook>>,
 }
 
 #[derive(Deserialize)]
@@ -205,8 +210,25 @@ impl Config {
                 }
             }
         };
+        let alertmanager = keep(
+            crate::notify::alertmanager::validate(&src, raw.alertmanager.as_ref()),
+            &mut errors,
+        );
+        let webhooks = keep(
+            crate::notify::webhook::validate(&src, base, &raw.webhook),
+            &mut errors,
+        );
+        let forwarding = match (alertmanager, webhooks) {
+            (Some(alertmanager), Some(webhooks)) => Some(crate::notify::Forwarding {
+                alertmanager,
+                webhooks,
+            }),
+            _ => None,
+        };
         warnings.extend(src.notes.take());
-        match (calendar, directory, rules, report, daemon, email) {
+        match (
+            calendar, directory, rules, report, daemon, email, forwarding,
+        ) {
             (
                 Some(calendars),
                 Some(directory),
@@ -214,6 +236,7 @@ impl Config {
                 Some(report),
                 Some(daemon),
                 Some(email),
+                Some(forwarding),
             ) if errors.is_empty() => {
                 let engine = crate::engine::Settings {
                     calendar: calendars.default,
@@ -231,6 +254,7 @@ impl Config {
                     report,
                     daemon,
                     email,
+                    forwarding,
                     warnings,
                 })
             }
@@ -246,6 +270,7 @@ impl Config {
             report: self.report,
             daemon: self.daemon,
             email: self.email,
+            forwarding: self.forwarding,
         }
     }
 }

@@ -8,6 +8,7 @@
 //! are saved (docs/spec.md §9).
 
 use super::error::{Context, Error};
+use super::forward::Forward;
 use super::mail::Mail;
 use super::partition::{rebalance, Part};
 use super::{reload::reload, Reload, Settings, Shared};
@@ -100,6 +101,8 @@ pub(super) struct Consumer<'s> {
     notify_waiting_since: Option<WallInstant>,
     /// `overdued_unit_info`'s series, rebuilt when the configuration changes.
     unit_info: Arc<Vec<UnitInfo>>,
+    /// `[alertmanager]`, `[[webhook]]` (none when neither is configured).
+    forward: Option<Forward>,
 }
 
 /// One partition's snapshot, encoded by the loop, written by the writer thread.
@@ -226,6 +229,17 @@ impl<'s> Consumer<'s> {
             }
             None => None,
         };
+        // a spool file past the saved sequence belongs to an unsaved state;
+        // without saved watermarks every spooled batch is kept
+        let saved_seq =
+            (!marks.partitions.is_empty() || marks.webhook_seq > 0).then_some(marks.webhook_seq);
+        let forward = Forward::start(
+            &settings.forwarding,
+            &d.state_dir,
+            saved_seq,
+            &shared.metrics,
+        )
+        .ctx("cannot start forwarding (webhook spool, senders)")?;
         let snapshots = if d.kafka.snapshot_interval > 0 {
             let w = StateWriter::new(&d.kafka).map_err(Error::StateTopic)?;
             Some(SnapshotWriter::start(w).ctx("cannot start the snapshot writer")?)
@@ -255,6 +269,7 @@ impl<'s> Consumer<'s> {
             notify,
             alerts_topic,
             notify_waiting_since: None,
+            forward,
         };
         Ok((state, consumer))
     }
@@ -390,6 +405,9 @@ impl<'s> Consumer<'s> {
                 }
             }
             if last_metrics.elapsed() >= Duration::from_secs(1) {
+                if let Some(f) = self.forward.as_mut() {
+                    f.tick(&|p| parts.contains_key(&p));
+                }
                 self.publish_metrics(kc, parts);
                 last_metrics = WallInstant::now();
             }
@@ -482,6 +500,9 @@ impl<'s> Consumer<'s> {
     fn catch_up(&mut self, p: i32, part: &mut Part, n: Option<&mut Notifier>) {
         if part.catch_up(p, n, &self.settings.engine.directory) {
             self.mark_applied(p, part.next);
+            if let Some(f) = self.forward.as_mut().filter(|f| f.wants_adoption()) {
+                f.adopt(p, &part.firing_infos(p), &self.settings.engine.directory);
+            }
         }
     }
 
@@ -706,6 +727,11 @@ impl<'s> Consumer<'s> {
                         n.resolve(t.kind, engine.record_id(t.slot), t.at);
                     }
                 }
+                if let Some(f) = self.forward.as_mut() {
+                    let mut info = engine.alert_info(t);
+                    info.partition = Some(partition);
+                    f.transition(&info, t.firing, t.at, dir);
+                }
                 let start = self.out.len();
                 write_alert(&mut self.out, engine, t);
                 tracing::info!(
@@ -740,6 +766,14 @@ impl<'s> Consumer<'s> {
             }
         }
         self.out.clear();
+        // webhook batches are spooled before the save that covers them
+        if let Some(f) = self.forward.as_mut() {
+            if let Err(e) = f.spool() {
+                tracing::error!(error = %e, "cannot spool webhook batches; state not saved, nothing committed");
+                return Ok(false);
+            }
+            self.marks.webhook_seq = f.seq();
+        }
         let topic = &self.settings.daemon.kafka.topic;
         let mut tpl = TopicPartitionList::new();
         let mut covered = Vec::with_capacity(parts.len());
@@ -820,6 +854,9 @@ impl<'s> Consumer<'s> {
                 // decides them again instead of sending them twice
                 if let Some(m) = self.mail.as_mut() {
                     m.saved();
+                }
+                if let Some(f) = self.forward.as_ref() {
+                    f.saved();
                 }
                 // and only now may a revocation commit these offsets
                 let mut durable = self.durable.lock().unwrap_or_else(|p| p.into_inner());
@@ -1023,7 +1060,11 @@ impl<'s> Consumer<'s> {
         parts: &mut HashMap<i32, Part>,
     ) -> Result<(), Error> {
         let _ = self.producer.flush(Duration::from_secs(10));
-        if !self.flush_and_commit(kc, parts)? {
+        let saved = self.flush_and_commit(kc, parts)?;
+        if let Some(f) = self.forward.take() {
+            f.stop();
+        }
+        if !saved {
             tracing::warn!("stopped without saving the state; offsets not committed");
             return Ok(());
         }

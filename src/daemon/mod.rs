@@ -21,6 +21,7 @@
 
 mod consumer;
 mod error;
+mod forward;
 mod mail;
 mod notify_group;
 mod partition;

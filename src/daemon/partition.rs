@@ -94,14 +94,27 @@ impl Part {
         self.engine.transitions.clear();
         self.caught_up = true;
         if let Some(n) = notifier {
-            let e = &self.engine;
-            let (firing, _) = e.firing_alerts(0, usize::MAX, |_, _| true);
-            let at = if self.silent_until == i64::MIN {
-                e.clock()
-            } else {
-                self.silent_until
-            };
-            for (slot, kind) in firing {
+            for info in self.firing_infos(p) {
+                n.adopt(info, dir);
+            }
+        }
+        tracing::info!(partition = p, offset = self.next, "partition caught up");
+        true
+    }
+
+    /// The alerts firing in this partition's engine, as the notification
+    /// stages describe them (an `overdue` one fired at its due time).
+    pub fn firing_infos(&self, p: i32) -> Vec<crate::engine::view::AlertInfo> {
+        let e = &self.engine;
+        let (firing, _) = e.firing_alerts(0, usize::MAX, |_, _| true);
+        let at = if self.silent_until == i64::MIN {
+            e.clock()
+        } else {
+            self.silent_until
+        };
+        firing
+            .into_iter()
+            .map(|(slot, kind)| {
                 let t = Transition {
                     at,
                     slot,
@@ -116,11 +129,9 @@ impl Part {
                     // its true fire time is known: the due time
                     info.fired_at = info.due.min(at);
                 }
-                n.adopt(info, dir);
-            }
-        }
-        tracing::info!(partition = p, offset = self.next, "partition caught up");
-        true
+                info
+            })
+            .collect()
     }
 
     /// The partition's end is reached: from now on the wall clock drives its

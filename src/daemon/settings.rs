@@ -22,6 +22,8 @@ pub struct Settings {
     pub daemon: DaemonConfig,
     /// `[email]`.
     pub email: crate::notify::settings::Email,
+    /// `[alertmanager]`, `[[webhook]]`.
+    pub forwarding: crate::notify::Forwarding,
 }
 
 /// Loads the configuration again (SIGHUP): the new settings and any warnings.

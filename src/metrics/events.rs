@@ -434,3 +434,119 @@ impl NotifierImage<'_> {
         }
     }
 }
+
+/// A webhook accepted a batch (2xx); its spool file is gone.
+pub struct WebhookDelivered<'a> {
+    /// The `[[webhook]] name`.
+    pub webhook: &'a str,
+    /// The batch id.
+    pub batch: &'a str,
+}
+
+impl WebhookDelivered<'_> {
+    /// Logs and counts.
+    pub fn emit(&self, m: &Metrics) {
+        m.webhook_deliveries
+            .with_label_values(&[self.webhook, "sent"])
+            .inc();
+        tracing::debug!(webhook = %self.webhook, batch = %self.batch, "webhook batch delivered");
+    }
+}
+
+/// A webhook POST failed in a way worth retrying (no answer, 408, 429, 5xx).
+pub struct WebhookRetry<'a> {
+    /// The `[[webhook]] name`.
+    pub webhook: &'a str,
+    /// The batch id.
+    pub batch: &'a str,
+    /// Why.
+    pub error: &'a str,
+    /// The wait before the next attempt.
+    pub wait: Duration,
+}
+
+impl WebhookRetry<'_> {
+    /// Logs and counts.
+    pub fn emit(&self, m: &Metrics) {
+        m.webhook_deliveries
+            .with_label_values(&[self.webhook, "retry"])
+            .inc();
+        tracing::warn!(webhook = %self.webhook, batch = %self.batch, error = %self.error, retry_in_s = self.wait.as_secs(), "webhook batch not delivered; will retry");
+    }
+}
+
+/// A webhook refused a batch for good (a 4xx other than 408 and 429): moved
+/// to the spool's `failed/`.
+pub struct WebhookFailed<'a> {
+    /// The `[[webhook]] name`.
+    pub webhook: &'a str,
+    /// The batch id.
+    pub batch: &'a str,
+    /// The answer.
+    pub error: &'a str,
+}
+
+impl WebhookFailed<'_> {
+    /// Logs and counts.
+    pub fn emit(&self, m: &Metrics) {
+        m.webhook_deliveries
+            .with_label_values(&[self.webhook, "failed"])
+            .inc();
+        tracing::error!(webhook = %self.webhook, batch = %self.batch, error = %self.error, "webhook refused a batch; moved to failed/");
+    }
+}
+
+/// Batches of a webhook saved and waiting.
+pub struct WebhookBacklog<'a> {
+    /// The `[[webhook]] name`.
+    pub webhook: &'a str,
+    /// How many.
+    pub batches: usize,
+}
+
+impl WebhookBacklog<'_> {
+    /// Sets the gauge (no log).
+    pub fn emit(&self, m: &Metrics) {
+        m.webhook_backlog
+            .with_label_values(&[self.webhook])
+            .set(self.batches as i64);
+    }
+}
+
+/// Alertmanager accepted a POST of alerts.
+pub struct AlertmanagerPosted {
+    /// Alerts in it.
+    pub alerts: usize,
+}
+
+impl AlertmanagerPosted {
+    /// Logs and counts.
+    pub fn emit(&self, m: &Metrics) {
+        m.alertmanager_posts.with_label_values(&["ok"]).inc();
+        tracing::debug!(alerts = self.alerts, "alerts posted to Alertmanager");
+    }
+}
+
+/// A POST to Alertmanager failed (retried while the alerts are current).
+pub struct AlertmanagerPostFailed<'a> {
+    /// Why.
+    pub error: &'a str,
+}
+
+impl AlertmanagerPostFailed<'_> {
+    /// Logs and counts.
+    pub fn emit(&self, m: &Metrics) {
+        m.alertmanager_posts.with_label_values(&["failed"]).inc();
+        tracing::warn!(error = %self.error, "cannot post alerts to Alertmanager; will retry");
+    }
+}
+
+/// Firing alerts forwarded to Alertmanager.
+pub struct AlertmanagerAlerts(pub usize);
+
+impl AlertmanagerAlerts {
+    /// Sets the gauge (no log).
+    pub fn emit(&self, m: &Metrics) {
+        m.alertmanager_alerts.set(self.0 as i64);
+    }
+}

@@ -471,6 +471,8 @@ mod tests {
             names,
             [
                 "overdued_acknowledgements_total",
+                "overdued_alertmanager_alerts",
+                "overdued_alertmanager_posts_total",
                 "overdued_config_reloads_total",
                 "overdued_dead_letter_failures_total",
                 "overdued_event_apply_seconds",
@@ -488,6 +490,13 @@ mod tests {
         assert_eq!(m.notifications(NotificationResult::Sent), 0);
         assert_eq!(m.notifications(NotificationResult::Silenced), 1);
         let text = m.encode();
+        // declared with no webhook configured (no label values yet)
+        for family in [
+            "overdued_webhook_deliveries_total counter",
+            "overdued_webhook_backlog gauge",
+        ] {
+            assert!(text.contains(&format!("# TYPE {family}\n")), "{text}");
+        }
         // CPU time in fractions of a second, not whole seconds
         let t = std::time::Instant::now();
         let mut x = 0u64;

@@ -25,6 +25,14 @@ pub struct Metrics {
     pub(super) dead_letter_failures: prometheus::IntCounter,
     /// `overdued_partitions_blocked`: partitions waiting for a dead-letter write.
     pub(super) partitions_blocked: IntGauge,
+    /// `overdued_webhook_deliveries_total{webhook,result}`.
+    pub(super) webhook_deliveries: IntCounterVec,
+    /// `overdued_webhook_backlog{webhook}`: batches waiting to be sent.
+    pub(super) webhook_backlog: prometheus::IntGaugeVec,
+    /// `overdued_alertmanager_posts_total{result}`.
+    pub(super) alertmanager_posts: IntCounterVec,
+    /// `overdued_alertmanager_alerts`: firing alerts forwarded by this instance.
+    pub(super) alertmanager_alerts: IntGauge,
     /// `overdued_acknowledgements_total{reason}`: acknowledgements made on the pages.
     pub(super) acknowledgements: IntCounterVec,
     /// `overdued_snapshots_total{result}`: partition snapshots written or failed.
@@ -75,6 +83,10 @@ impl Metrics {
         let _ = m.registry.register(Box::new(m.snapshot_bytes.clone()));
         let _ = m.registry.register(Box::new(m.notify_streams.clone()));
         let _ = m.registry.register(Box::new(m.notifier_images.clone()));
+        let _ = m.registry.register(Box::new(m.webhook_deliveries.clone()));
+        let _ = m.registry.register(Box::new(m.webhook_backlog.clone()));
+        let _ = m.registry.register(Box::new(m.alertmanager_posts.clone()));
+        let _ = m.registry.register(Box::new(m.alertmanager_alerts.clone()));
         m
     }
 
@@ -182,7 +194,43 @@ impl Metrics {
         for r in ["ok", "failed"] {
             notifier_images.with_label_values(&[r]);
         }
+        let webhook_deliveries = IntCounterVec::new(
+            Opts::new(
+                "overdued_webhook_deliveries_total",
+                "Webhook batches by result: sent (2xx), retry (an attempt that failed and will be retried), failed (refused for good).",
+            ),
+            &["webhook", "result"],
+        )
+        .expect("static metric options");
+        let webhook_backlog = prometheus::IntGaugeVec::new(
+            Opts::new(
+                "overdued_webhook_backlog",
+                "Webhook batches saved and waiting to be sent, by webhook.",
+            ),
+            &["webhook"],
+        )
+        .expect("static metric options");
+        let alertmanager_posts = IntCounterVec::new(
+            Opts::new(
+                "overdued_alertmanager_posts_total",
+                "POSTs of alerts to Alertmanager, by result (ok, failed).",
+            ),
+            &["result"],
+        )
+        .expect("static metric options");
+        for r in ["ok", "failed"] {
+            alertmanager_posts.with_label_values(&[r]);
+        }
+        let alertmanager_alerts = IntGauge::new(
+            "overdued_alertmanager_alerts",
+            "Firing alerts this instance forwards to Alertmanager (0 without [alertmanager]).",
+        )
+        .expect("static metric options");
         Metrics {
+            webhook_deliveries,
+            webhook_backlog,
+            alertmanager_posts,
+            alertmanager_alerts,
             notify_streams,
             notifier_images,
             acknowledgements,
@@ -209,7 +257,27 @@ impl Metrics {
         {
             return String::new();
         }
-        String::from_utf8_lossy(&buf).into_owned()
+        let mut text = String::from_utf8_lossy(&buf).into_owned();
+        // families with no label values yet are left out by the encoder;
+        // declared anyway, so rules and dashboards never name a family that
+        // appears only later (docs/spec.md §5.1)
+        for (name, kind, help) in [
+            (
+                "overdued_webhook_deliveries_total",
+                "counter",
+                "Webhook batches by result: sent (2xx), retry (an attempt that failed and will be retried), failed (refused for good).",
+            ),
+            (
+                "overdued_webhook_backlog",
+                "gauge",
+                "Webhook batches saved and waiting to be sent, by webhook.",
+            ),
+        ] {
+            if !text.contains(&format!("# TYPE {name} ")) {
+                text.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
+            }
+        }
+        text
     }
 
     /// The names of the registered families.

@@ -9,14 +9,31 @@
 //!    exponential backoff and jitter, per-domain rate limit) and appends the id
 //!    to the **notification log** only after the SMTP server accepted it (250);
 //!    the log is what makes a restart neither lose nor repeat an e-mail.
+//!
+//! Beside e-mail, transitions are forwarded to what a province already runs:
+//! [`alertmanager`] (a Prometheus Alertmanager) and [`webhook`] (signed JSON
+//! batches, spooled like the outbox), both over [`post`].
 
+pub mod alertmanager;
 pub mod outbox;
+pub mod post;
 pub mod render;
 pub mod settings;
 pub mod smtp;
 pub mod stats;
+pub mod webhook;
 
 pub use settings::{Settings, SmtpConfig, TlsCa, TlsError};
+
+/// `[alertmanager]` and `[[webhook]]`: where alert transitions are forwarded
+/// besides e-mail (`overdued run` only).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Forwarding {
+    /// `[alertmanager]`.
+    pub alertmanager: Option<alertmanager::Settings>,
+    /// Every `[[webhook]]`.
+    pub webhooks: Vec<webhook::Settings>,
+}
 
 /// One rendered e-mail, ready for the outbox.
 #[derive(Debug, Clone, PartialEq, Eq)]

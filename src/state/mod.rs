@@ -153,6 +153,11 @@ pub struct Watermarks {
     /// written again (from the saved offsets) after a restart.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alerts_file: Option<(PathBuf, u64)>,
+    /// Webhook batches below this sequence were spooled for these watermarks;
+    /// a spool file at or past it was written by a run that did not get to
+    /// save, and its transitions come again from the source.
+    #[serde(default)]
+    pub webhook_seq: u64,
 }
 
 impl Watermarks {

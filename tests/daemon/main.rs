@@ -1,6 +1,6 @@
 //! `overdued run` from outside, against the real services `scripts/test.sh`
-//! starts (a Kafka-protocol broker, an SMTP server, Prometheus and promtool, an
-//! independent Kafka client). One test binary, so that rdkafka is linked once;
+//! starts (a Kafka-protocol broker, an SMTP server, Prometheus and promtool,
+//! Alertmanager, an independent Kafka client). One test binary, so that rdkafka is linked once;
 //! one module per subject:
 //!
 //! * [`alerts_and_restarts`] — alerts on the wall clock, dead letters with their
@@ -11,11 +11,16 @@
 //! * [`dead_letters`] — a dead-letter topic that refuses writes loses nothing;
 //! * [`email`] — e-mail through a real SMTP server: grouping, silences, an
 //!   outage with a `kill -9` inside it, exactly-once delivery;
+//! * [`forwarding`] — transitions POSTed to a real Alertmanager (labels,
+//!   resolve, re-sent while firing) and to a signed webhook (signature
+//!   checked, retries after a 500, nothing lost across `kill -9`);
 //! * [`full_disk`] — a full disk under the state folder: the daemon stops,
 //!   and after a restart the alerts file has no fragment and every transition
 //!   once;
 //! * [`observability`] — an independent client's events, `promtool`, a real
-//!   Prometheus scraping the daemon;
+//!   Prometheus loading the ops package's rules and scraping the daemon (late
+//!   rates, hanging counts, alerts; every name the rules and the dashboard
+//!   use exists in `/metrics`);
 //! * [`notify_group`] — three daemons with a notify topic: one e-mail stream
 //!   per unit across them; SMTP down and a `kill -9` during the hand-over,
 //!   every record told exactly once;
@@ -41,6 +46,7 @@ mod backlog;
 mod dead_letters;
 mod durable_state;
 mod email;
+mod forwarding;
 mod full_disk;
 mod notify_group;
 mod observability;
