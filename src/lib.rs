@@ -11,7 +11,8 @@
 //! * [`notify`] — how it reaches them: rendering, outbox, SMTP;
 //! * [`sink`] — output writers shared by `replay` and `run` (alert lines, `.eml`);
 //!
-//! and on the side: [`report`] (Home Affairs counts), [`metrics`] (exposition),
+//! and on the side: [`import`] (a one-stop system's export → events),
+//! [`report`] (Home Affairs counts), [`metrics`] (exposition),
 //! [`state`] (crash-safe state files, snapshots of the engines), [`link`] (signed page links, built by
 //! `notify`, checked by `api`), `api` (HTTP and the unit pages, handed an
 //! `ApiState`), [`replay`] (the simulated-clock driver), [`daemon`] (the
@@ -25,6 +26,7 @@ pub mod config;
 pub mod daemon;
 pub mod engine;
 pub mod event;
+pub mod import;
 pub mod link;
 pub mod metrics;
 pub mod notify;

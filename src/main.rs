@@ -35,6 +35,8 @@ enum Cmd {
     },
     /// Replays NDJSON event files through the engine with a simulated clock.
     Replay(cli::replay::Args),
+    /// Turns a one-stop system's export (CSV or JSON) into event NDJSON.
+    Import(cli::import::Args),
     /// Writes a synthetic, province-like year of events (NDJSON).
     Gen {
         /// The configuration (units, procedures, calendar); default: the embedded sample.
@@ -146,6 +148,7 @@ fn run(cli: Cli) -> Result<(), Error> {
     match cli.cmd {
         Cmd::Run { config } => cli::run::run(&config),
         Cmd::Replay(args) => cli::replay::run(args),
+        Cmd::Import(args) => cli::import::run(args),
         Cmd::Gen {
             config,
             records,

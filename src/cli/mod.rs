@@ -2,7 +2,7 @@
 //! exposes. `run` wires the daemon; `replay` drives the engine with a simulated
 //! clock; `gen` and `demo` use the simulator ([`sim`]); `bench` and
 //! `bench-kafka` measure; `check-config` validates; `outbox-send` drains an
-//! outbox.
+//! outbox; `import` turns a one-stop system's export into events.
 
 pub mod bench;
 pub mod bench_kafka;
@@ -10,6 +10,7 @@ pub mod check_config;
 pub mod demo;
 pub mod error;
 pub mod gen;
+pub mod import;
 pub mod outbox;
 pub mod outbox_send;
 pub mod replay;

@@ -11,8 +11,8 @@
 //! `resolve_timeout`, since no one re-sends the alert.
 
 use super::post::{backoff, bounded_duration, Outcome, Poster};
+use crate::config::common::ConfigError;
 use crate::config::common::Src;
-use crate::config::ConfigError;
 use crate::engine::view::AlertInfo;
 use crate::engine::AlertKind;
 use crate::metrics::events::{AlertmanagerPostFailed, AlertmanagerPosted};

@@ -80,7 +80,7 @@ pub(super) fn bounded_duration(
     field: &str,
     default: Duration,
     max_s: i64,
-) -> Result<Duration, crate::config::ConfigError> {
+) -> Result<Duration, crate::config::common::ConfigError> {
     match v {
         None => Ok(default),
         Some(t) => match crate::config::common::parse_duration(t.get_ref()) {

@@ -10,8 +10,8 @@
 //! transitions' stable `id`.
 
 use super::post::{backoff, bounded_duration, Outcome, Poster};
+use crate::config::common::ConfigError;
 use crate::config::common::{Secret, Src};
-use crate::config::ConfigError;
 use crate::metrics::events::{WebhookBacklog, WebhookDelivered, WebhookFailed, WebhookRetry};
 use crate::metrics::Metrics;
 use hmac::{Hmac, Mac};
