@@ -693,7 +693,19 @@ impl<'s> Consumer<'s> {
         if !muted {
             let dir = &self.settings.engine.directory;
             for t in &ts {
-                if let Some(pb) = self.notify.as_mut() {
+                // described once, for every stage that takes the alert
+                let wants = self.notify.is_some()
+                    || self.forward.is_some()
+                    || (t.firing && notifier.is_some());
+                let info = wants.then(|| {
+                    let mut i = engine.alert_info(t);
+                    i.partition = Some(partition);
+                    i
+                });
+                if let (Some(f), Some(info)) = (self.forward.as_mut(), info.as_ref()) {
+                    f.transition(info, t.firing, t.at, dir);
+                }
+                if let (Some(pb), Some(info)) = (self.notify.as_mut(), info.as_ref()) {
                     // a resolution goes to the stream its firing went to
                     let known = notifier.as_deref().and_then(|n| {
                         n.record_alerts(engine.record_id(t.slot))
@@ -701,14 +713,12 @@ impl<'s> Consumer<'s> {
                             .find(|i| i.kind == t.kind)
                             .map(|i| stream_key(i, dir))
                     });
-                    let mut info = engine.alert_info(t);
-                    info.partition = Some(partition);
                     let key = match known {
                         Some(k) if !t.firing => k,
-                        _ => stream_key(&info, dir),
+                        _ => stream_key(info, dir),
                     };
                     let op = if t.firing {
-                        Op::Fire { info }
+                        Op::Fire { info: info.clone() }
                     } else {
                         Op::Resolve {
                             kind: t.kind,
@@ -719,18 +729,10 @@ impl<'s> Consumer<'s> {
                     publish(pb, key, &op);
                 }
                 if let Some(n) = notifier.as_deref_mut() {
-                    if t.firing {
-                        let mut info = engine.alert_info(t);
-                        info.partition = Some(partition);
-                        n.fire(info, dir);
-                    } else {
-                        n.resolve(t.kind, engine.record_id(t.slot), t.at);
+                    match info {
+                        Some(info) if t.firing => n.fire(info, dir),
+                        _ => n.resolve(t.kind, engine.record_id(t.slot), t.at),
                     }
-                }
-                if let Some(f) = self.forward.as_mut() {
-                    let mut info = engine.alert_info(t);
-                    info.partition = Some(partition);
-                    f.transition(&info, t.firing, t.at, dir);
                 }
                 let start = self.out.len();
                 write_alert(&mut self.out, engine, t);

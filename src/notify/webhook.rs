@@ -390,7 +390,6 @@ fn send_loop(s: &Settings, dir: &Path, released: &Released, poster: &Poster, m: 
 
 /// The JSON of one transition in a batch: `id` is stable (the same
 /// transition given again by the source has the same id).
-#[allow(clippy::too_many_arguments)]
 pub fn transition_json(
     info: &crate::engine::view::AlertInfo,
     firing: bool,
